@@ -1,0 +1,158 @@
+"""Configuration dataclasses and their JSON form. Stdlib only: configs import fast and round-trip.
+
+Field names are the CLI's flag names (`hidden_dim` ⇔ `--hidden-dim`), so messages speak in flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from seqtext.errors import ConfigError
+
+T = TypeVar("T")
+
+Level = Literal["char", "word"]
+Cell = Literal["rnn", "lstm", "gru"]
+SampleBy = Literal["auto", "line", "stream"]
+Precision = Literal["auto", "fp32", "bf16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+
+
+def _check_positive(flag: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{flag} must be positive (got {value})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LMConfig:
+    """Architecture of a next-token language model; stored under "model" in config.json."""
+
+    level: Level = "char"
+    cell: Cell = "lstm"
+    embed_dim: int = 64
+    hidden_dim: int = 512
+    layers: int = 2
+    dropout: float = 0.1
+    tie_weights: bool = False
+    max_vocab: int = 20_000  # word level only; char level keeps every character seen
+    sample_by: SampleBy = "auto"  # resolved to line or stream by training; decides how text is read
+    vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
+
+    def __post_init__(self) -> None:
+        _check_choice("--level", self.level, ("char", "word"))
+        _check_choice("--cell", self.cell, ("rnn", "lstm", "gru"))
+        _check_choice("--sample-by", self.sample_by, ("auto", "line", "stream"))
+        for flag, value in (
+            ("--embed-dim", self.embed_dim),
+            ("--hidden-dim", self.hidden_dim),
+            ("--layers", self.layers),
+            ("--max-vocab", self.max_vocab),
+        ):
+            _check_positive(flag, value)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.max_vocab < 5:
+            raise ConfigError(
+                f"--max-vocab must be at least 5, the special tokens and one word (got {self.max_vocab})"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How a run is trained; stored in train_config.json. Paths are kept as given by the user."""
+
+    data: str = ""
+    out: str = "runs/lm"
+    valid: str | None = None
+    valid_fraction: float = 0.05
+    text_column: str | None = None
+    bptt: int = 128
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    epochs: int = 20
+    max_time: float | None = None  # seconds of training (evaluation included); None means no limit
+    patience: int = 4  # evaluations without a better validation loss before stopping
+    eval_every: int = 0  # optimizer steps between evaluations; 0 means twice per epoch
+    teacher_forcing: float = 1.0
+    precision: Precision = "auto"
+    device: Device = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("--precision", self.precision, ("auto", "fp32", "bf16"))
+        _check_choice("--device", self.device, ("auto", "cpu", "cuda"))
+        for flag, value in (
+            ("--bptt", self.bptt),
+            ("--batch-size", self.batch_size),
+            ("--lr", self.lr),
+            ("--clip", self.clip),
+            ("--epochs", self.epochs),
+        ):
+            _check_positive(flag, value)
+        if self.max_time is not None:
+            _check_positive("--max-time", self.max_time)
+        if not 0.0 < self.valid_fraction < 1.0:
+            raise ConfigError(f"--valid-fraction must be in (0, 1) (got {self.valid_fraction})")
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ConfigError(f"--teacher-forcing must be in [0, 1] (got {self.teacher_forcing})")
+        if self.patience < 0 or self.eval_every < 0 or self.weight_decay < 0:
+            raise ConfigError("--patience, --eval-every and --weight-decay cannot be negative")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h30m' or '45' (seconds) → seconds."""
+    compact = text.strip().lower().replace(" ", "")
+    parts = list(_DURATION.finditer(compact))
+    if not compact or "".join(p.group(0) for p in parts) != compact:
+        raise ConfigError(f"--max-time {text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
+    seconds = sum(float(p.group(1)) * _SECONDS[p.group(2)] for p in parts)
+    _check_positive("--max-time", seconds)
+    return seconds
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Dataclass → JSON-ready dict (paths become strings)."""
+    return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in asdict(config).items()}
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Dict → dataclass, refusing keys the class does not know (typos, newer formats)."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    return cls(**data)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: a crash while writing leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object written by write_json."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not readable JSON ({exc}); delete it or the run directory") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} does not hold a JSON object")
+    return data

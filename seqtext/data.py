@@ -1,0 +1,278 @@
+"""Read corpora, split them without leaks, and cut them into training windows.
+
+Plain text is read directly (so invalid UTF-8 can be reported by line); tables, JSON lines, parquet
+and hub datasets go through Hugging Face `datasets`. No text leaves this module as tensors unless
+it was tokenized first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from seqtext.errors import CorpusError
+from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode_batch
+
+TABLE_FORMATS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+_SENTENCE_END = tuple(".!?…»\"')]:;")
+
+
+def check_utf8(path: Path) -> None:
+    """Raise a CorpusError naming the first line that is not valid UTF-8."""
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"{path}, line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8 {path.name}"
+                ) from None
+
+
+def local_file(data: str | Path) -> Path | None:
+    """The data path when it names a local file; None for a hub dataset name; an error otherwise."""
+    path = Path(data)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise CorpusError(f"{data} is a directory; give a text, tsv, csv, jsonl or parquet file")
+    if path.suffix.lower() in {".txt", ".text", *TABLE_FORMATS} or not _HUB_NAME.match(str(data)):
+        raise CorpusError(f"{data}: no such file; check the path")
+    return None
+
+
+def load_table(data: str | Path, split: str = "train") -> Any:
+    """A `datasets.Dataset` from a tsv/csv/jsonl/parquet file or a hub dataset name."""
+    import datasets  # heavy: imported only when a table is read
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    path = local_file(data)
+    try:
+        if path is None:
+            return datasets.load_dataset(str(data), split=split)
+        check_utf8(path) if path.suffix.lower() != ".parquet" else None
+        builder = TABLE_FORMATS.get(path.suffix.lower(), "csv")
+        options: dict[str, Any] = {}
+        if builder == "csv":  # a phrase may be the word None or NA: keep it text; never parse quotes in tsv
+            options = {"keep_default_na": False, "na_filter": False}
+            if path.suffix.lower() == ".tsv":
+                options.update(sep="\t", quoting=3)
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except CorpusError:
+        raise
+    except Exception as exc:  # datasets raises many unrelated types for unreadable input
+        where = "hub dataset" if path is None else "file"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorpusError(f"{data}: could not read this {where} ({first_line})") from exc
+
+
+def pick_column(table: Any, column: str | None, data: str | Path, flag: str, fallbacks: Sequence[str]) -> str:
+    """The column to read: the one asked for, else the first fallback name present."""
+    names = list(table.column_names)
+    if column is not None:
+        if column not in names:
+            raise CorpusError(
+                f"{data} has no column {column!r} (columns: {', '.join(names)}). Pass {flag} NAME."
+            )
+        return column
+    for name in fallbacks:
+        if name in names:
+            return name
+    raise CorpusError(
+        f"{data}: which column holds the text? (columns: {', '.join(names)}). Pass {flag} NAME."
+    )
+
+
+def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
+    """The documents of a corpus: lines of a text file, or the text column of a table."""
+    path = local_file(data)
+    if path is not None and path.suffix.lower() not in TABLE_FORMATS:
+        check_utf8(path)
+        texts = path.read_text(encoding="utf-8").splitlines()
+    else:
+        table = load_table(data)
+        column = pick_column(table, text_column, data, "--text-column", ("text", "Phrase", "sentence"))
+        texts = ["" if t is None else str(t) for t in table[column]]
+    if not any(t.strip() for t in texts):
+        raise CorpusError(f"{data} has no text; give a file with at least one non-empty line")
+    return texts
+
+
+def looks_like_lines(texts: Sequence[str]) -> bool:
+    """True for one-sentence-per-line corpora, False for wrapped prose (blank lines, open line ends)."""
+    lines = [t.rstrip() for t in texts]
+    blank = sum(1 for t in lines if not t)
+    ended = sum(1 for t in lines if t.endswith(_SENTENCE_END))
+    filled = max(1, len(lines) - blank)
+    return blank / max(1, len(lines)) < 0.05 and ended / filled >= 0.6
+
+
+def split_texts(
+    texts: Sequence[str], fraction: float, *, stream: bool, seed: int
+) -> tuple[list[str], list[str]]:
+    """Hold out `fraction` of the lines: a random sample of lines, or the tail of a stream."""
+    n_valid = max(1, round(len(texts) * fraction))
+    if len(texts) - n_valid < 1:
+        raise CorpusError(
+            f"the corpus has {len(texts)} line(s); it needs at least 2 to hold some out for validation"
+        )
+    if stream:
+        return list(texts[:-n_valid]), list(texts[-n_valid:])
+    order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:n_valid])
+    return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
+
+
+def count_characters(texts: Sequence[str], *, stream: bool) -> int:
+    """Characters of the evaluated text, one newline per line (what <eos> predicts)."""
+    return sum(len(t) + 1 for t in texts if stream or t.strip())
+
+
+def encode_lines(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Line corpus: each non-empty line as <bos> ... <eos>."""
+    kept = [t for t in texts if t.strip()]
+    return [[BOS_ID, *ids, EOS_ID] for ids in encode_batch(tokenizer, kept)]
+
+
+def encode_stream(tokenizer: Tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    """Prose: one stream, <bos> once, <eos> where each line ends (blank lines keep paragraphs)."""
+    ids = [BOS_ID]
+    for line in encode_batch(tokenizer, texts):
+        ids.extend(line)
+        ids.append(EOS_ID)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One truncated-BPTT window: inputs and next-token targets (B, T); carry continues the state."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    carry: bool
+
+
+class StreamWindows:
+    """Contiguous windows of a stream laid out as B parallel columns (pytorch/examples `batchify`).
+
+    Column b holds tokens [b*L, (b+1)*L] (neighbours share one token, so every token but the first is
+    a target exactly once). Reading window after window continues each column, so the state at the
+    end of one window is the right starting state of the next.
+    """
+
+    def __init__(self, ids: torch.Tensor, bptt: int, batch_size: int) -> None:
+        self.bptt, self.batch_size = bptt, batch_size
+        length = max(1, math.ceil((len(ids) - 1) / batch_size))
+        padded = torch.full((batch_size * length + 1,), PAD_ID, dtype=torch.long)
+        padded[: len(ids)] = ids
+        self.columns = padded.unfold(0, length + 1, length)  # (B, L + 1), PAD only at the very end
+        self.targets = int((self.columns[:, 1:] != PAD_ID).sum())
+        self.steps_per_epoch = math.ceil(length / bptt)
+
+    def epoch(self, epoch: int, seed: int | None, start: int = 0) -> Iterator[Window]:
+        # A different first cut each epoch, so window boundaries do not always fall on the same tokens.
+        offset = (
+            0
+            if epoch == 0 or seed is None
+            else int(torch.randint(self.bptt, (1,), generator=_gen(seed, epoch)))
+        )
+        cuts = [0, *range(offset or self.bptt, self.columns.size(1) - 1, self.bptt)]
+        for i in range(start, len(cuts)):
+            end = cuts[i + 1] if i + 1 < len(cuts) else self.columns.size(1) - 1
+            chunk = self.columns[:, cuts[i] : end + 1]
+            yield Window(chunk[:, :-1], chunk[:, 1:], carry=i > 0)
+
+
+class LineWindows:
+    """Length-bucketed batches of whole lines, each from <bos> with a zero state, padded at the end.
+
+    Lines longer than bptt are read in bptt-sized windows with the state carried inside the line.
+    """
+
+    def __init__(self, lines: list[list[int]], bptt: int, batch_size: int) -> None:
+        self.lines, self.bptt, self.batch_size = lines, bptt, batch_size
+        self.steps_per_epoch = sum(self._count(b) for b in self._batches(None))
+
+    def _count(self, batch: list[int]) -> int:
+        return math.ceil((max(len(self.lines[i]) for i in batch) - 1) / self.bptt)
+
+    def _batches(self, generator: torch.Generator | None) -> list[list[int]]:
+        n = len(self.lines)
+        order = list(range(n)) if generator is None else torch.randperm(n, generator=generator).tolist()
+        pool = self.batch_size * 50  # sort within pools: similar lengths per batch, still shuffled
+        batches = []
+        for p in range(0, n, pool):
+            chunk = sorted(order[p : p + pool], key=lambda i: len(self.lines[i]))
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if generator is not None:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
+
+    def _windows(self, batch: list[int]) -> list[Window]:
+        longest = max(len(self.lines[i]) for i in batch)
+        ids = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : len(self.lines[i])] = torch.tensor(self.lines[i])
+        windows = []
+        for s in range(0, longest - 1, self.bptt):
+            chunk = ids[:, s : s + self.bptt + 1]  # inputs and targets overlap by all but one token
+            windows.append(Window(chunk[:, :-1], chunk[:, 1:], carry=s > 0))
+        return windows
+
+    def epoch(self, epoch: int, seed: int | None, start: int = 0) -> Iterator[Window]:
+        batches = self._batches(None if seed is None else _gen(seed, epoch))
+        index = 0
+        for batch in batches:
+            count = self._count(batch)
+            if index + count > start:
+                yield from self._windows(batch)[max(0, start - index) :]
+            index += count
+
+
+def _gen(seed: int, epoch: int) -> torch.Generator:
+    """Data order of one epoch depends only on (seed, epoch): resuming mid-epoch replays it exactly."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def lm_windows(
+    texts: Sequence[str], tokenizer: Tokenizer, *, stream: bool, bptt: int, batch_size: int
+) -> StreamWindows | LineWindows:
+    """Tokenize a corpus and cut it the way the model reads text."""
+    if stream:
+        return StreamWindows(encode_stream(tokenizer, texts), bptt, batch_size)
+    return LineWindows(encode_lines(tokenizer, texts), bptt, batch_size)
+
+
+def check_lm_size(windows: StreamWindows | LineWindows, data: str, bptt: int, batch_size: int) -> None:
+    """A corpus too small for one full batch is an error that says the numbers."""
+    if isinstance(windows, StreamWindows):
+        tokens = windows.targets
+        needed = batch_size * (bptt + 1)
+        if tokens < needed:
+            raise CorpusError(
+                f"{data} gives {tokens:,} training tokens; --bptt {bptt} × --batch-size {batch_size} needs at "
+                f"least {needed:,}. Lower --bptt or --batch-size, or give more text."
+            )
+    elif len(windows.lines) < batch_size:
+        raise CorpusError(
+            f"{data} gives {len(windows.lines):,} training lines; --batch-size {batch_size} needs at least "
+            f"{batch_size:,}. Lower --batch-size or give more lines."
+        )
+
+
+def read_prompt(path: Path) -> str:
+    """A prompt file's text, checked like a corpus."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file; check the path")
+    check_utf8(path)
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,58 @@
+"""Where and how tensors run: device choice, precision, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+import torch
+
+from seqtext.errors import ConfigError
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """'auto' → CUDA when present, else CPU; 'cuda' without a GPU is an error, not a silent fallback."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True where bf16 matmuls run natively (AVX-512 BF16 / AMX on CPU, Ampere+ on GPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """'auto' → bf16 where the hardware has it (about 2-3× faster LSTM training), else fp32."""
+    if requested == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return requested
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast for the forward pass; weights and optimizer state stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch; data order uses its own generators seeded from the same number."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Switch off dropout for the block, then restore the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

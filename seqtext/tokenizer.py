@@ -1,0 +1,71 @@
+"""Character- and word-level tokenizers (Hugging Face `tokenizers`), saved as tokenizer.json.
+
+Every tokenizer has the same special ids: <pad>=0, <unk>=1, <bos>=2, <eos>=3. Text is NFC-normalised,
+so "niño" typed with a combining tilde and with "ñ" are the same tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+SPACE_MARK = "▁"  # word level: marks a word that follows a space, so decoding restores the spacing
+
+# Word level: a word or one punctuation character, each optionally preceded by the space mark.
+_WORD_PIECES = Regex(rf"{SPACE_MARK}?\w+|{SPACE_MARK}?[^\w{SPACE_MARK}]|{SPACE_MARK}")
+
+
+def build_char_tokenizer(texts: Iterable[str]) -> Tokenizer:
+    """One token per character (Unicode code point after NFC); vocabulary sorted, so ids are stable."""
+    normalize = normalizers.NFC()
+    chars: set[str] = set()
+    for text in texts:
+        chars.update(normalize.normalize_str(text))
+    chars.difference_update(SPECIAL_TOKENS)
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *sorted(chars)])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalize
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every character
+    tok.decoder = decoders.Fuse()  # without a decoder, decode() would join characters with spaces
+    tok.add_special_tokens(list(SPECIAL_TOKENS))  # keeps ids 0..3 and makes decode() skip them
+    return tok
+
+
+def build_word_tokenizer(texts: Iterable[str], max_vocab: int) -> Tokenizer:
+    """The `max_vocab` most frequent words and punctuation marks; rarer ones become <unk>.
+
+    "Voy al parque." → Voy ▁al ▁parque . — a word carries a space mark when a space precedes it, so
+    decode() restores the original spacing exactly ("¿Qué hora es?" round-trips).
+    """
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=SPACE_MARK, prepend_scheme="never"),
+            pre_tokenizers.Split(_WORD_PIECES, behavior="isolated"),
+        ]
+    )
+    tok.decoder = decoders.Metaspace(replacement=SPACE_MARK, prepend_scheme="never")
+    trainer = trainers.WordLevelTrainer(vocab_size=max_vocab, special_tokens=list(SPECIAL_TOKENS))
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(texts: Sequence[str], level: str, max_vocab: int) -> Tokenizer:
+    """Train the tokenizer of `level` ('char' or 'word') on the training texts."""
+    if level == "char":
+        return build_char_tokenizer(texts)
+    return build_word_tokenizer(texts, max_vocab)
+
+
+def encode_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens (the caller adds <bos>/<eos>)."""
+    return [enc.ids for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """Text of `ids`, special tokens skipped. Pieces decode independently, so they can be streamed."""
+    return tokenizer.decode(list(ids), skip_special_tokens=True)
