@@ -61,8 +61,7 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
     out_dir.mkdir(parents=True, exist_ok=True)
     with _replacing(out_dir / "model.safetensors") as tmp:
         save_model(model, str(tmp))  # save_model, not save_file: tied weights are shared tensors
-    with _replacing(out_dir / "tokenizer.json") as tmp:
-        tokenizer.save(str(tmp))
+    save_tokenizer(out_dir, tokenizer)
     write_json(out_dir / "train_config.json", to_dict(train_config))
     header = {
         "format_version": FORMAT_VERSION,
@@ -71,6 +70,13 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
         "model": to_dict(model.config),
     }
     write_json(out_dir / "config.json", header)  # no timestamps: identical runs → identical files
+
+
+def save_tokenizer(out_dir: Path, tokenizer: Tokenizer) -> None:
+    """Write tokenizer.json (Hugging Face format)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _replacing(out_dir / "tokenizer.json") as tmp:
+        tokenizer.save(str(tmp))
 
 
 def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
@@ -127,9 +133,7 @@ def load_resume_state(
     try:
         flat = load_file(str(run / "optimizer.safetensors"), device=str(device))
     except SafetensorError as exc:
-        raise CheckpointError(
-            f"{run}/optimizer.safetensors is damaged ({exc}); the run cannot resume"
-        ) from exc
+        raise CheckpointError(f"{run}/optimizer.safetensors is damaged ({exc}); the run cannot resume") from exc
     model.load_state_dict({k[6:]: v for k, v in flat.items() if k.startswith("model.")})
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():

@@ -8,15 +8,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -69,6 +69,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+def fail(message: str) -> NoReturn:
+    """One red line on stderr (never wrapped: scripts grep it), exit code 1."""
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # escape: paths may contain [ ]
+    raise typer.Exit(code=1)
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Show SeqtextError as one red line on stderr and exit 1 (130 for Ctrl-C); real bugs keep their traceback."""
 
@@ -78,16 +84,12 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except TrainingStopped as exc:
             if not exc.interrupted:
-                err.print(f"[bold red]error:[/] {escape(str(exc))}")
-                raise typer.Exit(code=1) from None
-            err.print(
-                f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: "
-                f"{escape(' '.join(['seqtext', *sys.argv[1:]]))}{'' if '--resume' in sys.argv else ' --resume'}"
-            )
+                fail(str(exc))
+            command = shlex.join(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+            err.print(f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(command)}", soft_wrap=True)
             raise typer.Exit(code=130) from None
         except SeqtextError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}")  # escape: paths may contain [ ]
-            raise typer.Exit(code=1) from None
+            fail(str(exc))
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]")
             raise typer.Exit(code=130) from None
@@ -97,9 +99,9 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def explicit(ctx: typer.Context) -> set[str]:
     """Names of the options the user typed (not defaults), for --resume."""
-    return {
-        name for name in ctx.params if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-    }
+    # Compared by name: typer may ship its own copy of click's ParameterSource enum.
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items() if getattr(source, "name", "DEFAULT") == "COMMANDLINE"}
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -108,44 +110,50 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 @contextmanager
 def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
-    """Render TrainEvents as one progress bar (budget used), with evaluation lines printed above it."""
+    """Render TrainEvents as one progress bar (budget used), with evaluation lines printed above it.
+
+    The bar appears with the first event, so errors found while reading the data print alone.
+    """
     columns = (
         TextColumn("[bold]train[/]"),
-        BarColumn(),
+        BarColumn(bar_width=24),
         TextColumn("{task.percentage:>3.0f}%"),
         TextColumn(
-            "step {task.fields[step]}  loss {task.fields[loss]}  val {task.fields[val]}  "
+            "step {task.fields[step]:,}  loss {task.fields[loss]}  val {task.fields[val]}  "
             "bpc {task.fields[bpc]}  {task.fields[speed]} tok/s"
         ),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("train", total=1000, step=0, loss="-", val="-", bpc="-", speed="-")
+    progress = Progress(*columns, console=console)
+    task = progress.add_task("train", total=1000, step=0, loss="-", val="-", bpc="-", speed="-")
 
-        def on_event(event: Any) -> None:
-            fields: dict[str, Any] = {"completed": 1000 * event.progress, "step": event.step}
-            if event.kind == "start":
-                info = event.info
-                progress.console.print(
-                    f"{info['parameters']:,} parameters · {info['device']} · {info['precision']} · "
-                    f"{info['steps_per_epoch']:,} steps per epoch"
-                )
-            elif event.kind == "step":
-                fields.update(loss=_fmt(event.loss), speed=f"{event.tokens_per_s:,.0f}")
-            elif event.kind == "eval":
-                m = event.metrics
-                fields.update(val=_fmt(m.get("val_loss")), bpc=_fmt(m.get("val_bpc")))
-                progress.console.print(
-                    f"step {event.step:>7,}  epoch {event.epoch + 1:>3}  "
-                    + "  ".join(f"{k} {v:.4f}" for k, v in m.items())
-                )
-            elif event.kind == "save":
-                progress.console.print(f"[green]  best so far, saved[/] (step {event.step:,})")
-            progress.update(task, **fields)
+    def on_event(event: Any) -> None:
+        fields: dict[str, Any] = {"completed": 1000 * event.progress, "step": event.step}
+        if event.kind == "start":
+            progress.start()
+            info = event.info
+            progress.console.print(
+                f"{info['parameters']:,} parameters · {info['device']} · {info['precision']} · "
+                f"{info['steps_per_epoch']:,} steps per epoch"
+            )
+        elif event.kind == "step":
+            fields.update(loss=_fmt(event.loss), speed=f"{event.tokens_per_s:,.0f}")
+        elif event.kind == "eval":
+            m = event.metrics
+            fields.update(val=_fmt(m.get("val_loss")), bpc=_fmt(m.get("val_bpc")))
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in m.items())
+            progress.console.print(f"step {event.step:>7,}  epoch {event.epoch + 1:>3}  {shown}")
+        elif event.kind == "save":
+            progress.console.print(f"[green]  best so far, saved[/] (step {event.step:,})")
+        progress.update(task, **fields)
 
+    try:
         yield on_event
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def duration(value: str | None) -> float | None:
@@ -159,8 +167,7 @@ def train_lm_cmd(
     data: Annotated[
         str,
         typer.Argument(
-            help="Text file (one sentence per line, or prose), a tsv/csv/jsonl/"
-            "parquet file, or a hub dataset name"
+            help="Text file (one sentence per line, or prose), a tsv/csv/jsonl/parquet file, or a hub dataset name"
         ),
     ],
     out: Annotated[Path, typer.Option(help="Run directory to write")] = Path("runs/lm"),
@@ -169,12 +176,8 @@ def train_lm_cmd(
     layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = 2,
     embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = 64,
     hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer")] = 512,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout on embeddings, between layers and before the head")
-    ] = 0.1,
-    tie_weights: Annotated[
-        bool, typer.Option(help="Share the embedding matrix with the output layer")
-    ] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head")] = 0.1,
+    tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = False,
     max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = 20_000,
     sample_by: Annotated[
         SampleBy,
@@ -183,9 +186,7 @@ def train_lm_cmd(
             "continuous prose with the state carried; auto: by shape"
         ),
     ] = SampleBy.auto,
-    valid: Annotated[
-        str | None, typer.Option(help="Validation file (default: hold out --valid-fraction)")
-    ] = None,
+    valid: Annotated[str | None, typer.Option(help="Validation file (default: hold out --valid-fraction)")] = None,
     valid_fraction: Annotated[
         float, typer.Option(help="Share of lines held out (random lines; the tail for prose)")
     ] = 0.05,
@@ -197,12 +198,8 @@ def train_lm_cmd(
     clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value")] = 1.0,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data (at most)")] = 20,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = None,
-    patience: Annotated[
-        int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")
-    ] = 4,
-    eval_every: Annotated[
-        int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")
-    ] = 0,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")] = 4,
+    eval_every: Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")] = 0,
     teacher_forcing: Annotated[
         float,
         typer.Option(
@@ -258,17 +255,11 @@ def train_lm_cmd(
         typed = explicit(ctx)
         model_config = dataclasses.replace(
             saved_model,
-            **{
-                f.name: getattr(model_config, f.name) for f in dataclasses.fields(LMConfig) if f.name in typed
-            },
+            **{f.name: getattr(model_config, f.name) for f in dataclasses.fields(LMConfig) if f.name in typed},
         )
         train_config = dataclasses.replace(
             saved_train,
-            **{
-                f.name: getattr(train_config, f.name)
-                for f in dataclasses.fields(TrainConfig)
-                if f.name in typed
-            },
+            **{f.name: getattr(train_config, f.name) for f in dataclasses.fields(TrainConfig) if f.name in typed},
         )
     with training_progress(err) as on_event:
         result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
@@ -290,9 +281,7 @@ def generate_cmd(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to sample at most")] = 200,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 means greedy")] = 1.0,
     top_k: Annotated[int | None, typer.Option(help="Sample only from the K most likely tokens")] = None,
-    top_p: Annotated[
-        float | None, typer.Option(help="Sample from the smallest set with probability ≥ P")
-    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Sample from the smallest set with probability ≥ P")] = None,
     seed: Annotated[int, typer.Option(help="Same seed, same text")] = 0,
 ) -> None:
     """Continue a prompt with text sampled from a language model, streamed as it is sampled."""

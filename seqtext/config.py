@@ -62,9 +62,7 @@ class LMConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.max_vocab < 5:
-            raise ConfigError(
-                f"--max-vocab must be at least 5, the special tokens and one word (got {self.max_vocab})"
-            )
+            raise ConfigError(f"--max-vocab must be at least 5, the special tokens and one word (got {self.max_vocab})")
 
 
 @dataclass(frozen=True, kw_only=True)

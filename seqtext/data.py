@@ -81,16 +81,12 @@ def pick_column(table: Any, column: str | None, data: str | Path, flag: str, fal
     names = list(table.column_names)
     if column is not None:
         if column not in names:
-            raise CorpusError(
-                f"{data} has no column {column!r} (columns: {', '.join(names)}). Pass {flag} NAME."
-            )
+            raise CorpusError(f"{data} has no column {column!r} (columns: {', '.join(names)}). Pass {flag} NAME.")
         return column
     for name in fallbacks:
         if name in names:
             return name
-    raise CorpusError(
-        f"{data}: which column holds the text? (columns: {', '.join(names)}). Pass {flag} NAME."
-    )
+    raise CorpusError(f"{data}: which column holds the text? (columns: {', '.join(names)}). Pass {flag} NAME.")
 
 
 def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
@@ -117,15 +113,11 @@ def looks_like_lines(texts: Sequence[str]) -> bool:
     return blank / max(1, len(lines)) < 0.05 and ended / filled >= 0.6
 
 
-def split_texts(
-    texts: Sequence[str], fraction: float, *, stream: bool, seed: int
-) -> tuple[list[str], list[str]]:
+def split_texts(texts: Sequence[str], fraction: float, *, stream: bool, seed: int) -> tuple[list[str], list[str]]:
     """Hold out `fraction` of the lines: a random sample of lines, or the tail of a stream."""
     n_valid = max(1, round(len(texts) * fraction))
     if len(texts) - n_valid < 1:
-        raise CorpusError(
-            f"the corpus has {len(texts)} line(s); it needs at least 2 to hold some out for validation"
-        )
+        raise CorpusError(f"the corpus has {len(texts)} line(s); it needs at least 2 to hold some out for validation")
     if stream:
         return list(texts[:-n_valid]), list(texts[-n_valid:])
     order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -181,11 +173,7 @@ class StreamWindows:
 
     def epoch(self, epoch: int, seed: int | None, start: int = 0) -> Iterator[Window]:
         # A different first cut each epoch, so window boundaries do not always fall on the same tokens.
-        offset = (
-            0
-            if epoch == 0 or seed is None
-            else int(torch.randint(self.bptt, (1,), generator=_gen(seed, epoch)))
-        )
+        offset = 0 if epoch == 0 or seed is None else int(torch.randint(self.bptt, (1,), generator=_gen(seed, epoch)))
         cuts = [0, *range(offset or self.bptt, self.columns.size(1) - 1, self.bptt)]
         for i in range(start, len(cuts)):
             end = cuts[i + 1] if i + 1 < len(cuts) else self.columns.size(1) - 1

@@ -39,9 +39,7 @@ class LMMetrics:
         return dict(self.__dict__)
 
 
-def eval_windows(
-    texts: list[str], loaded_or_tokenizer: Any, *, stream: bool, bptt: int
-) -> StreamWindows | LineWindows:
+def eval_windows(texts: list[str], loaded_or_tokenizer: Any, *, stream: bool, bptt: int) -> StreamWindows | LineWindows:
     """Windows for evaluation: unshuffled, every token counted once."""
     tokenizer = getattr(loaded_or_tokenizer, "tokenizer", loaded_or_tokenizer)
     if stream:

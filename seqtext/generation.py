@@ -84,9 +84,7 @@ def generate_stream(
     stream = lm.config.sample_by == "stream"
     strip_space = lm.config.level == "word" and prompt.endswith(" ")
     for _ in range(max_new_tokens):
-        next_id = sample_next(
-            logits[:, -1], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-        )
+        next_id = sample_next(logits[:, -1], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         token = int(next_id)
         if token == EOS_ID and not stream:
             return

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqtext import checkpoint
-from seqtext.config import LMConfig, TrainConfig, from_dict, read_json
+from seqtext.config import LMConfig, TrainConfig, from_dict, read_json, to_dict
 from seqtext.data import (
     Window,
     check_lm_size,
@@ -135,10 +135,7 @@ class LMTask:
     def carried(self) -> dict[str, torch.Tensor]:
         if self.state is None:
             return {}
-        return {
-            f"state.{i}": s
-            for i, s in enumerate(self.state if isinstance(self.state, tuple) else [self.state])
-        }
+        return {f"state.{i}": s for i, s in enumerate(self.state if isinstance(self.state, tuple) else [self.state])}
 
     def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         parts = [tensors[k] for k in sorted(tensors) if k.startswith("state.")]
@@ -159,9 +156,7 @@ def train_lm(
     device = pick_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
     texts = read_texts(train_config.data, train_config.text_column)
-    stream = model_config.sample_by == "stream" or (
-        model_config.sample_by == "auto" and not looks_like_lines(texts)
-    )
+    stream = model_config.sample_by == "stream" or (model_config.sample_by == "auto" and not looks_like_lines(texts))
     if train_config.valid:
         train_texts, valid_texts = texts, read_texts(train_config.valid, train_config.text_column)
     else:
@@ -225,15 +220,15 @@ def _differences(saved: Any, given: Any, ignore: set[str] | None = None) -> Iter
 
 
 def saved_configs(out: Path) -> tuple[Any, TrainConfig]:
-    """The model and training configs a run was started with (what --resume continues)."""
-    if not (out / "trainer_state.json").is_file() or not (out / "train_config.json").is_file():
+    """The model and training configs an interrupted run was started with (what --resume continues)."""
+    if not (out / "trainer_state.json").is_file():
         raise checkpoint.CheckpointError(
             f"{out} has nothing to resume (no trainer_state.json): the run finished or never saved a step. "
             "Start a new run with another --out."
         )
-    header = checkpoint.read_header(out)
-    model_config = from_dict(checkpoint.CONFIG_TYPES[header["kind"]], header["model"])
-    return model_config, from_dict(TrainConfig, read_json(out / "train_config.json"))
+    state = read_json(out / "trainer_state.json")
+    model_config = from_dict(checkpoint.CONFIG_TYPES[state["kind"]], state["model_config"])
+    return model_config, from_dict(TrainConfig, state["train_config"])
 
 
 @dataclass
@@ -283,18 +278,25 @@ def run_training(
     c = _Counters()
     if resume:
         saved, tensors = checkpoint.load_resume_state(out, model, optimizer, device)
-        torch.set_rng_state(torch.tensor(saved.pop("torch_rng"), dtype=torch.uint8))
-        c = _Counters(**saved)
+        torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+        c = _Counters(**{f.name: saved[f.name] for f in fields(_Counters)})
         task.restore(tensors)
         checkpoint.truncate_metrics(out, c.step)
-    out.mkdir(parents=True, exist_ok=True)
+    else:
+        checkpoint.save_tokenizer(out, tokenizer)  # --resume needs it before the first best checkpoint
 
     def progress() -> float:
         by_time = c.seconds / cfg.max_time if cfg.max_time else 0.0
         return min(1.0, max(c.step / total_steps, by_time))
 
     def save_resume() -> None:
-        state = {**c.__dict__, "torch_rng": torch.get_rng_state().tolist()}
+        state = {
+            **c.__dict__,
+            "torch_rng": torch.get_rng_state().tolist(),
+            "kind": model.kind,
+            "model_config": to_dict(model.config),
+            "train_config": to_dict(cfg),
+        }
         checkpoint.save_resume_state(out, model, optimizer, task.carried(), state)
 
     emit(
@@ -335,11 +337,7 @@ def run_training(
                 c.step, c.position, c.tokens = c.step + 1, c.position + 1, c.tokens + tokens
                 c.seconds += time.perf_counter() - started
                 window_loss, window_tokens = window_loss + loss.item() * tokens, window_tokens + tokens
-                emit(
-                    TrainEvent(
-                        "step", c.step, c.epoch, progress(), loss=loss.item(), tokens_per_s=c.tokens_per_s
-                    )
-                )
+                emit(TrainEvent("step", c.step, c.epoch, progress(), loss=loss.item(), tokens_per_s=c.tokens_per_s))
                 out_of_time = cfg.max_time is not None and c.seconds >= cfg.max_time
                 if c.step % eval_every == 0 or out_of_time:
                     started = time.perf_counter()
@@ -369,9 +367,7 @@ def run_training(
             else:
                 c.epoch, c.position = c.epoch + 1, 0
         if last_eval != c.step:
-            _evaluate(
-                task, tokenizer, cfg, out, c, emit, progress(), train_loss=window_loss / max(1, window_tokens)
-            )
+            _evaluate(task, tokenizer, cfg, out, c, emit, progress(), train_loss=window_loss / max(1, window_tokens))
     checkpoint.clear_resume_state(out)
     return TrainResult(
         out_dir=out,

@@ -1,0 +1,79 @@
+"""Shared fixtures: offline environment, tiny corpora, tiny models trained once per session."""
+
+import os
+
+# Set before anything imports datasets (it reads these at import time).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("NO_COLOR", "1")  # rich: plain text in CliRunner output
+os.environ.setdefault("COLUMNS", "120")  # rich: stable wrapping of help and tables
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqtext
+from seqtext.config import LMConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TINY_MODEL = {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}
+TINY_TRAIN = {"bptt": 16, "batch_size": 8, "epochs": 3, "precision": "fp32", "device": "cpu"}
+SENTENCES = [
+    "Voy al parque con mi perro.",
+    "Mi perro come mucho.",
+    "Hoy hace sol en el parque.",
+    "¿Quedamos mañana a las ocho?",
+    "El niño juega con el perro.",
+    "Mañana voy al trabajo en bici.",
+]
+
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (present in CI)")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf"))  # never the user's cache
+    torch.set_num_threads(1)  # faster for tiny models, and stable numerics
+
+
+@pytest.fixture(scope="session")
+def lines_file(tmp_path_factory) -> Path:
+    """A one-sentence-per-line Spanish corpus, 60 lines."""
+    path = tmp_path_factory.mktemp("corpus") / "frases.txt"
+    path.write_text("".join(s + "\n" for s in SENTENCES * 10), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prose_file(tmp_path_factory) -> Path:
+    """Wrapped prose with blank lines between paragraphs (read as a stream)."""
+    paragraph = "En un lugar de la Mancha, de cuyo nombre no quiero\nacordarme, no ha mucho tiempo que vivía un\nhidalgo de los de lanza en astillero\n\n"
+    path = tmp_path_factory.mktemp("corpus") / "prosa.txt"
+    path.write_text(paragraph * 12, encoding="utf-8")
+    return path
+
+
+def train_tiny(data: Path, out: Path, model: dict | None = None, **train) -> Path:
+    seqtext.train_lm(
+        LMConfig(**{**TINY_MODEL, **(model or {})}),
+        TrainConfig(data=str(data), out=str(out), **{**TINY_TRAIN, **train}),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def char_run(lines_file, tmp_path_factory) -> Path:
+    """A char-level LSTM line model trained once per session (about a second)."""
+    return train_tiny(lines_file, tmp_path_factory.mktemp("runs") / "char")
+
+
+@pytest.fixture(scope="session")
+def word_run(lines_file, tmp_path_factory) -> Path:
+    return train_tiny(lines_file, tmp_path_factory.mktemp("runs") / "word", {"level": "word"})
+
+
+@pytest.fixture(scope="session")
+def prose_run(prose_file, tmp_path_factory) -> Path:
+    return train_tiny(prose_file, tmp_path_factory.mktemp("runs") / "prose", {"cell": "gru"})
