@@ -1,163 +1,30 @@
-"""Command line interface: parse flags, build configs, call the public API, render results.
-
-Results go to stdout (pipeable); progress, tables, logs and errors go to stderr.
-"""
+"""Language-model commands: `train lm` and `generate`."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import shlex
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from seqtext.config import LMConfig, TrainConfig, parse_duration
-from seqtext.errors import SeqtextError, TrainingStopped
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-app = typer.Typer(
-    name="seqtext",
-    help="Train and use recurrent (RNN/LSTM/GRU) language models and sentiment classifiers on text.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,  # locals would include whole models and tensors
+from seqtext.cli import (
+    Cell,
+    Device,
+    Level,
+    Precision,
+    SampleBy,
+    app,
+    duration,
+    err,
+    explicit,
+    friendly_errors,
+    train_app,
+    training_progress,
 )
-train_app = typer.Typer(help="Train a language model.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-err = Console(stderr=True)
-
-
-class Level(str, Enum):
-    char = "char"
-    word = "word"
-
-
-class Cell(str, Enum):
-    rnn = "rnn"
-    lstm = "lstm"
-    gru = "gru"
-
-
-class SampleBy(str, Enum):
-    auto = "auto"
-    line = "line"
-    stream = "stream"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-def fail(message: str) -> NoReturn:
-    """One red line on stderr (never wrapped: scripts grep it), exit code 1."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # escape: paths may contain [ ]
-    raise typer.Exit(code=1)
-
-
-def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Show SeqtextError as one red line on stderr and exit 1 (130 for Ctrl-C); real bugs keep their traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except TrainingStopped as exc:
-            if not exc.interrupted:
-                fail(str(exc))
-            command = shlex.join(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
-            err.print(f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(command)}", soft_wrap=True)
-            raise typer.Exit(code=130) from None
-        except SeqtextError as exc:
-            fail(str(exc))
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
-            raise typer.Exit(code=130) from None
-
-    return wrapper
-
-
-def explicit(ctx: typer.Context) -> set[str]:
-    """Names of the options the user typed (not defaults), for --resume."""
-    # Compared by name: typer may ship its own copy of click's ParameterSource enum.
-    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
-    return {name for name, source in sources.items() if getattr(source, "name", "DEFAULT") == "COMMANDLINE"}
-
-
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-@contextmanager
-def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
-    """Render TrainEvents as one progress bar (budget used), with evaluation lines printed above it.
-
-    The bar appears with the first event, so errors found while reading the data print alone.
-    """
-    columns = (
-        TextColumn("[bold]train[/]"),
-        BarColumn(bar_width=24),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn(
-            "step {task.fields[step]:,}  loss {task.fields[loss]}  val {task.fields[val]}  "
-            "bpc {task.fields[bpc]}  {task.fields[speed]} tok/s"
-        ),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    progress = Progress(*columns, console=console)
-    task = progress.add_task("train", total=1000, step=0, loss="-", val="-", bpc="-", speed="-")
-
-    def on_event(event: Any) -> None:
-        fields: dict[str, Any] = {"completed": 1000 * event.progress, "step": event.step}
-        if event.kind == "start":
-            progress.start()
-            info = event.info
-            progress.console.print(
-                f"{info['parameters']:,} parameters · {info['device']} · {info['precision']} · "
-                f"{info['steps_per_epoch']:,} steps per epoch"
-            )
-        elif event.kind == "step":
-            fields.update(loss=_fmt(event.loss), speed=f"{event.tokens_per_s:,.0f}")
-        elif event.kind == "eval":
-            m = event.metrics
-            fields.update(val=_fmt(m.get("val_loss")), bpc=_fmt(m.get("val_bpc")))
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in m.items())
-            progress.console.print(f"step {event.step:>7,}  epoch {event.epoch + 1:>3}  {shown}")
-        elif event.kind == "save":
-            progress.console.print(f"[green]  best so far, saved[/] (step {event.step:,})")
-        progress.update(task, **fields)
-
-    try:
-        yield on_event
-    finally:
-        if progress.live.is_started:
-            progress.stop()
-
-
-def duration(value: str | None) -> float | None:
-    return None if value is None else parse_duration(value)
+from seqtext.config import LMConfig, TrainConfig
 
 
 @train_app.command("lm")
@@ -295,26 +162,3 @@ def generate_cmd(
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
-
-
-@app.command("evaluate")
-@friendly_errors
-def evaluate_cmd(
-    run: Annotated[Path, typer.Argument(help="Run directory")],
-    data: Annotated[str, typer.Argument(help="Data file to evaluate on")],
-    text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout")] = False,
-) -> None:
-    """Report loss, perplexity and bits per character of a language model on a data file."""
-    import seqtext
-
-    metrics = seqtext.evaluate(run, data, text_column=text_column)
-    if as_json:
-        print(json.dumps(metrics.to_dict()))
-        return
-    table = Table(title=f"{run} on {data}")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in metrics.to_dict().items():
-        table.add_row(name, f"{value:,}" if isinstance(value, int) else f"{value:.4f}")
-    err.print(table)
