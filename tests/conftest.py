@@ -49,7 +49,10 @@ def lines_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prose_file(tmp_path_factory) -> Path:
     """Wrapped prose with blank lines between paragraphs (read as a stream)."""
-    paragraph = "En un lugar de la Mancha, de cuyo nombre no quiero\nacordarme, no ha mucho tiempo que vivía un\nhidalgo de los de lanza en astillero\n\n"
+    paragraph = (
+        "En un lugar de la Mancha, de cuyo nombre no quiero\nacordarme, no ha mucho tiempo que vivía un\n"
+        "hidalgo de los de lanza en astillero\n\n"
+    )
     path = tmp_path_factory.mktemp("corpus") / "prosa.txt"
     path.write_text(paragraph * 12, encoding="utf-8")
     return path

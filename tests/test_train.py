@@ -72,7 +72,7 @@ def test_resume_refuses_changed_options(lines_file, tmp_path):
     with pytest.raises(TrainingStopped):
         seqtext.train_lm(LMConfig(**TINY_MODEL), config, callback=interrupt)
     changed = TrainConfig(data=str(lines_file), out=str(tmp_path / "r"), **{**TINY_TRAIN, "lr": 0.1})
-    with pytest.raises(ConfigError, match="--lr is 0.1 but the run .* was started with 0.003"):
+    with pytest.raises(ConfigError, match=r"--lr is 0.1 but the run .* was started with 0\.003"):
         seqtext.train_lm(LMConfig(**TINY_MODEL), changed, resume=True)
 
 
