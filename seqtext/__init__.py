@@ -20,8 +20,18 @@ _API = {
     "TrainResult": "seqtext.train",
     "generate": "seqtext.generation",
     "generate_stream": "seqtext.generation",
+    "complete": "seqtext.completion",
+    "Completion": "seqtext.completion",
+    "Completer": "seqtext.completion",
+    "KeyboardMetrics": "seqtext.completion",
     "evaluate": "seqtext.evaluation",
     "LMMetrics": "seqtext.evaluation",
+    "ClassifierConfig": "seqtext.config",
+    "ClassifierTrainConfig": "seqtext.config",
+    "train_classifier": "seqtext.classifier_training",
+    "classify": "seqtext.classification",
+    "Prediction": "seqtext.classification",
+    "ClassifierMetrics": "seqtext.classification",
     "SeqtextError": "seqtext.errors",
 }
 __all__ = ["__version__", *_API]

@@ -21,15 +21,25 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from seqtext import __version__
-from seqtext.config import LMConfig, TrainConfig, from_dict, read_json, to_dict, write_json
+from seqtext.config import (
+    ClassifierConfig,
+    ClassifierTrainConfig,
+    LMConfig,
+    TrainConfig,
+    from_dict,
+    read_json,
+    to_dict,
+    write_json,
+)
 from seqtext.errors import CheckpointError, ConfigError
-from seqtext.models import RNNLanguageModel
+from seqtext.models import RNNClassifier, RNNLanguageModel
 
 FORMAT_VERSION = 1
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
-CONFIG_TYPES: dict[str, type] = {"lm": LMConfig}
-MODEL_TYPES: dict[str, type[nn.Module]] = {"lm": RNNLanguageModel}
+CONFIG_TYPES: dict[str, type] = {"lm": LMConfig, "classifier": ClassifierConfig}
+MODEL_TYPES: dict[str, type[nn.Module]] = {"lm": RNNLanguageModel, "classifier": RNNClassifier}
+TRAIN_CONFIG_TYPES: dict[str, type[TrainConfig]] = {"lm": TrainConfig, "classifier": ClassifierTrainConfig}
 COMMAND_FOR_KIND = {"lm": "seqtext train lm DATA", "classifier": "seqtext train classifier DATA"}
 
 
@@ -210,8 +220,7 @@ def as_loaded(source: Loaded | str | Path, kind: str, action: str) -> Loaded:
     if loaded.kind != kind:
         wanted = "a language model" if kind == "lm" else "a classifier"
         raise CheckpointError(
-            f"{loaded.path} is a{'n' if loaded.kind == 'lm' else ''} "
-            f"{'language model' if loaded.kind == 'lm' else 'classifier'} run; "
+            f"{loaded.path} is a {'language model' if loaded.kind == 'lm' else 'classifier'} run; "
             f"'{action}' needs {wanted}"
         )
     return loaded

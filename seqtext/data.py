@@ -50,8 +50,12 @@ def local_file(data: str | Path) -> Path | None:
     return None
 
 
-def load_table(data: str | Path, split: str = "train") -> Any:
-    """A `datasets.Dataset` from a tsv/csv/jsonl/parquet file or a hub dataset name."""
+def load_table(data: str | Path, split: str = "train", *, streaming: bool = False) -> Any:
+    """A `datasets.Dataset` from a tsv/csv/jsonl/parquet file or a hub dataset name.
+
+    With streaming=True, an `IterableDataset` read in chunks (no Arrow cache; column names are known
+    only once the first rows are read).
+    """
     import datasets  # heavy: imported only when a table is read
 
     datasets.disable_progress_bars()
@@ -59,7 +63,7 @@ def load_table(data: str | Path, split: str = "train") -> Any:
     path = local_file(data)
     try:
         if path is None:
-            return datasets.load_dataset(str(data), split=split)
+            return datasets.load_dataset(str(data), split=split, streaming=streaming)
         check_utf8(path) if path.suffix.lower() != ".parquet" else None
         builder = TABLE_FORMATS.get(path.suffix.lower(), "csv")
         options: dict[str, Any] = {}
@@ -67,7 +71,7 @@ def load_table(data: str | Path, split: str = "train") -> Any:
             options = {"keep_default_na": False, "na_filter": False}
             if path.suffix.lower() == ".tsv":
                 options.update(sep="\t", quoting=3)
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+        return datasets.load_dataset(builder, data_files=str(path), split="train", streaming=streaming, **options)
     except CorpusError:
         raise
     except Exception as exc:  # datasets raises many unrelated types for unreadable input
@@ -94,7 +98,10 @@ def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
     path = local_file(data)
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
         check_utf8(path)
-        texts = path.read_text(encoding="utf-8").splitlines()
+        # read_text turns \r\n into \n; split on \n only (splitlines would also cut at \x0c or \u2028)
+        texts = path.read_text(encoding="utf-8").split("\n")
+        if texts[-1] == "":
+            texts.pop()
     else:
         table = load_table(data)
         column = pick_column(table, text_column, data, "--text-column", ("text", "Phrase", "sentence"))

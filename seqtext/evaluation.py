@@ -7,14 +7,16 @@ Bits per character = total negative log-likelihood in bits ÷ characters of the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from seqtext.checkpoint import Loaded, as_loaded
+from seqtext.checkpoint import Loaded, as_loaded, load
+from seqtext.classification import ClassifierMetrics, evaluate_classifier
+from seqtext.completion import Completer, KeyboardMetrics, simulate_typing
 from seqtext.data import LineWindows, StreamWindows, count_characters, lm_windows, read_texts
 from seqtext.errors import CorpusError
 from seqtext.models import detach_state
@@ -34,9 +36,11 @@ class LMMetrics:
     bits_per_char: float
     tokens: int
     characters: int
+    keyboard: KeyboardMetrics | None = None  # with keyboard=True: the typist simulation of the spec
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        figures = {name: value for name, value in self.__dict__.items() if name != "keyboard"}
+        return {**figures, **(self.keyboard.to_dict() if self.keyboard else {})}
 
 
 def eval_windows(texts: list[str], loaded_or_tokenizer: Any, *, stream: bool, bptt: int) -> StreamWindows | LineWindows:
@@ -95,7 +99,26 @@ def evaluate_lm(lm: Loaded, texts: list[str], *, bptt: int = 256) -> LMMetrics:
     return lm_metrics(nll, tokens, count_characters(texts, stream=stream))
 
 
-def evaluate(source: Loaded | str | Path, data: str | Path, *, text_column: str | None = None) -> LMMetrics:
-    """Evaluate a run on a data file: loss, perplexity, bits per character, tokens, characters."""
-    lm = as_loaded(source, "lm", "evaluate")
-    return evaluate_lm(lm, read_texts(data, text_column))
+def evaluate(
+    source: Loaded | str | Path,
+    data: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    keyboard: bool = False,
+    k: int = 3,
+) -> LMMetrics | ClassifierMetrics:
+    """Evaluate a run on a data file: loss, perplexity, bits per character, tokens, characters;
+    with keyboard=True also the keyboard figures (keystroke savings, next-word top-1/top-k, latency).
+    A classifier run gets accuracy, macro-F1, per-class figures, the confusion matrix, binary accuracy."""
+    loaded = source if isinstance(source, Loaded) else load(source)
+    if loaded.kind == "classifier" and not keyboard:
+        return evaluate_classifier(loaded, data, text_column=text_column, label_column=label_column)
+    lm = as_loaded(loaded, "lm", "evaluate --keyboard" if keyboard else "evaluate")
+    texts = read_texts(data, text_column)
+    metrics = evaluate_lm(lm, texts)
+    if keyboard:
+        completer = Completer(lm)
+        suggest = lambda typed, n: [c.word for c in completer.suggest(typed, n)]  # noqa: E731
+        metrics = replace(metrics, keyboard=simulate_typing(suggest, [ln for t in texts for ln in t.split("\n")], k))
+    return metrics

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqtext.config import LMConfig
+from seqtext.config import ClassifierConfig, LMConfig
 
 State = Tensor | tuple[Tensor, Tensor]  # RNN/GRU: h (L, B, H); LSTM: (h, c), both (L, B, H)
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -59,6 +60,47 @@ class RNNLanguageModel(nn.Module):
             out = self.proj(out)  # (B, T, E)
         return self.head(out), state  # (B, T, V)
 
+    def read(self, ids: Tensor, state: State | None = None, chunk: int = 1024) -> tuple[Tensor, State]:
+        """Read (B, T) ids and return only the logits after the last one, (B, V), and the new state.
+
+        Text of any length: the RNN reads it in chunks and the head runs once, so a 100k-token
+        prompt needs no (T, V) logits. Used where only the next token matters (completion).
+        """
+        if ids.size(1) == 1 and not self.training:
+            last, state = self._step(ids[:, 0], state)
+        else:
+            out = torch.empty(0)
+            for start in range(0, ids.size(1), chunk):
+                out, state = self.rnn(self.drop(self.embed(ids[:, start : start + chunk])), state)  # (B, t, H)
+            last = self.drop(out[:, -1])  # (B, H)
+        if self.proj is not None:
+            last = self.proj(last)  # (B, E)
+        return self.head(last), state  # type: ignore[return-value]
+
+    def _step(self, ids: Tensor, state: State | None) -> tuple[Tensor, State]:
+        """One token per row (B,) → top-layer output (B, H), with the same weights as self.rnn.
+
+        For a single step, oneDNN's nn.LSTM costs about 3× the plain cell functions, and a keystroke
+        is a single step.
+        """
+        x = self.embed(ids)  # (B, E)
+        if state is None:
+            state = zero_state_like(self, ids.size(0), ids.device)
+        lstm = self.config.cell == "lstm"
+        cell = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[self.config.cell]
+        hs, cs = [], []
+        for layer in range(self.config.layers):
+            weights = [
+                getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            if lstm:
+                x, c = cell(x, (state[0][layer], state[1][layer]), *weights)
+                cs.append(c)
+            else:
+                x = cell(x, state[layer], *weights)
+            hs.append(x)
+        return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
+
 
 def detach_state(state: State) -> State:
     """Cut the autograd graph between windows; otherwise backprop would run to the corpus start."""
@@ -92,3 +134,57 @@ def zero_state_like(model: RNNLanguageModel, batch: int, device: torch.device) -
     shape = (model.config.layers, batch, model.config.hidden_dim)
     h = torch.zeros(shape, device=device)
     return (h, torch.zeros_like(h)) if model.config.cell == "lstm" else h
+
+
+class RNNClassifier(nn.Module):
+    """Many-to-one: embedding → (bi)RNN over the packed text → pooling → dropout → label logits.
+
+    Packing means padding never reaches the RNN, so a text's logits do not depend on its batch (a
+    batch of texts of one length needs no packing, and seqtext batches texts by length). An
+    empty text (length 0) is read as nothing: its pooled vector is zero, so its logits are the head's
+    bias, which training pulls towards the label prior.
+    """
+
+    kind = "classifier"
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        directions = 2 if config.bidirectional else 1
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.rnn = make_rnn(
+            config.cell, config.embed_dim, config.hidden_dim, config.layers, config.dropout, config.bidirectional
+        )
+        features = directions * config.hidden_dim
+        self.attention = nn.Linear(features, 1) if config.pooling == "attention" else None
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(features, config.num_classes)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """ids (B, T) padded with 0, lengths (B,) → logits (B, C)."""
+        x = self.drop(self.embed(ids))  # (B, T, E)
+        if bool((lengths == ids.size(1)).all()):  # no padding: the fused kernel, several times faster on CPU
+            out, state = self.rnn(x)  # (B, T, D·H)
+        else:
+            packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed)
+            out = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))[0]  # zeros past the end
+        if self.config.pooling == "last":
+            h = state[0] if isinstance(state, tuple) else state  # (L·D, B, H), last layer at the end
+            directions = 2 if self.config.bidirectional else 1
+            pooled = torch.cat(list(h[-directions:]), dim=-1)  # (B, D·H): forward end + backward start
+        else:
+            pooled = self._pool(out, lengths)
+        pooled = pooled.masked_fill((lengths == 0).to(pooled.device)[:, None], 0.0)
+        return self.head(self.drop(pooled))  # (B, C)
+
+    def _pool(self, out: Tensor, lengths: Tensor) -> Tensor:
+        """Mean, max or attention over the real time steps of (B, T, D·H) outputs → (B, D·H)."""
+        steps = torch.arange(out.size(1), device=out.device)
+        mask = (steps[None, :] < lengths.to(out.device).clamp(min=1)[:, None]).unsqueeze(-1)  # (B, T, 1)
+        if self.config.pooling == "mean":
+            return (out * mask).sum(1) / mask.sum(1)
+        if self.config.pooling == "max":
+            return out.masked_fill(~mask, float("-inf")).max(dim=1).values
+        scores = self.attention(out).masked_fill(~mask, float("-inf"))  # (B, T, 1)
+        return (scores.softmax(dim=1) * out).sum(1)

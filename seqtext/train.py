@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ class TrainEvent:
 
     kind: Literal["start", "step", "eval", "save"]
     step: int
-    epoch: int
+    epoch: float  # epochs done, fractional (1.5 = halfway through the second pass)
     progress: float  # fraction of the budget (epochs or --max-time) used, 0..1
     loss: float | None = None
     tokens_per_s: float | None = None
@@ -73,6 +73,8 @@ class Task(Protocol):
 
     model: nn.Module
     steps_per_epoch: int
+    monitor: tuple[str, str]  # validation figure that picks the best checkpoint, and "min" or "max"
+    info: dict[str, Any]  # shown once when training starts (data sizes, split, ...)
 
     def windows(self, epoch: int, start: int) -> Iterator[Any]: ...
     def loss(self, batch: Any) -> tuple[torch.Tensor, int]: ...
@@ -83,6 +85,9 @@ class Task(Protocol):
 
 class LMTask:
     """Next-token prediction with teacher forcing (or scheduled sampling below ratio 1)."""
+
+    monitor = ("val_loss", "min")
+    info: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -128,7 +133,9 @@ class LMTask:
         return torch.cat(outputs, dim=1), state
 
     def validate(self) -> dict[str, float]:
-        nll, tokens = lm_nll(self.model, self.valid_windows, self.device)
+        # Training precision: validation is for picking the checkpoint, and bf16 makes it ~3× cheaper;
+        # `seqtext evaluate` reports final figures in fp32.
+        nll, tokens = lm_nll(self.model, self.valid_windows, self.device, self.precision)
         m = lm_metrics(nll, tokens, self.valid_chars)
         return {"val_loss": m.loss, "val_ppl": m.perplexity, "val_bpc": m.bits_per_char}
 
@@ -228,7 +235,7 @@ def saved_configs(out: Path) -> tuple[Any, TrainConfig]:
         )
     state = read_json(out / "trainer_state.json")
     model_config = from_dict(checkpoint.CONFIG_TYPES[state["kind"]], state["model_config"])
-    return model_config, from_dict(TrainConfig, state["train_config"])
+    return model_config, from_dict(checkpoint.TRAIN_CONFIG_TYPES[state["kind"]], state["train_config"])
 
 
 @dataclass
@@ -236,13 +243,16 @@ class _Counters:
     step: int = 0
     epoch: int = 0
     position: int = 0  # windows done in the current epoch
-    best_loss: float = math.inf
+    best_score: float = math.inf  # the monitored figure, negated when higher is better
     best_step: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
-    bad_evals: int = 0
+    bad_evals: int = 0  # evaluations since the best one
     seconds: float = 0.0  # wall clock spent, evaluations included (what --max-time limits)
     eval_seconds: float = 0.0
     tokens: int = 0
+
+    def epochs_done(self, steps_per_epoch: int) -> float:
+        return self.epoch + min(1.0, self.position / max(1, steps_per_epoch))
 
     @property
     def tokens_per_s(self) -> float:
@@ -271,9 +281,11 @@ def run_training(
     """The loop shared by every model kind (see Task)."""
     emit = callback or (lambda event: None)
     model = task.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * task.steps_per_epoch
-    warmup = max(1, min(200, total_steps // 20))
+    # fused: one kernel for all parameters, ~8× faster steps than the per-tensor loop on CPU (a word
+    # embedding alone has millions of weights to update every step)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    total_steps = cfg.epoch_limit * task.steps_per_epoch
+    warmup = max(1, min(100, total_steps // 20))
     eval_every = cfg.eval_every or max(1, math.ceil(task.steps_per_epoch / 2))
     c = _Counters()
     if resume:
@@ -311,13 +323,14 @@ def run_training(
                 "total_steps": total_steps,
                 "steps_per_epoch": task.steps_per_epoch,
                 "parameters": sum(p.numel() for p in model.parameters()),
+                **task.info,
             },
         )
     )
     stopped_by, last_eval, window_loss, window_tokens = "epochs", c.step, 0.0, 0
     model.train()
     with _sigint_flag() as interrupted:
-        while c.epoch < cfg.epochs and stopped_by == "epochs":
+        while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
             for batch in task.windows(c.epoch, c.position):
                 started = time.perf_counter()
                 for group in optimizer.param_groups:
@@ -337,7 +350,8 @@ def run_training(
                 c.step, c.position, c.tokens = c.step + 1, c.position + 1, c.tokens + tokens
                 c.seconds += time.perf_counter() - started
                 window_loss, window_tokens = window_loss + loss.item() * tokens, window_tokens + tokens
-                emit(TrainEvent("step", c.step, c.epoch, progress(), loss=loss.item(), tokens_per_s=c.tokens_per_s))
+                epochs = c.epochs_done(task.steps_per_epoch)
+                emit(TrainEvent("step", c.step, epochs, progress(), loss=loss.item(), tokens_per_s=c.tokens_per_s))
                 out_of_time = cfg.max_time is not None and c.seconds >= cfg.max_time
                 if c.step % eval_every == 0 or out_of_time:
                     started = time.perf_counter()
@@ -397,14 +411,15 @@ def _evaluate(
     metrics = task.validate()
     record = {
         "step": c.step,
-        "epoch": c.epoch,
+        "epoch": c.epochs_done(task.steps_per_epoch),
         "train_loss": train_loss,
         **metrics,
         "tokens_per_s": c.tokens_per_s,
         "seconds": c.seconds,
     }
     checkpoint.append_metrics(out, record)
-    emit(TrainEvent("eval", c.step, c.epoch, progress, metrics=metrics))
+    epochs = c.epochs_done(task.steps_per_epoch)
+    emit(TrainEvent("eval", c.step, epochs, progress, metrics=metrics))
     if not math.isfinite(metrics["val_loss"]):
         raise TrainingStopped(
             f"the validation loss became {metrics['val_loss']} at step {c.step}; stopped. The best "
@@ -413,10 +428,12 @@ def _evaluate(
             step=c.step,
             interrupted=False,
         )
-    if metrics["val_loss"] < c.best_loss:
-        c.best_loss, c.best_step, c.best_metrics, c.bad_evals = metrics["val_loss"], c.step, metrics, 0
+    name, mode = task.monitor
+    score = metrics[name] if mode == "min" else -metrics[name]
+    if score < c.best_score:
+        c.best_score, c.best_step, c.best_metrics, c.bad_evals = score, c.step, metrics, 0
         checkpoint.save(out, task.model, tokenizer, cfg)
-        emit(TrainEvent("save", c.step, c.epoch, progress, metrics=metrics))
+        emit(TrainEvent("save", c.step, epochs, progress, metrics=metrics))
         return True
     c.bad_evals += 1
     return False

@@ -15,9 +15,23 @@ ALLOWED = {
     "data": {"errors", "tokenizer"},
     "checkpoint": {"seqtext", "config", "errors", "models"},
     "generation": {"checkpoint", "errors", "tokenizer"},
-    "evaluation": {"checkpoint", "data", "errors", "models", "runtime", "tokenizer"},
+    "completion": {"checkpoint", "errors", "models", "tokenizer"},
+    "evaluation": {"checkpoint", "classification", "completion", "data", "errors", "models", "runtime", "tokenizer"},
+    "labelled": {"config", "data", "errors", "tokenizer"},
+    "classification": {"checkpoint", "config", "errors", "labelled", "runtime", "tokenizer"},
+    "classifier_training": {
+        "checkpoint",
+        "classification",
+        "config",
+        "errors",
+        "labelled",
+        "models",
+        "runtime",
+        "tokenizer",
+        "train",
+    },
     "train": {"checkpoint", "config", "data", "errors", "evaluation", "models", "runtime", "tokenizer"},
-    "cli": {"seqtext", "cli", "config", "errors", "train", "data"},
+    "cli": {"cli", "seqtext", "completion", "config", "data", "errors", "labelled", "train"},
     "__init__": set(),
     "__main__": {"cli"},
 }
@@ -27,6 +41,8 @@ OWNERS = {
     "tokenizers": {"tokenizer", "checkpoint", "data"},
     "datasets": {"data"},
     "safetensors": {"checkpoint"},
+    "prompt_toolkit": {"cli"},
+    "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)  # the interactive keyboard of `seqtext complete`
 }
 
 

@@ -52,7 +52,8 @@ def test_help_lists_the_commands():
 
 def test_train_lm_flags_mirror_the_configs():
     command = typer.main.get_command(app).commands["train"].commands["lm"]
-    flags = {p.name for p in command.params} - {"ctx", "data", "resume"}
+    # --preset is no config field: it chooses values for the fields (config.PRESETS), which are then stored
+    flags = {p.name for p in command.params} - {"ctx", "data", "resume", "preset"}
     fields = {f.name for f in dataclasses.fields(LMConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}
     assert flags == fields - {"vocab_size", "data"}
 

@@ -117,14 +117,14 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
         TextColumn("{task.percentage:>3.0f}%"),
         TextColumn(
             "step {task.fields[step]:,}  loss {task.fields[loss]}  val {task.fields[val]}  "
-            "bpc {task.fields[bpc]}  {task.fields[speed]} tok/s"
+            "{task.fields[figure]}  {task.fields[speed]} {task.fields[unit]}/s"
         ),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
     progress = Progress(*columns, console=console)
-    task = progress.add_task("train", total=1000, step=0, loss="-", val="-", bpc="-", speed="-")
+    task = progress.add_task("train", total=1000, step=0, loss="-", val="-", figure="bpc -", speed="-", unit="tok")
 
     def on_event(event: Any) -> None:
         fields: dict[str, Any] = {"completed": 1000 * event.progress, "step": event.step}
@@ -135,13 +135,20 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
                 f"{info['parameters']:,} parameters · {info['device']} · {info['precision']} · "
                 f"{info['steps_per_epoch']:,} steps per epoch"
             )
+            if "train_texts" in info:  # a classifier: what it reads, and how validation was held out
+                progress.console.print(
+                    f"{info['train_texts']:,} training texts ({info['skipped_empty']:,} empty skipped) · "
+                    f"{info['valid_texts']:,} validation texts: {info['split']}"
+                )
+            fields.update(unit=info.get("unit", "tok"), figure="acc -" if "train_texts" in info else "bpc -")
         elif event.kind == "step":
             fields.update(loss=_fmt(event.loss), speed=f"{event.tokens_per_s:,.0f}")
         elif event.kind == "eval":
             m = event.metrics
-            fields.update(val=_fmt(m.get("val_loss")), bpc=_fmt(m.get("val_bpc")))
+            figure = f"acc {_fmt(m['val_accuracy'])}" if "val_accuracy" in m else f"bpc {_fmt(m.get('val_bpc'))}"
+            fields.update(val=_fmt(m.get("val_loss")), figure=figure)
             shown = "  ".join(f"{k} {v:.4f}" for k, v in m.items())
-            progress.console.print(f"step {event.step:>7,}  epoch {event.epoch + 1:>3}  {shown}")
+            progress.console.print(f"step {event.step:>7,}  epoch {event.epoch:>6.2f}  {shown}")
         elif event.kind == "save":
             progress.console.print(f"[green]  best so far, saved[/] (step {event.step:,})")
         progress.update(task, **fields)
@@ -158,4 +165,4 @@ def duration(value: str | None) -> float | None:
 
 
 # Register the commands (each module adds its own to `app` / `train_app`).
-from seqtext.cli import evaluate, lm  # noqa: E402, F401
+from seqtext.cli import evaluate, keyboard, lm, sentiment  # noqa: E402, F401

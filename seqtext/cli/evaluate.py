@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from seqtext.cli import app, err, friendly_errors
+from seqtext.cli import app, err, fail, friendly_errors
 
 
 @app.command("evaluate")
@@ -18,12 +18,27 @@ def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory")],
     data: Annotated[str, typer.Argument(help="Data file to evaluate on")],
     text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Classifier: column holding the labels")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Classifier: draw the confusion matrix to this PNG")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout")] = False,
+    keyboard: Annotated[
+        bool, typer.Option(help="Also simulate a typist: keystroke savings, next-word top-1/top-k, latency")
+    ] = False,
+    k: Annotated[int, typer.Option("--k", min=1, help="Suggestions shown to the simulated typist")] = 3,
 ) -> None:
-    """Report loss, perplexity and bits per character of a language model on a data file."""
+    """Report a language model's loss, perplexity and bits per character, or a classifier's accuracy."""
     import seqtext
+    from seqtext.cli.sentiment import show_classifier_metrics
 
-    metrics = seqtext.evaluate(run, data, text_column=text_column)
+    with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
+        metrics = seqtext.evaluate(
+            run, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
+        )
+    if isinstance(metrics, seqtext.ClassifierMetrics):
+        show_classifier_metrics(metrics, f"{run} on {data}", as_json=as_json, plot=plot)
+        return
+    if plot is not None:
+        fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
     if as_json:
         print(json.dumps(metrics.to_dict()))
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,11 @@ from seqtext.cli import (
     train_app,
     training_progress,
 )
-from seqtext.config import LMConfig, TrainConfig
+from seqtext.config import LMConfig, TrainConfig, with_preset
+
+
+class Preset(str, Enum):
+    keyboard = "keyboard"  # values in seqtext.config.PRESETS
 
 
 @train_app.command("lm")
@@ -38,6 +43,12 @@ def train_lm_cmd(
         ),
     ],
     out: Annotated[Path, typer.Option(help="Run directory to write")] = Path("runs/lm"),
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="A recommended recipe; keyboard = word-level LSTM for `seqtext complete`. Options you type win"
+        ),
+    ] = None,
     level: Annotated[Level, typer.Option(help="Tokenize by character or by word")] = Level.char,
     cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = Cell.lstm,
     layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = 2,
@@ -63,7 +74,9 @@ def train_lm_cmd(
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
     clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value")] = 1.0,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data (at most)")] = 20,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time]")
+    ] = None,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = None,
     patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")] = 4,
     eval_every: Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")] = 0,
@@ -117,6 +130,8 @@ def train_lm_cmd(
         device=device.value,
         seed=seed,
     )
+    if preset is not None and not resume:  # a resumed run keeps the values it started with
+        model_config, train_config = with_preset(preset.value, model_config, train_config, explicit(ctx))
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         typed = explicit(ctx)

@@ -1,0 +1,125 @@
+"""`seqtext complete`: keyboard suggestions, interactive on a terminal, line by line from a pipe.
+
+On a terminal a small prompt_toolkit application shows the suggestions under the input and updates
+them on every keystroke. prompt_toolkit (the library IPython uses) handles the terminal: key
+decoding, redrawing, Windows consoles, and a pipe input that lets the tests drive it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from seqtext.cli import app, err, friendly_errors
+from seqtext.errors import CorpusError
+
+KEYS_HELP = "Tab or Alt-1: take the first suggestion · Alt-2, Alt-3: the others · Enter: next line · Ctrl-D: quit"
+
+
+def render(suggestions: list[Any], as_json: bool) -> str:
+    """One output line: the words tab-separated, or a JSON list of {"word", "prob"}."""
+    if as_json:
+        return json.dumps([{"word": s.word, "prob": s.prob} for s in suggestions], ensure_ascii=False)
+    return "\t".join(s.word for s in suggestions)
+
+
+def stdin_lines() -> Iterator[str]:
+    """Lines of standard input as UTF-8 whatever the platform's default; a bad line names itself."""
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise CorpusError(f"standard input line {number}: not valid UTF-8 ({exc.reason}); send UTF-8 text") from exc
+
+
+def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, output: Any = None) -> Any:
+    """One line of typing: suggestions under the input, updated on every keystroke.
+
+    Returns a prompt_toolkit Application whose run() gives the finished line, or None to quit.
+    """
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.filters import is_done
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.layout import ConditionalContainer, HSplit, Layout, Window
+    from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
+    from prompt_toolkit.layout.processors import BeforeInput
+    from prompt_toolkit.styles import Style
+
+    from seqtext.completion import partial_word
+
+    shown: list[str] = []
+    asked = [""]
+
+    def refresh(buffer: Buffer) -> None:
+        if buffer.document.text_before_cursor != asked[0]:  # a keystroke moves text and cursor: ask once
+            asked[0] = buffer.document.text_before_cursor
+            shown[:] = suggest(asked[0])
+
+    def accept(buffer: Buffer, index: int) -> None:
+        if index < len(shown):
+            buffer.delete_before_cursor(len(partial_word(buffer.document.text_before_cursor)))
+            buffer.insert_text(shown[index] + " ")
+
+    def bar() -> list[tuple[str, str]]:
+        if not shown:
+            return [("class:hint", "  (no suggestions)")]
+        parts: list[tuple[str, str]] = []
+        for i, word in enumerate(shown):
+            parts += [("class:key", f"  {i + 1} "), ("class:first" if i == 0 else "class:word", f" {word} ")]
+        return parts
+
+    buffer = Buffer(multiline=False, on_text_changed=refresh, on_cursor_position_changed=refresh)
+    shown[:] = suggest("")
+    keys = KeyBindings()
+    keys.add("tab")(lambda event: accept(buffer, 0))
+    for n in range(3):
+        keys.add("escape", str(n + 1))(lambda event, n=n: accept(buffer, n))
+    keys.add("enter")(lambda event: event.app.exit(result=buffer.text))
+    keys.add("c-d")(lambda event: event.app.exit(result=None))
+    keys.add("c-c")(lambda event: event.app.exit(result=None))
+    layout = HSplit(
+        [
+            Window(BufferControl(buffer, input_processors=[BeforeInput("> ", style="class:prompt")]), height=1),
+            ConditionalContainer(Window(FormattedTextControl(bar), height=1), filter=~is_done),
+        ]
+    )
+    style = Style.from_dict({"prompt": "bold", "key": "reverse", "first": "bold", "hint": "italic"})
+    return Application(layout=Layout(layout), key_bindings=keys, style=style, input=input, output=output)
+
+
+def interactive(suggest: Callable[[str], list[str]]) -> None:
+    """Type line after line until Ctrl-D or Ctrl-C; finished lines go to stdout when it is redirected."""
+    from prompt_toolkit.output import create_output
+
+    err.print(KEYS_HELP, highlight=False)
+    output = create_output(always_prefer_tty=True)  # draw on the terminal even when stdout is a file
+    while (line := keyboard_app(suggest, output=output).run()) is not None:
+        if not sys.stdout.isatty():
+            print(line, flush=True)
+
+
+@app.command("complete")
+@friendly_errors
+def complete_cmd(
+    run: Annotated[Path, typer.Argument(help="Language-model run directory")],
+    text: Annotated[str | None, typer.Option(help="Text typed so far: print its suggestions once and exit")] = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many suggestions")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {word, prob} per line")] = False,
+) -> None:
+    """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
+    from seqtext.completion import Completer
+
+    completer = Completer(run)
+    if text is not None:
+        print(render(completer.suggest(text, k), as_json))
+    elif sys.stdin.isatty():
+        interactive(lambda typed: [s.word for s in completer.suggest(typed, k)])
+    else:
+        for line in stdin_lines():
+            print(render(completer.suggest(line, k), as_json), flush=True)

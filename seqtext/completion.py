@@ -1,0 +1,347 @@
+"""Keyboard completion: whole-word suggestions for the word being typed, one keystroke at a time.
+
+`typed` is the exact text typed so far; a suggestion is a whole word (a maximal run of `\\w`
+characters, specs/completion-metrics.md) that replaces the partial word at the end of `typed`.
+
+- Word models: the next-word distribution after the committed words, restricted to the vocabulary
+  words that start with the typed prefix: a sorted vocabulary and bisect, no scan. After a space the
+  candidates are `▁`-marked tokens; at line start or after ¿ ¡ « ( they are the unmarked ones.
+- Character models: a small beam search over characters from the typed text to the next word
+  boundary (space, punctuation or end of line), keeping the k most likely whole words.
+- As a Spanish typist expects: a prefix typed without accents or capitals also finds "niño" or
+  "Qué" (ranked at a discount, since the typist may mean exactly what was typed), and a capitalised
+  prefix capitalises the suggestion ("Pe" → "Perro").
+- Incremental: a small LRU cache keyed by the text already read keeps the RNN state and the
+  next-token distribution, so a keystroke runs only the new tokens (O(1) in the length of the
+  text; within a word, no RNN step at all). Backspace and edits restart from the longest cached
+  prefix. Lines of any length work: the first read is linear, every keystroke after it O(1).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqtext.checkpoint import Loaded, as_loaded
+from seqtext.errors import CheckpointError, ConfigError
+from seqtext.models import State, select_state
+from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
+
+WORD = re.compile(r"\w+")  # the spec's word: a maximal run of \w (Unicode letters, digits, _)
+HIGHEST = "\U0010ffff"  # sorts after every character: [prefix, prefix + HIGHEST) is one bisect range
+INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as if 10× less likely
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One suggestion: the whole word, and the model's probability that it is the next word.
+
+    Suggestions are ranked by probability, except that a word found only by ignoring accents or
+    case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
+    """
+
+    word: str
+    prob: float
+
+
+def partial_word(typed: str) -> str:
+    """The word being typed at the end of the text ('' after a space): its trailing run of \\w.
+
+    Scans back from the end, so it costs the length of the word, not of the text (a regex search
+    for \\w*\\Z would try every position of a long line).
+    """
+    start = len(typed)
+    while start > 0 and (typed[start - 1].isalnum() or typed[start - 1] == "_"):  # exactly re's \w
+        start -= 1
+    return typed[start:]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, as a hurried typist types: 'Niño' → 'nino', 'Qué' → 'que'."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)).lower()
+
+
+def match_case(word: str, typed: str) -> str:
+    """Show a word in the case the typist chose: 'Pe' → 'Perro', 'PE' → 'PERRO'."""
+    if len(typed) > 1 and typed.isupper():
+        return word.upper()
+    if typed[:1].isupper() and word[:1].islower():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def _joins(char: str) -> bool:
+    """True for characters that continue a word (so a tokenizer would merge across them)."""
+    return bool(WORD.match(char)) or unicodedata.combining(char) > 0
+
+
+class _Index:
+    """Vocabulary words sorted by a key, so the words with a given key prefix are one bisect range."""
+
+    def __init__(self, entries: list[tuple[str, str, int]]) -> None:  # (key, word, token id)
+        entries.sort()
+        self.keys = [key for key, _, _ in entries]
+        self.words = [word for _, word, _ in entries]
+        self.ids = torch.tensor([i for _, _, i in entries], dtype=torch.long)
+
+    def best(self, probs: Tensor, prefix: str, n: int) -> list[tuple[str, float]]:
+        """The n most likely words whose key starts with prefix, with their probabilities."""
+        lo = bisect_left(self.keys, prefix)
+        hi = bisect_left(self.keys, prefix + HIGHEST, lo)
+        if lo == hi:
+            return []
+        top = probs[self.ids[lo:hi]].topk(min(n, hi - lo))
+        return [(self.words[lo + i], p) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The RNN after reading some text: its state and the distribution of the next token."""
+
+    state: State | None
+    dist: Tensor  # (V,) probabilities (word level) or log-probabilities (char level)
+
+
+class Completer:
+    """Suggestions from one language model, remembering the RNN state of recently read text.
+
+    Reuse one Completer while someone types: each call then costs O(1) model steps.
+    """
+
+    def __init__(self, source: Loaded | str | Path, *, cache_size: int = 64, beam: int = 8, max_chars: int = 24):
+        self.lm = as_loaded(source, "lm", "complete")
+        self.word_level = self.lm.config.level == "word"
+        self.stream = self.lm.config.sample_by == "stream"
+        self.cache_size, self.beam, self.max_chars = cache_size, beam, max_chars
+        self.vocab: dict[str, int] = self.lm.tokenizer.get_vocab()
+        words = {tok: i for tok, i in self.vocab.items() if WORD.fullmatch(tok.removeprefix(SPACE_MARK))}
+        if not words:
+            raise CheckpointError(f"{self.lm.path} has no words in its vocabulary; 'complete' has nothing to suggest")
+        if self.word_level:
+            self.exact, self.folded = {}, {}
+            for marked in (False, True):
+                chosen = [(t.lstrip(SPACE_MARK), i) for t, i in words.items() if t.startswith(SPACE_MARK) == marked]
+                self.exact[marked] = _Index([(w, w, i) for w, i in chosen])
+                self.folded[marked] = _Index([(fold(w), w, i) for w, i in chosen])
+        else:
+            self.char_of = {i: tok for tok, i in words.items()}
+            self.word_ids = torch.tensor(sorted(self.char_of), dtype=torch.long)  # (W,) characters inside words
+            self.word_chars = [self.char_of[i] for i in self.word_ids.tolist()]
+            ends = [i for tok, i in self.vocab.items() if i == EOS_ID or (i > EOS_ID and i not in self.char_of)]
+            self.ends = torch.tensor(sorted(ends), dtype=torch.long)  # what ends a word: space, punctuation, <eos>
+        self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
+        self._cache: OrderedDict[str, _Read] = OrderedDict()
+
+    @torch.inference_mode()
+    def suggest(self, typed: str, k: int = 3) -> list[Completion]:
+        """Up to k whole words for the word being typed at the end of `typed`, best first."""
+        if k < 1:
+            raise ConfigError(f"--k must be at least 1 (got {k})")
+        typed = unicodedata.normalize("NFC", typed)
+        if not self.stream:
+            typed = typed[typed.rfind("\n") + 1 :]  # a line model reads each line from <bos>
+        partial = partial_word(typed)
+        if not self.word_level:
+            return self._beam_search(self._read(typed), partial, k)
+        context = typed[: len(typed) - len(partial)]
+        marked = context.endswith(" ")  # the next word's token carries the space mark
+        probs = self._read(context[:-1] if marked else context).dist
+        return self._restrict(probs, partial, marked, k)
+
+    def _restrict(self, probs: Tensor, partial: str, marked: bool, k: int) -> list[Completion]:
+        """The k best vocabulary words starting with `partial` (or, at a discount, with it folded)."""
+        scores: dict[str, list[float]] = {}  # shown word → [ranking score, probability]
+        for word, p in self.exact[marked].best(probs, partial, k + 1):
+            if word != partial:  # what is already typed is no suggestion
+                scores[word] = [p, p]
+        # Ignoring accents and case: k exact words can outrank at most k + 1 of the 2k + 1 best folded ones.
+        for word, p in self.folded[marked].best(probs, fold(partial), 2 * k + 1) if partial else []:
+            if not word.startswith(partial):
+                score = scores.setdefault(match_case(word, partial), [0.0, 0.0])
+                score[0] += INEXACT_DISCOUNT * p
+                score[1] += p
+        ranked = sorted(scores.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+        return [Completion(word, prob) for word, (_, prob) in ranked]
+
+    def _beam_search(self, start: _Read, partial: str, k: int) -> list[Completion]:
+        """Extend `partial` character by character until a word boundary; keep the k best words."""
+        done: dict[str, float] = {}  # word → log-probability of its characters and then a boundary
+        texts, scores = [""], torch.zeros(1)  # (B,) log-probability of each beam's characters
+        logp, state = start.dist.unsqueeze(0), start.state  # (B, V)
+        for step in range(self.max_chars + 1):
+            ends = scores + torch.logsumexp(logp[:, self.ends], dim=-1)  # (B,) the word ends here
+            for text, score in zip(texts, ends.tolist(), strict=True):
+                if text:  # what is already typed is no suggestion
+                    done[partial + text] = score
+            bar = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else -math.inf
+            longer = (scores[:, None] + logp[:, self.word_ids]).flatten()  # (B·W,)
+            top = longer.topk(min(self.beam, longer.numel()))
+            keep = top.values > bar  # a longer word can only be less likely than its beam
+            if step == self.max_chars or not bool(keep.any()):
+                break
+            rows, cols = top.indices[keep] // len(self.word_ids), top.indices[keep] % len(self.word_ids)
+            texts = [texts[r] + self.word_chars[c] for r, c in zip(rows.tolist(), cols.tolist(), strict=True)]
+            scores = top.values[keep]
+            device = self.lm.device
+            next_ids = self.word_ids[cols].unsqueeze(1).to(device)  # (B, 1)
+            logits, state = self.lm.model.read(next_ids, select_state(state, rows.to(device)))  # type: ignore[arg-type]
+            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        ranked = sorted(done.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [Completion(word, math.exp(score)) for word, score in ranked]
+
+    def _read(self, text: str) -> _Read:
+        """The RNN after <bos> and `text`, from the cache or from the longest cached prefix."""
+        hit = self._cache.get(text)
+        if hit is not None:
+            self._cache.move_to_end(text)
+            return hit
+        base_text, base = "", self.start
+        for cached, read in self._cache.items():
+            if len(base_text) < len(cached) < len(text) and text.startswith(cached) and self._splits(text, len(cached)):
+                base_text, base = cached, read
+        read = self._advance(base, self._ids(text[len(base_text) :])) if text != base_text else base
+        self._cache[text] = read
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return read
+
+    def _splits(self, text: str, at: int) -> bool:
+        """True when the tokens of text[:at] are a prefix of the tokens of text (a safe restart point)."""
+        if not self.word_level:
+            return True  # one token per (NFC) character
+        before, after = text[at - 1], text[at]
+        if after == "\n" or before == "\n":
+            return True
+        if before in (" ", SPACE_MARK):  # a trailing space becomes the mark of the next word
+            return after in (" ", SPACE_MARK)
+        return not (_joins(before) and _joins(after))  # never cut inside a word
+
+    def _ids(self, text: str) -> list[int]:
+        """Token ids of a piece of text; a newline (stream models only) is <eos>."""
+        ids: list[int] = []
+        for n, line in enumerate(text.split("\n")):
+            if n:
+                ids.append(EOS_ID)
+            if line and self.word_level:
+                ids += self.lm.tokenizer.encode(line, add_special_tokens=False).ids
+            elif line:
+                ids += [self.vocab.get(char, UNK_ID) for char in line]
+        return ids
+
+    @torch.inference_mode()
+    def _advance(self, base: _Read | None, ids: list[int]) -> _Read:
+        """Run the RNN over ids from a known state; keep the state and the next-token distribution."""
+        logits, state = self.lm.model.read(torch.tensor([ids], device=self.lm.device), base and base.state)
+        logits = logits[0].float().cpu()  # (V,)
+        return _Read(state, logits.softmax(-1) if self.word_level else logits.log_softmax(-1))
+
+
+_COMPLETERS: dict[int, tuple[Loaded, Completer]] = {}  # the last few Loaded given to complete()
+
+
+def completer_for(source: Loaded | str | Path) -> Completer:
+    """A Completer for a loaded model, reused across calls with the same Loaded (its cache stays warm)."""
+    if not isinstance(source, Loaded):
+        return Completer(source)
+    known = _COMPLETERS.get(id(source))
+    if known is None or known[0] is not source:
+        known = (source, Completer(source))
+        _COMPLETERS[id(source)] = known
+        while len(_COMPLETERS) > 4:
+            _COMPLETERS.pop(next(iter(_COMPLETERS)))
+    return known[1]
+
+
+def complete(source: Loaded | str | Path, typed: str, k: int = 3) -> list[Completion]:
+    """Up to k whole-word suggestions for the word being typed, best first (`.word`, `.prob`).
+
+    Pass a `seqtext.load(...)` result when calling per keystroke: its Completer and state cache are
+    kept between calls, so each keystroke costs O(1). A path loads the model on every call.
+    """
+    return completer_for(source).suggest(typed, k)
+
+
+@dataclass(frozen=True)
+class KeyboardMetrics:
+    """The typist simulation of specs/completion-metrics.md on one text."""
+
+    ksr: float  # keystroke savings rate: 1 − keystrokes / characters
+    next_word_top1: float
+    next_word_topk: float
+    k: int
+    latency_ms_p50: float
+    latency_ms_p99: float
+    keystrokes: int
+    characters: int  # the lines' lengths without newlines, blank lines skipped
+    words: int
+    calls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        figures = dict(self.__dict__)
+        figures[f"next_word_top{self.k}"] = figures.pop("next_word_topk")  # next_word_top3 for k = 3
+        figures["keyboard_characters"] = figures.pop("characters")  # beside the LM's characters (with newlines)
+        return figures
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation percentile (numpy's default), q in [0, 100]."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def simulate_typing(suggest: Callable[[str, int], Sequence[str]], lines: Iterable[str], k: int = 3) -> KeyboardMetrics:
+    """Type every non-blank line as the spec's typist does, asking `suggest(typed, k)` before each
+    character of each word; count keystrokes, first-query hits and the wall time of every call."""
+    if k < 1:
+        raise ConfigError(f"--k must be at least 1 (got {k})")
+    keystrokes = characters = words = top1 = topk = 0
+    latencies: list[float] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        characters += len(line)
+        typed_to = 0  # how much of the line is typed (a selection may also type the following space)
+        for match in WORD.finditer(line):
+            start, end, word = match.start(), match.end(), match.group()
+            keystrokes += start - typed_to  # separators: one key each
+            typed_to, words = end, words + 1
+            for i in range(len(word)):
+                began = time.perf_counter()
+                shown = list(suggest(line[: start + i], k))[:k]
+                latencies.append(time.perf_counter() - began)
+                keystrokes += 1  # select the word, or type its next character
+                if i == 0:
+                    top1 += shown[:1] == [word]
+                    topk += word in shown
+                if word in shown:
+                    typed_to = end + 1 if line[end : end + 1] == " " else end
+                    break
+        keystrokes += len(line) - typed_to
+    return KeyboardMetrics(
+        ksr=1 - keystrokes / characters if characters else 0.0,
+        next_word_top1=top1 / words if words else 0.0,
+        next_word_topk=topk / words if words else 0.0,
+        k=k,
+        latency_ms_p50=1000 * percentile(latencies, 50),
+        latency_ms_p99=1000 * percentile(latencies, 99),
+        keystrokes=keystrokes,
+        characters=characters,
+        words=words,
+        calls=len(latencies),
+    )

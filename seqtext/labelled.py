@@ -1,0 +1,307 @@
+"""Labelled corpora for classifiers, and the inputs of `classify`.
+
+Reads text + label tables with errors that name the file and line, holds out whole sentences so
+validation never shares one with training, cuts length-bucketed padded batches, and streams the
+texts to classify in chunks. Tables are read through `seqtext.data`, the owner of `datasets`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, BinaryIO
+
+import torch
+
+from seqtext.config import SENTIMENT_LABELS
+from seqtext.data import TABLE_FORMATS, check_utf8, load_table, local_file, pick_column
+from seqtext.errors import CorpusError
+from seqtext.tokenizer import PAD_ID
+
+TEXT_COLUMNS = ("text", "Phrase", "phrase", "sentence", "review")
+LABEL_COLUMNS = ("label", "Sentiment", "sentiment", "labels")
+GROUP_COLUMN = "SentenceId"  # Kaggle: the phrases of one sentence share words and labels
+ID_COLUMN = "PhraseId"
+
+
+def where(data: str | Path, row: int) -> str:
+    """'FILE, line N' for a 0-based table row (line 1 of tsv/csv is the header)."""
+    suffix = Path(str(data)).suffix.lower()
+    if suffix in (".tsv", ".csv"):
+        return f"{data}, line {row + 2}"
+    if suffix in (".jsonl", ".json"):
+        return f"{data}, line {row + 1}"
+    return f"{data}, row {row + 1}"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Rows of a labelled table: text, label id, sentence group (or None), source row index."""
+
+    texts: list[str]
+    labels: list[int]
+    groups: list[Any] | None
+    rows: list[int]
+    source: str
+    group_column: str | None
+
+    def subset(self, keep: Sequence[int]) -> Labelled:
+        groups = None if self.groups is None else [self.groups[i] for i in keep]
+        return Labelled(
+            [self.texts[i] for i in keep],
+            [self.labels[i] for i in keep],
+            groups,
+            [self.rows[i] for i in keep],
+            self.source,
+            self.group_column,
+        )
+
+
+def read_labelled(
+    data: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    labels: tuple[str, ...] = (),
+    group_column: str | None = None,
+) -> tuple[Labelled, tuple[str, ...]]:
+    """Read a labelled table; returns its rows and the label names (given, ClassLabel, or sentiment)."""
+    path = local_file(data)
+    if path is not None and path.suffix.lower() not in TABLE_FORMATS:
+        raise CorpusError(
+            f"{data}: a classifier needs a table with a text and a label column (tsv, csv, jsonl or "
+            "parquet), e.g. the Kaggle train.tsv (PhraseId, SentenceId, Phrase, Sentiment)"
+        )
+    if path is not None and path.stat().st_size == 0:
+        raise CorpusError(f"{data} is empty; give a table with a header line and labelled rows")
+    table = load_table(data)
+    text_col = pick_column(table, text_column, data, "--text-column", TEXT_COLUMNS)
+    label_col = _label_column(table, label_column, data)
+    names = tuple(labels) or tuple(getattr(table.features.get(label_col), "names", None) or ()) or SENTIMENT_LABELS
+    texts = ["" if t is None else str(t) for t in table[text_col]]
+    if not any(t.strip() for t in texts):
+        raise CorpusError(
+            f"{data} has no usable text: column {text_col!r} is empty in all {len(texts):,} rows. "
+            "Give labelled rows, or pass --text-column NAME."
+        )
+    ids = label_ids(table[label_col], names, data, label_col)
+    group_col = group_column
+    if group_col is not None and group_col not in table.column_names:
+        raise CorpusError(
+            f"{data} has no column {group_col!r} (columns: {', '.join(table.column_names)}). Pass --group-column NAME."
+        )
+    if group_col is None and GROUP_COLUMN in table.column_names:
+        group_col = GROUP_COLUMN
+    groups = None if group_col is None else list(table[group_col])
+    return Labelled(texts, ids, groups, list(range(len(texts))), str(data), group_col), names
+
+
+def _label_column(table: Any, column: str | None, data: str | Path) -> str:
+    names = list(table.column_names)
+    if column is not None and column not in names:
+        raise CorpusError(f"{data} has no column {column!r} (columns: {', '.join(names)}). Pass --label-column NAME.")
+    found = column or next((name for name in LABEL_COLUMNS if name in names), None)
+    if found is None:
+        raise CorpusError(
+            f"{data}: which column holds the labels? (columns: {', '.join(names)}). Pass --label-column NAME."
+        )
+    return found
+
+
+def label_ids(values: Sequence[Any], names: Sequence[str], data: str | Path, column: str) -> list[int]:
+    """Label ids of a column: integers index into `names`; strings are names or integers."""
+    index = {name: i for i, name in enumerate(names)}
+    ids = []
+    for row, value in enumerate(values):
+        text = value.strip() if isinstance(value, str) else value
+        if text is None or text == "":
+            raise CorpusError(f"{where(data, row)}: no label in column {column!r}; label the row or remove it")
+        if isinstance(text, str) and text in index:
+            ids.append(index[text])
+            continue
+        number = _as_int(text)
+        if number is None:
+            used = sorted({str(v).strip() for v in values if _as_int(v) is None and str(v).strip()})
+            raise CorpusError(
+                f"{where(data, row)}: label {text!r} is not in the label set ({', '.join(names)}); fix the line, "
+                f"or pass --labels with the names the file uses, e.g. --labels {','.join(used[:10])}"
+            )
+        if not 0 <= number < len(names):
+            raise CorpusError(
+                f"{where(data, row)}: label {number} is outside the label set 0-{len(names) - 1} "
+                f"({', '.join(names)}); fix the line, or pass --labels with one name per label id"
+            )
+        ids.append(number)
+    return ids
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def split_labelled(data: Labelled, fraction: float, seed: int) -> tuple[Labelled, Labelled, str]:
+    """Hold out `fraction` of the sentences (whole groups), or of the rows when there are no groups."""
+    keys: list[Any] = data.groups if data.groups is not None else list(range(len(data.texts)))
+    unique = list(dict.fromkeys(keys))
+    unit = f"sentences (by {data.group_column})" if data.groups is not None else "random rows"
+    if len(unique) < 2:
+        what = f"{data.group_column} value" if data.groups is not None else "row"
+        raise CorpusError(
+            f"{data.source} has only {len(unique)} {what}; holding some out for validation needs at least 2. "
+            "Give more data, or pass --valid FILE."
+        )
+    n_valid = min(len(unique) - 1, max(1, round(len(unique) * fraction)))
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = {unique[i] for i in order[:n_valid]}
+    valid = [i for i, key in enumerate(keys) if key in held]
+    train = [i for i, key in enumerate(keys) if key not in held]
+    return data.subset(train), data.subset(valid), f"{n_valid:,} of {len(unique):,} {unit}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded token ids (B, T), lengths (B,), label ids (B,)."""
+
+    ids: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+
+def pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists with <pad> → ids (B, T) and lengths (B,); an empty list keeps length 0."""
+    lengths = [len(s) for s in seqs]
+    width = max(1, *lengths) if lengths else 1
+    ids = torch.tensor([[*s, *[PAD_ID] * (width - len(s))] for s in seqs], dtype=torch.long).view(len(seqs), width)
+    return ids, torch.tensor(lengths, dtype=torch.long)
+
+
+class TextBatches:
+    """Batches of texts of one length with their labels, in an order that depends only on (seed, epoch).
+
+    Texts of equal length need no padding, so the RNN runs its fused kernel instead of the slower
+    packed one. Which texts share a batch is random within a length, and the batches are shuffled,
+    so training still sees lengths mixed.
+    """
+
+    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int) -> None:
+        self.ids, self.labels, self.batch_size = ids, labels, batch_size
+        counts = Counter(len(s) for s in ids)
+        self.steps_per_epoch = sum(math.ceil(n / batch_size) for n in counts.values())
+
+    def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # resuming replays the epoch
+        order = torch.randperm(len(self.ids), generator=generator).tolist()
+        batches = length_batches(order, self.ids, self.batch_size)
+        for i in torch.randperm(len(batches), generator=generator).tolist()[start:]:
+            ids, lengths = pad([self.ids[j] for j in batches[i]])
+            yield Batch(ids, lengths, torch.tensor([self.labels[j] for j in batches[i]], dtype=torch.long))
+
+
+def length_batches(order: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Cut `order` into batches of at most batch_size texts of one length (shortest first, stable)."""
+    by_length = sorted(order, key=lambda i: len(ids[i]))
+    batches = []
+    for _, group in itertools.groupby(by_length, key=lambda i: len(ids[i])):
+        same = list(group)
+        batches += [same[i : i + batch_size] for i in range(0, len(same), batch_size)]
+    return batches
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Texts to classify, streamed in chunks; `total` rows when known cheaply (for a progress bar)."""
+
+    chunks: Iterator[tuple[list[str], list[Any] | None]]  # texts, and the id column's values when asked
+    total: int | None
+
+
+def read_inputs(
+    source: str,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    chunk_size: int = 8192,
+    stdin: BinaryIO | None = None,
+) -> Inputs:
+    """Stream the texts of a txt file (one per line), a tsv/csv/jsonl/parquet table, or '-' (stdin lines)."""
+    if source == "-":
+        return Inputs(_text_lines(stdin or sys.stdin.buffer, "<stdin>", chunk_size, id_column), None)
+    path = local_file(source)
+    if path is not None and path.suffix.lower() != ".parquet":
+        check_utf8(path)  # before any output: a bad byte is reported by line, not after half the results
+    if path is not None and path.suffix.lower() not in TABLE_FORMATS:
+        return Inputs(_text_lines(path.open("rb"), source, chunk_size, id_column), _count_lines(path))
+    total = None
+    if path is not None and path.suffix.lower() != ".parquet":
+        total = _count_lines(path) - (1 if path.suffix.lower() in (".tsv", ".csv") else 0)
+    table = load_table(source, streaming=True)
+    return Inputs(_table_chunks(table, source, text_column, id_column, chunk_size), total)
+
+
+def _text_lines(
+    stream: BinaryIO, name: str, chunk_size: int, id_column: str | None
+) -> Iterator[tuple[list[str], list[Any] | None]]:
+    if id_column is not None:
+        raise CorpusError(f"{name} is plain text with no {id_column!r} column; give the Kaggle test.tsv")
+    chunk: list[str] = []
+    with stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                chunk.append(raw.decode("utf-8").rstrip("\r\n"))
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"{name}, line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
+                    f"{exc.start + 1}); convert it, e.g. with iconv -f latin1 -t utf-8"
+                ) from None
+            if len(chunk) == chunk_size:
+                yield chunk, None
+                chunk = []
+    if chunk:
+        yield chunk, None
+
+
+def _table_chunks(
+    table: Any, source: str, text_column: str | None, id_column: str | None, chunk_size: int
+) -> Iterator[tuple[list[str], list[Any] | None]]:
+    text_col = None
+    try:
+        for batch in table.iter(batch_size=chunk_size):
+            if text_col is None:
+                columns = SimpleNamespace(column_names=list(batch))
+                text_col = pick_column(columns, text_column, source, "--text-column", TEXT_COLUMNS)
+                if id_column is not None and id_column not in batch:
+                    raise CorpusError(
+                        f"{source} has no column {id_column!r} (columns: {', '.join(batch)}); "
+                        "--format kaggle needs the Kaggle test.tsv layout"
+                    )
+            texts = ["" if t is None else str(t) for t in batch[text_col]]
+            yield texts, (None if id_column is None else list(batch[id_column]))
+    except CorpusError:
+        raise
+    except Exception as exc:  # datasets and pandas raise many types for unreadable rows
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorpusError(f"{source}: could not read this file ({first_line})") from exc
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of a file (a last line without a newline counts), read in 1 MiB blocks."""
+    count, last = 0, b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
