@@ -33,6 +33,21 @@ def _check_positive(flag: str, value: float) -> None:
         raise ConfigError(f"{flag} must be positive (got {value})")
 
 
+def _check_recurrent_stack(config: Any) -> None:
+    """What language models and classifiers share: tokenizer level, cell, sizes, dropout."""
+    _check_choice("--level", config.level, ("char", "word"))
+    _check_choice("--cell", config.cell, ("rnn", "lstm", "gru"))
+    for flag, value in (
+        ("--embed-dim", config.embed_dim),
+        ("--hidden-dim", config.hidden_dim),
+        ("--layers", config.layers),
+        ("--max-vocab", config.max_vocab),
+    ):
+        _check_positive(flag, value)
+    if not 0.0 <= config.dropout < 1.0:
+        raise ConfigError(f"--dropout must be in [0, 1) (got {config.dropout})")
+
+
 @dataclass(frozen=True, kw_only=True)
 class LMConfig:
     """Architecture of a next-token language model; stored under "model" in config.json."""
@@ -49,18 +64,8 @@ class LMConfig:
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
 
     def __post_init__(self) -> None:
-        _check_choice("--level", self.level, ("char", "word"))
-        _check_choice("--cell", self.cell, ("rnn", "lstm", "gru"))
+        _check_recurrent_stack(self)
         _check_choice("--sample-by", self.sample_by, ("auto", "line", "stream"))
-        for flag, value in (
-            ("--embed-dim", self.embed_dim),
-            ("--hidden-dim", self.hidden_dim),
-            ("--layers", self.layers),
-            ("--max-vocab", self.max_vocab),
-        ):
-            _check_positive(flag, value)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if self.max_vocab < 5:
             raise ConfigError(f"--max-vocab must be at least 5, the special tokens and one word (got {self.max_vocab})")
 
@@ -145,18 +150,8 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", tuple(str(name) for name in self.labels))  # JSON gives a list
-        _check_choice("--level", self.level, ("char", "word"))
-        _check_choice("--cell", self.cell, ("rnn", "lstm", "gru"))
+        _check_recurrent_stack(self)
         _check_choice("--pooling", self.pooling, ("last", "mean", "max", "attention"))
-        for flag, value in (
-            ("--embed-dim", self.embed_dim),
-            ("--hidden-dim", self.hidden_dim),
-            ("--layers", self.layers),
-            ("--max-vocab", self.max_vocab),
-        ):
-            _check_positive(flag, value)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if len(self.labels) == 1:
             raise ConfigError(f"--labels needs at least two names (got {self.labels[0]!r})")
         if len(set(self.labels)) != len(self.labels):
@@ -172,7 +167,7 @@ class ClassifierTrainConfig(TrainConfig):
     """How a classifier is trained; stored in train_config.json. Defaults are the recommended recipe.
 
     Inherits the shared loop's options from TrainConfig; the language-model-only ones (bptt,
-    teacher_forcing) are ignored and the CLI does not offer them.
+    teacher_forcing) must keep their defaults (they are refused otherwise; the CLI does not offer them).
     """
 
     out: str = "runs/classifier"
@@ -185,6 +180,9 @@ class ClassifierTrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        # Inherited language-model options: refuse them rather than silently ignore them.
+        if self.teacher_forcing != 1.0 or self.bptt != TrainConfig.bptt:
+            raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
         _check_choice("--class-weights", self.class_weights, ("none", "balanced"))
         if not 0.0 <= self.word_dropout < 1.0:
             raise ConfigError(f"--word-dropout must be in [0, 1) (got {self.word_dropout})")

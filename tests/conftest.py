@@ -58,6 +58,14 @@ def prose_file(tmp_path_factory) -> Path:
     return path
 
 
+def copy_run(run: Path, to: Path) -> Path:
+    """A copy of a run directory, to damage or edit without touching the session's fixture."""
+    to.mkdir()
+    for f in run.iterdir():
+        (to / f.name).write_bytes(f.read_bytes())
+    return to
+
+
 def train_tiny(data: Path, out: Path, model: dict | None = None, **train) -> Path:
     seqtext.train_lm(
         LMConfig(**{**TINY_MODEL, **(model or {})}),

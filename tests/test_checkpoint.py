@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import copy_run
 
 import seqtext
 from seqtext.checkpoint import FORMAT_VERSION
@@ -32,10 +33,7 @@ def test_not_a_run(tmp_path):
 
 
 def test_newer_format_is_refused(char_run, tmp_path):
-    copy = tmp_path / "newer"
-    copy.mkdir()
-    for f in char_run.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = copy_run(char_run, tmp_path / "newer")
     header = json.loads((copy / "config.json").read_text(encoding="utf-8"))
     (copy / "config.json").write_text(json.dumps({**header, "format_version": FORMAT_VERSION + 1}), encoding="utf-8")
     with pytest.raises(CheckpointError, match="newer than this seqtext"):
@@ -43,10 +41,7 @@ def test_newer_format_is_refused(char_run, tmp_path):
 
 
 def test_damaged_weights_are_a_clear_error(char_run, tmp_path):
-    copy = tmp_path / "damaged"
-    copy.mkdir()
-    for f in char_run.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = copy_run(char_run, tmp_path / "damaged")
     (copy / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="is damaged"):
         seqtext.load(copy)

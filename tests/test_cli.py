@@ -7,7 +7,7 @@ import time
 
 import pytest
 import typer
-from conftest import ROOT
+from conftest import ROOT, copy_run
 from typer.testing import CliRunner
 
 from seqtext.cli import app
@@ -211,10 +211,7 @@ def test_directory_that_is_not_a_run(tmp_path):
 
 
 def test_run_from_a_newer_format(char_run, tmp_path):
-    copy = tmp_path / "newer"
-    copy.mkdir()
-    for f in char_run.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
+    copy = copy_run(char_run, tmp_path / "newer")
     header = json.loads((copy / "config.json").read_text(encoding="utf-8"))
     (copy / "config.json").write_text(json.dumps({**header, "format_version": 99}), encoding="utf-8")
     assert_clean_error(invoke("generate", copy), "uses run format 99, newer than this seqtext")

@@ -54,3 +54,11 @@ def test_configs_round_trip_through_json_dicts():
 def test_unknown_keys_are_refused():
     with pytest.raises(ConfigError, match="no field"):
         from_dict(LMConfig, {"hidden_size": 3})
+
+
+@pytest.mark.parametrize("option", [{"bptt": 64}, {"teacher_forcing": 0.5}])
+def test_language_model_options_are_refused_for_classifiers(option):
+    from seqtext.config import ClassifierTrainConfig
+
+    with pytest.raises(ConfigError, match="apply to language models"):
+        ClassifierTrainConfig(**option)
