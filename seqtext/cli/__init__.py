@@ -6,6 +6,7 @@ only place that imports typer and rich; commands live in one module per product 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shlex
 import sys
@@ -99,6 +100,13 @@ def explicit(ctx: typer.Context) -> set[str]:
     # Compared by name: typer may ship its own copy of click's ParameterSource enum.
     sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
     return {name for name, source in sources.items() if getattr(source, "name", "DEFAULT") == "COMMANDLINE"}
+
+
+def typed_over(saved: Any, given: Any, typed: set[str]) -> Any:
+    """`saved` config with the fields the user typed again taken from `given` (for --resume)."""
+    return dataclasses.replace(
+        saved, **{f.name: getattr(given, f.name) for f in dataclasses.fields(given) if f.name in typed}
+    )
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
@@ -24,6 +23,7 @@ from seqtext.cli import (
     friendly_errors,
     train_app,
     training_progress,
+    typed_over,
 )
 from seqtext.config import LMConfig, TrainConfig, with_preset
 
@@ -135,14 +135,8 @@ def train_lm_cmd(
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         typed = explicit(ctx)
-        model_config = dataclasses.replace(
-            saved_model,
-            **{f.name: getattr(model_config, f.name) for f in dataclasses.fields(LMConfig) if f.name in typed},
-        )
-        train_config = dataclasses.replace(
-            saved_train,
-            **{f.name: getattr(train_config, f.name) for f in dataclasses.fields(TrainConfig) if f.name in typed},
-        )
+        model_config = typed_over(saved_model, model_config, typed)
+        train_config = typed_over(saved_train, train_config, typed)
     with training_progress(err) as on_event:
         result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
     best = result.best_metrics

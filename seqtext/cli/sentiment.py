@@ -29,6 +29,7 @@ from seqtext.cli import (
     friendly_errors,
     train_app,
     training_progress,
+    typed_over,
 )
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 
@@ -126,8 +127,8 @@ def train_classifier_cmd(
     typed = explicit(ctx)
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
-        model_config = dataclasses.replace(saved_model, **_typed(model_config, typed))
-        train_config = dataclasses.replace(saved_train, **_typed(train_config, typed))
+        model_config = typed_over(saved_model, model_config, typed)
+        train_config = typed_over(saved_train, train_config, typed)
     elif init_from:  # architecture options not typed come from the language model
         lm = seqtext.load(init_from).config
         adopted = {name: getattr(lm, name) for name in FROM_LM if name not in typed and hasattr(lm, name)}
@@ -142,10 +143,6 @@ def train_classifier_cmd(
         f"{result.precision})",
         soft_wrap=True,
     )
-
-
-def _typed(config: Any, typed: set[str]) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name in typed}
 
 
 @app.command("classify")
