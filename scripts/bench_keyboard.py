@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
+from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 
 import seqtext
 from seqtext.completion import Completer, partial_word, percentile, simulate_typing
@@ -240,11 +241,10 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2, ensure_ascii=False))
     if not args.smoke:
-        append_row(report, args)
+        write_row(report, args)
 
 
-def append_row(report: dict, args: argparse.Namespace) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
+def write_row(report: dict, args: argparse.Namespace) -> None:
     command = "python scripts/bench_keyboard.py" + (
         f" --model {args.model}" if args.model else f" --max-time {args.max_time}"
     )
@@ -265,16 +265,14 @@ def append_row(report: dict, args: argparse.Namespace) -> None:
         f"{precision} | seqtext | {cell(s)} | {v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, "
         f"top-3 ×{v['top3_ratio']:.2f} |\n|  |  |  | KN {n['best_order']}-gram | {cell(n)} |  |\n"
     )
-    if not path.exists() or "## bench_keyboard" not in path.read_text(encoding="utf-8"):
-        with path.open("a", encoding="utf-8") as f:
-            f.write(
-                "\n## bench_keyboard\n\nTyping tatoeba_es_valid.txt as specs/completion-metrics.md's typist, k = 3. "
-                "Latency in ms per keystroke; context = words before the word being typed.\n\n"
-                "| date | command | machine | model | keystroke savings | next-word top-1 / top-3 | latency p50 / p99 "
-                "| p50 at 10 / 200 words | MB | vs n-gram |\n|---|---|---|---|---|---|---|---|---|---|\n"
-            )
-    with path.open("a", encoding="utf-8") as f:
-        f.write(row)
+    append_row(
+        "bench_keyboard",
+        "Typing tatoeba_es_valid.txt as specs/completion-metrics.md's typist, k = 3. Latency in ms per keystroke; "
+        "context = words before the word being typed.\n\n| date | command | machine | model | keystroke savings "
+        "| next-word top-1 / top-3 | latency p50 / p99 | p50 at 10 / 200 words | MB | vs n-gram |\n"
+        "|---|---|---|---|---|---|---|---|---|---|",
+        row,
+    )
 
 
 if __name__ == "__main__":

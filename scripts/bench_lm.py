@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 from torch import nn
 
 import seqtext
@@ -171,11 +172,10 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     if not args.smoke:
-        append_row(report)
+        write_row(report)
 
 
-def append_row(report: dict) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
+def write_row(report: dict) -> None:
     command = (
         f"python scripts/bench_lm.py --seconds {report['budget_seconds']:g} "
         f"--word-seconds {report['word_lm']['budget_seconds']:g}"
@@ -187,14 +187,12 @@ def append_row(report: dict) -> None:
         f"{p['valid_bpc']:.3f} / {s['valid_bpc']:.3f} ({report['bpc_gain']:+.3f}) | "
         f"{w['valid_perplexity']:.1f} / {w['valid_bpc']:.3f} |\n"
     )
-    if not path.exists() or "## bench_lm" not in path.read_text(encoding="utf-8"):
-        with path.open("a", encoding="utf-8") as f:
-            f.write(
-                "\n## bench_lm\n\n| date | command | machine | tokens/s plain / seqtext | valid bpc plain / "
-                "seqtext (gain) | word LM tatoeba valid ppl / bpc |\n|---|---|---|---|---|---|\n"
-            )
-    with path.open("a", encoding="utf-8") as f:
-        f.write(row)
+    append_row(
+        "bench_lm",
+        "| date | command | machine | tokens/s plain / seqtext | valid bpc plain / seqtext (gain) "
+        "| word LM tatoeba valid ppl / bpc |\n|---|---|---|---|---|---|",
+        row,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 from torch import nn
 
 import seqtext
@@ -264,7 +265,7 @@ def main() -> None:
             }
     print(json.dumps(report, indent=2))
     if not args.smoke:
-        append_row(report, args)
+        write_row(report, args)
 
 
 def slice_file(path: Path, folder: Path, rows: int) -> Path:
@@ -273,9 +274,8 @@ def slice_file(path: Path, folder: Path, rows: int) -> Path:
     return folder / path.name
 
 
-def append_row(report: dict, args: argparse.Namespace) -> None:
-    """One table row per run under '## bench_sentiment' in docs/benchmarks.md (the section is created once)."""
-    path = ROOT / "docs" / "benchmarks.md"
+def write_row(report: dict, args: argparse.Namespace) -> None:
+    """One table row per run under '## bench_sentiment' in docs/benchmarks.md."""
     command = f"python scripts/bench_sentiment.py --max-time {args.max_time}"
     if args.init_from_lm:
         command += f" --init-from-lm --lm-time {args.lm_time}"
@@ -293,22 +293,14 @@ def append_row(report: dict, args: argparse.Namespace) -> None:
         + (f"{ulm['dev_phrases']['accuracy']:.3f} / {ulm['sst5_sentences']['accuracy']:.3f} |" if ulm else "- |")
         + "\n"
     )
-    heading = "\n## bench_sentiment\n\n"
-    header = (
+    append_row(
+        "bench_sentiment",
         "Accuracies are seqtext / fastText-style / TF-IDF + LR / majority. Binary: SST-5 dev sentences without "
         "the neutral ones.\n\n| date | command | machine | dev phrases acc | SST-5 sentences acc | SST binary acc | "
         "seqtext training | classify phrases/s (CLI / API) | init-from-LM dev phrases / SST-5 |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|",
+        row,
     )
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if heading not in text:
-        text = text.rstrip("\n") + "\n" + heading + header
-    start = text.index(heading) + len(heading)
-    end = text.find("\n## ", start)
-    end = len(text) if end == -1 else end + 1
-    section = text[start:end].rstrip("\n") + "\n" + row
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text[:start] + section + ("\n" + text[end:] if end < len(text) else ""), encoding="utf-8")
 
 
 if __name__ == "__main__":

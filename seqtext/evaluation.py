@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from seqtext.checkpoint import Loaded, as_loaded, load
 from seqtext.classification import ClassifierMetrics, evaluate_classifier
 from seqtext.completion import Completer, KeyboardMetrics, simulate_typing
 from seqtext.data import LineWindows, StreamWindows, count_characters, lm_windows, read_texts
 from seqtext.errors import CorpusError
-from seqtext.models import detach_state
+from seqtext.models import RNNLanguageModel, detach_state
 from seqtext.runtime import autocast
 from seqtext.tokenizer import PAD_ID
 
@@ -55,7 +54,7 @@ def eval_windows(texts: list[str], loaded_or_tokenizer: Any, *, stream: bool, bp
 
 @torch.inference_mode()
 def lm_nll(
-    model: torch.nn.Module,
+    model: RNNLanguageModel,
     windows: StreamWindows | LineWindows,
     device: torch.device,
     precision: str = "fp32",
@@ -67,12 +66,10 @@ def lm_nll(
     for window in windows.epoch(0, seed=None):
         inputs, targets = window.inputs.to(device), window.targets.to(device)
         with autocast(device, precision):
-            logits, new_state = model(inputs, state if window.carry else None)  # (B, T, V)
+            nll, new_state = model.nll(inputs, targets, state if window.carry else None, PAD_ID)  # (N,)
         state = detach_state(new_state)
-        total += F.cross_entropy(
-            logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID, reduction="sum"
-        ).item()
-        count += int((targets != PAD_ID).sum())
+        total += nll.sum().item()
+        count += nll.numel()
     model.train(was_training)
     return total, count
 

@@ -112,12 +112,13 @@ class LMTask:
         state = self.state if window.carry else None
         with autocast(self.device, self.precision):
             if self.cfg.teacher_forcing < 1.0:
-                logits, state = self._scheduled_sampling(inputs, state)
+                logits, state = self._scheduled_sampling(inputs, state)  # (B, T, V)
+                real = targets != PAD_ID
+                nll = F.cross_entropy(logits[real].float(), targets[real], reduction="none")  # (N,)
             else:
-                logits, state = self.model(inputs, state)  # (B, T, V)
+                nll, state = self.model.nll(inputs, targets, state, PAD_ID)  # (N,)
         self.state = detach_state(state)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
-        return loss, int((targets != PAD_ID).sum())
+        return nll.mean(), nll.numel()
 
     def _scheduled_sampling(self, inputs: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """Step by step: each input is the true token with probability R, else the model's own sample."""
