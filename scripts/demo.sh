@@ -1,12 +1,15 @@
 #!/bin/sh
 # The main job on a fresh machine: install, train a small Spanish character model on the shipped corpus
-# (about two minutes on a laptop CPU), then show what it writes after "Voy al parque con mi per".
+# (about two minutes on a laptop CPU), then show its keyboard suggestions for "Voy al parque con mi per"
+# and what it writes after it.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh demo
 . .venv/bin/activate
 rm -rf runs/demo-es
 seqtext train lm corpora/frases_es.txt --out runs/demo-es --max-time 2m
+echo "--- keyboard suggestions for: Voy al parque con mi per"
+seqtext complete runs/demo-es --text "Voy al parque con mi per"
 echo "--- Voy al parque con mi per…"
 for seed in 1 2 3; do
   printf 'Voy al parque con mi per'

@@ -21,3 +21,19 @@ def test_benchmark_smoke(script):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["benchmark"] == script.removesuffix(".py")
+
+
+def test_benchmark_rows_go_under_their_own_table(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from benchmarks_md import append_row
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## a\n\n| x |\n|---|\n| 1 |\n\nNotes.\n\n| trial |\n|---|\n\n")
+    page.write_text(page.read_text() + "## b\n\n| y |\n|---|\n")
+    append_row("a", "unused", "| 2 |", page)
+    append_row("b", "unused", "| 3 |\n| 4 |", page)
+    append_row("c", "Intro.\n\n| z |\n|---|", "| 5 |", page)
+    assert page.read_text() == (
+        "# Benchmarks\n\n## a\n\n| x |\n|---|\n| 1 |\n| 2 |\n\nNotes.\n\n| trial |\n|---|\n\n"
+        "## b\n\n| y |\n|---|\n| 3 |\n| 4 |\n\n## c\n\nIntro.\n\n| z |\n|---|\n| 5 |\n"
+    )
