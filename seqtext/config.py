@@ -193,8 +193,7 @@ class ClassifierTrainConfig(TrainConfig):
 # a GRU of the same size at equal time in single-core trials on tatoeba_es (scripts/bench_keyboard.py); the
 # 20k vocabulary covers 99% of validation words, and embedding 160 keeps a keystroke under 1.5 ms.
 # Dropout 0.1 saved 1.1 points more keystrokes than 0.3 in 5-minute trials (0.6 at 15 minutes, together
-# with 1.4× faster steps);
-# a 10k vocabulary gained next-word accuracy but lost savings on rare words.
+# with 1.4× faster steps); a 10k vocabulary gained next-word accuracy but lost savings on rare words.
 PRESETS: dict[str, dict[str, Any]] = {
     "keyboard": {
         "level": "word",
