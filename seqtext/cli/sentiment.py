@@ -92,8 +92,8 @@ def train_classifier_cmd(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
     clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value")] = 1.0,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Passes over the data at most (default 20; no limit with --max-time)")
-    ] = None,
+        int | None, typer.Option(min=1, help="Passes over the data; the learning rate decays over them")
+    ] = ClassifierTrainConfig.epochs,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = None,
     patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without better accuracy; 0 never")] = 4,
     eval_every: Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")] = 0,
