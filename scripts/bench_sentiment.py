@@ -13,8 +13,9 @@ embeddings → linear, in torch). Then it times `seqtext classify` on 200k phras
 the in-process API). --init-from-lm also pre-trains a word language model on the training sentences
 for --lm-time and trains a second classifier from it (`--init-from`, the ULMFiT recipe).
 
-Runtime on a 2-core CPU: --max-time + about 4 minutes (baselines, evaluation, timing); with
---init-from-lm add --lm-time + --max-time. Prints one JSON object and appends a row to
+Runtime on a 2-core CPU: the classifier's training (the default 8 epochs take about 3.5 minutes;
+--max-time caps it) + about 4 minutes (baselines, evaluation, timing); with --init-from-lm add
+--lm-time and a second training. Prints one JSON object and appends a row to
 docs/benchmarks.md. --smoke runs in about 20 seconds on small slices and appends nothing.
 """
 
