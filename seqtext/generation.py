@@ -80,11 +80,11 @@ def generate_stream(
     lm = as_loaded(source, "lm", "generate")
     generator = torch.Generator(device=lm.device).manual_seed(seed)
     ids = torch.tensor([prompt_ids(lm, prompt)], device=lm.device)  # (1, T)
-    logits, state = lm.model(ids)  # read the prompt once; the state now carries it
+    logits, state = lm.model.read(ids)  # (1, V): read the prompt once (no (T, V) logits); the state carries it
     stream = lm.config.sample_by == "stream"
     strip_space = lm.config.level == "word" and prompt.endswith(" ")
     for _ in range(max_new_tokens):
-        next_id = sample_next(logits[:, -1], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         token = int(next_id)
         if token == EOS_ID and not stream:
             return
@@ -92,7 +92,7 @@ def generate_stream(
         if strip_space:
             piece, strip_space = piece.lstrip(" "), False
         yield piece
-        logits, state = lm.model(next_id, state)  # one step: (1, 1) in, state out
+        logits, state = lm.model.read(next_id, state)  # one step: (1, 1) in, (1, V) and the state out
 
 
 def generate(

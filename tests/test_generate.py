@@ -83,3 +83,15 @@ def test_loaded_model_is_reused(char_run):
 def test_generate_needs_a_run(tmp_path):
     with pytest.raises(CheckpointError):
         seqtext.generate(tmp_path, "x")
+
+
+def test_a_long_prompt_never_builds_logits_for_every_position(word_run):
+    lm = seqtext.load(word_run)
+    rows_seen = []
+    hook = lm.model.head.register_forward_hook(lambda module, args, out: rows_seen.append(out.shape[:-1].numel()))
+    try:
+        text = seqtext.generate(lm, "el perro come pan " * 500, max_new_tokens=5, seed=0)
+    finally:
+        hook.remove()
+    assert isinstance(text, str)
+    assert max(rows_seen) == 1  # one row per step: a (T, V) matrix for a 2,000-word prompt would be wasted memory
