@@ -31,7 +31,7 @@ from seqtext.data import (
 )
 from seqtext.errors import ConfigError, CorpusError, TrainingStopped
 from seqtext.evaluation import eval_windows, lm_metrics, lm_nll
-from seqtext.models import RNNLanguageModel, State, detach_state
+from seqtext.models import RNNLanguageModel, State, detach_state, state_from_tensors, state_tensors
 from seqtext.runtime import autocast, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer
 
@@ -143,11 +143,11 @@ class LMTask:
     def carried(self) -> dict[str, torch.Tensor]:
         if self.state is None:
             return {}
-        return {f"state.{i}": s for i, s in enumerate(self.state if isinstance(self.state, tuple) else [self.state])}
+        return {f"state.{i}": s for i, s in enumerate(state_tensors(self.state))}
 
     def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         parts = [tensors[k] for k in sorted(tensors) if k.startswith("state.")]
-        self.state = None if not parts else (tuple(parts) if len(parts) == 2 else parts[0])  # type: ignore[assignment]
+        self.state = state_from_tensors(parts) if parts else None
 
 
 def train_lm(
