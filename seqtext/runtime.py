@@ -28,9 +28,16 @@ def bf16_supported(device: torch.device) -> bool:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """'auto' → bf16 where the hardware has it (about 2-3× faster LSTM training), else fp32."""
+    """'auto' → bf16 where the hardware has it (about 2-3× faster LSTM training), else fp32.
+
+    An explicit 'bf16' on hardware without it is refused: oneDNN has no bf16 LSTM kernel there and
+    would fail inside the first step.
+    """
     if requested == "auto":
         return "bf16" if bf16_supported(device) else "fp32"
+    if requested == "bf16" and not bf16_supported(device):
+        what = "this CPU has no native bf16 (AVX-512 BF16 or AMX)" if device.type == "cpu" else "this GPU has no bf16"
+        raise ConfigError(f"--precision bf16: {what}; use --precision auto or fp32")
     return requested
 
 

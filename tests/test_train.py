@@ -146,6 +146,17 @@ def test_bf16_precision_is_reported(lines_file, tmp_path):
     assert result.precision == "bf16"
 
 
+def test_bf16_without_hardware_support_is_a_clear_error(lines_file, tmp_path):
+    from seqtext.errors import ConfigError
+    from seqtext.runtime import bf16_supported
+
+    if bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has native bf16")
+    with pytest.raises(ConfigError, match="--precision bf16: this CPU has no native bf16"):
+        train_tiny(lines_file, tmp_path / "b", precision="bf16")
+    assert not (tmp_path / "b" / "config.json").exists()
+
+
 def test_explicit_validation_file_and_tied_word_model(lines_file, tmp_path):
     valid = tmp_path / "valid.txt"
     valid.write_text("Mi perro juega en el parque.\n", encoding="utf-8")
