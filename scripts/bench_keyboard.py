@@ -34,8 +34,9 @@ import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 
 import seqtext
-from seqtext.completion import Completer, partial_word, percentile, simulate_typing
 from seqtext.config import LMConfig, TrainConfig, parse_duration, with_preset
+from seqtext.keyboard.completion import Completer, partial_word
+from seqtext.keyboard.typist import percentile, simulate_typing
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("..") / "shared" / "data" / "spanish"  # relative to the project root, as in the docs

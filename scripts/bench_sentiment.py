@@ -199,7 +199,7 @@ def classify_speed(run: Path, texts: list[str], folder: Path) -> dict:
 
 def pretrain_lm(train: Path, out: Path, lm_time: str, folder: Path) -> Path:
     """A word LM on the training sentences (the longest phrase of each SentenceId), read as the classifier reads."""
-    from seqtext.classification import prepare
+    from seqtext.sentiment.classification import prepare
 
     texts, _, groups = read_rows(train)
     longest: dict[str, str] = {}

@@ -1,91 +1,122 @@
-"""The module map of the style guide: imports flow one way, each external library has one owner."""
+"""The package layout, enforced: the shared core at the top level, one subpackage per product area,
+the command line at the edge. Imports flow one way (core ← areas ← facade ← cli), two areas meet
+only through the core, and each external library has one owner.
+"""
 
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "seqtext"
 
-# module → seqtext modules it may import
-ALLOWED = {
+# The core, and within it the order of imports: each core module may import only these.
+CORE = {
     "errors": set(),
     "config": {"errors"},
     "runtime": {"errors"},
     "tokenizer": set(),
     "models": {"config"},
     "data": {"errors", "tokenizer"},
-    "checkpoint": {"seqtext", "config", "errors", "models"},
-    "generation": {"checkpoint", "errors", "tokenizer"},
-    "completion": {"checkpoint", "errors", "models", "tokenizer"},
-    "evaluation": {"checkpoint", "classification", "completion", "data", "errors", "models", "runtime", "tokenizer"},
-    "labelled": {"config", "data", "errors", "tokenizer"},
-    "classification": {"checkpoint", "config", "errors", "labelled", "runtime", "tokenizer"},
-    "classifier_training": {
-        "checkpoint",
-        "classification",
-        "config",
-        "errors",
-        "labelled",
-        "models",
-        "runtime",
-        "tokenizer",
-        "train",
-    },
-    "train": {"checkpoint", "config", "data", "errors", "evaluation", "models", "runtime", "tokenizer"},
-    "cli": {"cli", "seqtext", "completion", "config", "data", "errors", "labelled", "train"},
-    "__init__": set(),
-    "__main__": {"cli"},
+    "checkpoint": {"__init__", "config", "errors", "models"},  # __init__: the version it writes
+    "rundir": {"checkpoint", "config", "errors"},
+    "train": {"checkpoint", "config", "errors"},
 }
+AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
+FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
+EDGE = {"cli", "__main__"}  # may import anything; nothing but __main__ imports the CLI
 OWNERS = {
     "typer": {"cli"},
     "rich": {"cli"},
+    "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
+    "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)
     "tokenizers": {"tokenizer", "checkpoint", "data"},
     "datasets": {"data"},
     "safetensors": {"checkpoint"},
-    "prompt_toolkit": {"cli"},
-    "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)  # the interactive keyboard of `seqtext complete`
 }
 
 
-def module_of(path: Path) -> str:
-    """Top-level module name: 'train' for train.py, 'cli' for anything in the cli package."""
+def unit_of(path: Path) -> str:
+    """What a file belongs to: 'train' for train.py, 'lm' for anything in the lm subpackage."""
     parts = path.relative_to(PACKAGE).parts
     return parts[0] if len(parts) > 1 else path.stem
 
 
-MODULES = {module_of(p): p for p in PACKAGE.rglob("*.py")}
-
-
-def imports(path: Path) -> set[str]:
-    names = set()
+def imported_units(path: Path) -> tuple[set[str], set[str]]:
+    """The seqtext units a file imports ('__init__' for the package itself), and the external top-level names."""
+    units, external = set(), set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
         if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module == "seqtext":  # from seqtext import module
-            names |= {f"seqtext.{a.name}" if a.name in MODULES else "seqtext" for a in node.names}
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "seqtext":  # from seqtext import checkpoint
+            names = [f"seqtext.{a.name}" if (PACKAGE / f"{a.name}.py").exists() else "seqtext" for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "seqtext":
+                units.add(parts[1] if len(parts) > 1 else "__init__")
+            else:
+                external.add(parts[0])
+    return units, external
 
 
-def test_every_module_is_in_the_map():
-    assert set(MODULES) == set(ALLOWED)
+def violations(unit: str, imports: set[str]) -> list[str]:
+    """Why `unit` may not import `imports` (an empty list when it may)."""
+    imports = imports - {unit}
+    if unit in CORE:
+        allowed = CORE[unit]
+    elif unit in AREAS:
+        allowed = set(CORE)
+    elif unit in FACADE:
+        allowed = set(CORE) | AREAS
+    else:  # the edge
+        allowed = set(CORE) | AREAS | FACADE | EDGE | {"__init__"}
+    problems = [f"{unit} imports {other}" for other in sorted(imports - allowed)]
+    if "cli" in imports and unit != "__main__":
+        problems.append(f"{unit} imports the CLI")
+    return problems
 
 
-def test_imports_flow_one_way():
-    for path in PACKAGE.rglob("*.py"):
-        used = {n.split(".")[1] for n in imports(path) if n.startswith("seqtext.")}
-        used |= {"seqtext"} & imports(path)
-        assert used <= ALLOWED[module_of(path)], f"{path.name} imports {sorted(used - ALLOWED[module_of(path)])}"
+FILES = sorted(PACKAGE.rglob("*.py"))
 
 
-def test_nothing_imports_the_cli():
-    for path in PACKAGE.rglob("*.py"):
-        if module_of(path) not in ("cli", "__main__"):
-            assert not any(n.startswith("seqtext.cli") for n in imports(path)), path.name
+def test_every_file_belongs_to_a_known_unit():
+    known = set(CORE) | AREAS | FACADE | EDGE | {"__init__"}
+    assert {unit_of(path) for path in FILES} <= known, "add a new module to the map above"
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == AREAS | {"cli"}
 
 
-def test_external_libraries_have_one_owner():
-    for path in PACKAGE.rglob("*.py"):
-        top = {n.split(".")[0] for n in imports(path)}
-        for library, owners in OWNERS.items():
-            assert library not in top or module_of(path) in owners, f"{path.name} imports {library}"
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_flow_one_way(path):
+    units, _ = imported_units(path)
+    assert not violations(unit_of(path), units)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_external_libraries_have_one_owner(path):
+    _, external = imported_units(path)
+    for library, owners in OWNERS.items():
+        assert library not in external or unit_of(path) in owners, f"{path.name} imports {library}"
+
+
+@pytest.mark.parametrize(
+    ("unit", "imports"),
+    [
+        ("keyboard", {"cli"}),  # an area imports the CLI
+        ("sentiment", {"lm"}),  # two areas import each other
+        ("lm", {"evaluation"}),  # an area imports the facade above it
+        ("train", {"lm"}),  # a core module imports an area
+        ("models", {"tokenizer"}),  # the core's own order
+        ("evaluation", {"cli"}),
+    ],
+)
+def test_the_rules_catch_what_they_forbid(unit, imports):
+    assert violations(unit, imports), f"{unit} importing {imports} should be refused"
+
+
+def test_the_rules_allow_the_intended_direction():
+    assert not violations("keyboard", {"checkpoint", "models", "keyboard"})
+    assert not violations("evaluation", {"lm", "keyboard", "sentiment", "checkpoint"})
+    assert not violations("cli", {"__init__", "lm", "evaluation", "cli"})

@@ -11,12 +11,14 @@ from conftest import ROOT, SHARED_DATA, needs_shared_data
 from safetensors.torch import load_file
 
 import seqtext
-from seqtext.classification import binary_accuracy, classifier_metrics, prepare
-from seqtext.classifier_training import class_weights, init_from_lm
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError, TrainingStopped
-from seqtext.labelled import read_inputs, read_labelled, split_labelled
 from seqtext.models import RNNClassifier, RNNLanguageModel
+from seqtext.sentiment.classification import prepare
+from seqtext.sentiment.inputs import read_inputs
+from seqtext.sentiment.labelled import read_labelled, split_labelled
+from seqtext.sentiment.metrics import binary_accuracy, classifier_metrics
+from seqtext.sentiment.training import class_weights, init_from_lm
 
 PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TINY_CLF = {"embed_dim": 16, "hidden_dim": 16, "dropout": 0.0}

@@ -9,9 +9,10 @@ import torch
 from conftest import SENTENCES, TINY_MODEL
 
 import seqtext
-from seqtext.completion import Completer, Completion, completer_for, partial_word, simulate_typing
 from seqtext.config import LMConfig
 from seqtext.errors import CheckpointError, ConfigError
+from seqtext.keyboard.completion import Completer, Completion, completer_for, partial_word
+from seqtext.keyboard.typist import simulate_typing
 from seqtext.models import RNNLanguageModel
 from seqtext.tokenizer import build_word_tokenizer
 

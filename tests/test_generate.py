@@ -49,7 +49,7 @@ def test_prose_model_writes_newlines_for_end_of_line(prose_run):
 
 
 def test_prose_prompt_lines_are_read_as_a_stream(prose_run):
-    from seqtext.generation import prompt_ids
+    from seqtext.lm.generation import prompt_ids
 
     ids = prompt_ids(seqtext.load(prose_run), "En\nun")
     assert ids[0] == BOS_ID and EOS_ID in ids and ids[-1] != EOS_ID

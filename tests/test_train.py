@@ -82,7 +82,7 @@ def test_a_finished_run_is_never_overwritten(char_run, lines_file):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lines_file, tmp_path, monkeypatch):
-    from seqtext.train import LMTask
+    from seqtext.lm.training import LMTask
 
     original, calls = LMTask.loss, []
 

@@ -51,7 +51,7 @@ def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, outp
     from prompt_toolkit.layout.processors import BeforeInput
     from prompt_toolkit.styles import Style
 
-    from seqtext.completion import partial_word
+    from seqtext.keyboard.completion import partial_word
 
     shown: list[str] = []
     asked = [""]
@@ -113,7 +113,7 @@ def complete_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {word, prob} per line")] = False,
 ) -> None:
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
-    from seqtext.completion import Completer
+    from seqtext.keyboard.completion import Completer
 
     completer = Completer(run)
     if text is not None:

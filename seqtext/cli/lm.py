@@ -97,7 +97,7 @@ def train_lm_cmd(
 ) -> None:
     """Train a character- or word-level recurrent language model."""
     import seqtext
-    from seqtext.train import saved_configs
+    from seqtext.rundir import saved_configs
 
     model_config = LMConfig(
         level=level.value,

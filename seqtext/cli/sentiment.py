@@ -113,7 +113,7 @@ def train_classifier_cmd(
 ) -> None:
     """Train a many-to-one recurrent classifier (sentiment of the Rotten Tomatoes phrases)."""
     import seqtext
-    from seqtext.train import saved_configs
+    from seqtext.rundir import saved_configs
 
     options = {k: (v.value if isinstance(v, Enum) else v) for k, v in ctx.params.items()}
     options.update(out=str(out), max_time=duration(max_time))
@@ -158,7 +158,8 @@ def classify_cmd(
 ) -> None:
     """Classify every text of the files, in input order, with label, name and probabilities."""
     import seqtext
-    from seqtext.labelled import ID_COLUMN, read_inputs
+    from seqtext.sentiment.inputs import read_inputs
+    from seqtext.sentiment.labelled import ID_COLUMN
 
     clf = seqtext.load(run)
     seqtext.classify(clf, [])  # refuses a language-model run before anything is written

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
 from seqtext.config import SENTIMENT_LABELS
-from seqtext.data import TABLE_FORMATS, check_utf8, load_table, local_file, pick_column
+from seqtext.data import TABLE_FORMATS, load_table, local_file, pick_column
 from seqtext.errors import CorpusError
 from seqtext.tokenizer import PAD_ID
 
@@ -219,89 +217,3 @@ def length_batches(order: Sequence[int], ids: Sequence[Sequence[int]], batch_siz
         same = list(group)
         batches += [same[i : i + batch_size] for i in range(0, len(same), batch_size)]
     return batches
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Texts to classify, streamed in chunks; `total` rows when known cheaply (for a progress bar)."""
-
-    chunks: Iterator[tuple[list[str], list[Any] | None]]  # texts, and the id column's values when asked
-    total: int | None
-
-
-def read_inputs(
-    source: str,
-    *,
-    text_column: str | None = None,
-    id_column: str | None = None,
-    chunk_size: int = 32_768,  # 4× 8192 was 16% faster: fuller one-length batches
-    stdin: BinaryIO | None = None,
-) -> Inputs:
-    """Stream the texts of a txt file (one per line), a tsv/csv/jsonl/parquet table, or '-' (stdin lines)."""
-    if source == "-":
-        return Inputs(_text_lines(stdin or sys.stdin.buffer, "<stdin>", chunk_size, id_column), None)
-    path = local_file(source)
-    if path is not None and path.suffix.lower() != ".parquet":
-        check_utf8(path)  # before any output: a bad byte is reported by line, not after half the results
-    if path is not None and path.suffix.lower() not in TABLE_FORMATS:
-        return Inputs(_text_lines(path.open("rb"), source, chunk_size, id_column), _count_lines(path))
-    total = None
-    if path is not None and path.suffix.lower() != ".parquet":
-        total = _count_lines(path) - (1 if path.suffix.lower() in (".tsv", ".csv") else 0)
-    table = load_table(source, streaming=True)
-    return Inputs(_table_chunks(table, source, text_column, id_column, chunk_size), total)
-
-
-def _text_lines(
-    stream: BinaryIO, name: str, chunk_size: int, id_column: str | None
-) -> Iterator[tuple[list[str], list[Any] | None]]:
-    if id_column is not None:
-        raise CorpusError(f"{name} is plain text with no {id_column!r} column; give the Kaggle test.tsv")
-    chunk: list[str] = []
-    with stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                chunk.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError as exc:
-                raise CorpusError(
-                    f"{name}, line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
-                    f"{exc.start + 1}); convert it, e.g. with iconv -f latin1 -t utf-8"
-                ) from None
-            if len(chunk) == chunk_size:
-                yield chunk, None
-                chunk = []
-    if chunk:
-        yield chunk, None
-
-
-def _table_chunks(
-    table: Any, source: str, text_column: str | None, id_column: str | None, chunk_size: int
-) -> Iterator[tuple[list[str], list[Any] | None]]:
-    text_col = None
-    try:
-        for batch in table.iter(batch_size=chunk_size):
-            if text_col is None:
-                columns = SimpleNamespace(column_names=list(batch))
-                text_col = pick_column(columns, text_column, source, "--text-column", TEXT_COLUMNS)
-                if id_column is not None and id_column not in batch:
-                    raise CorpusError(
-                        f"{source} has no column {id_column!r} (columns: {', '.join(batch)}); "
-                        "--format kaggle needs the Kaggle test.tsv layout"
-                    )
-            texts = ["" if t is None else str(t) for t in batch[text_col]]
-            yield texts, (None if id_column is None else list(batch[id_column]))
-    except CorpusError:
-        raise
-    except Exception as exc:  # datasets and pandas raise many types for unreadable rows
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorpusError(f"{source}: could not read this file ({first_line})") from exc
-
-
-def _count_lines(path: Path) -> int:
-    """Lines of a file (a last line without a newline counts), read in 1 MiB blocks."""
-    count, last = 0, b"\n"
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")

@@ -17,14 +17,16 @@ import torch.nn.functional as F
 
 from seqtext import checkpoint
 from seqtext.checkpoint import Loaded, as_loaded
-from seqtext.classification import classifier_metrics, encode_texts, predict_proba, prepare
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
-from seqtext.labelled import Batch, Labelled, TextBatches, read_labelled, split_labelled
 from seqtext.models import RNNClassifier, RNNLanguageModel
+from seqtext.rundir import check_out_dir, saved_configs
 from seqtext.runtime import autocast, pick_device, resolve_precision, seed_everything
+from seqtext.sentiment.classification import encode_texts, predict_proba, prepare
+from seqtext.sentiment.labelled import Batch, Labelled, TextBatches, read_labelled, split_labelled
+from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.tokenizer import PAD_ID, UNK_ID, build_tokenizer
-from seqtext.train import Callback, TrainResult, check_out_dir, run_training, saved_configs
+from seqtext.train import Callback, TrainResult, run_training
 
 
 class ClassifierTask:

@@ -1,0 +1,141 @@
+"""Language-model training: next-token prediction with teacher forcing (or scheduled sampling) over
+line or stream windows, run by the shared loop of `seqtext.train`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from seqtext import checkpoint
+from seqtext.config import LMConfig, TrainConfig
+from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
+from seqtext.errors import CorpusError
+from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
+from seqtext.models import RNNLanguageModel, State, detach_state, state_from_tensors, state_tensors
+from seqtext.rundir import check_out_dir
+from seqtext.runtime import autocast, pick_device, resolve_precision, seed_everything
+from seqtext.tokenizer import PAD_ID, build_tokenizer
+from seqtext.train import Callback, TrainResult, run_training
+
+
+class LMTask:
+    """Next-token prediction with teacher forcing (or scheduled sampling below ratio 1)."""
+
+    monitor = ("val_loss", "min")
+    info: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        model: RNNLanguageModel,
+        train: Any,
+        valid: Any,
+        valid_chars: int,
+        cfg: TrainConfig,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.model, self.train_windows, self.valid_windows = model, train, valid
+        self.valid_chars, self.cfg, self.device, self.precision = valid_chars, cfg, device, precision
+        self.steps_per_epoch = train.steps_per_epoch
+        self.state: State | None = None
+
+    def windows(self, epoch: int, start: int) -> Iterator[Window]:
+        return self.train_windows.epoch(epoch, self.cfg.seed, start)
+
+    def loss(self, window: Window) -> tuple[torch.Tensor, int]:
+        inputs, targets = window.inputs.to(self.device), window.targets.to(self.device)
+        state = self.state if window.carry else None
+        with autocast(self.device, self.precision):
+            if self.cfg.teacher_forcing < 1.0:
+                logits, state = self._scheduled_sampling(inputs, state)  # (B, T, V)
+                real = targets != PAD_ID
+                nll = F.cross_entropy(logits[real].float(), targets[real], reduction="none")  # (N,)
+            else:
+                nll, state = self.model.nll(inputs, targets, state, PAD_ID)  # (N,)
+        self.state = detach_state(state)
+        return nll.mean(), nll.numel()
+
+    def _scheduled_sampling(self, inputs: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """Step by step: each input is the true token with probability R, else the model's own sample."""
+        outputs, previous = [], None
+        for t in range(inputs.size(1)):
+            step_input = inputs[:, t : t + 1]  # (B, 1)
+            if previous is not None:
+                keep = torch.rand(step_input.shape, device=self.device) < self.cfg.teacher_forcing
+                step_input = torch.where(keep | (step_input == PAD_ID), step_input, previous)
+            logits, state = self.model(step_input, state)  # (B, 1, V)
+            outputs.append(logits)
+            previous = torch.multinomial(logits[:, 0].float().softmax(-1).detach(), 1)  # (B, 1)
+        return torch.cat(outputs, dim=1), state
+
+    def validate(self) -> dict[str, float]:
+        # Training precision: validation is for picking the checkpoint, and bf16 makes it ~3× cheaper;
+        # `seqtext evaluate` reports final figures in fp32.
+        nll, tokens = lm_nll(self.model, self.valid_windows, self.device, self.precision)
+        m = lm_metrics(nll, tokens, self.valid_chars)
+        return {"val_loss": m.loss, "val_ppl": m.perplexity, "val_bpc": m.bits_per_char}
+
+    def carried(self) -> dict[str, torch.Tensor]:
+        if self.state is None:
+            return {}
+        return {f"state.{i}": s for i, s in enumerate(state_tensors(self.state))}
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        parts = [tensors[k] for k in sorted(tensors) if k.startswith("state.")]
+        self.state = state_from_tensors(parts) if parts else None
+
+
+def train_lm(
+    model_config: LMConfig,
+    train_config: TrainConfig,
+    *,
+    resume: bool = False,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out."""
+    out = Path(train_config.out)
+    check_out_dir(out, resume, model_config, train_config)
+    seed_everything(train_config.seed)
+    device = pick_device(train_config.device)
+    precision = resolve_precision(train_config.precision, device)
+    texts = read_texts(train_config.data, train_config.text_column)
+    stream = model_config.sample_by == "stream" or (model_config.sample_by == "auto" and not looks_like_lines(texts))
+    if train_config.valid:
+        train_texts, valid_texts = texts, read_texts(train_config.valid, train_config.text_column)
+    else:
+        train_texts, valid_texts = split_texts(
+            texts, train_config.valid_fraction, stream=stream, seed=train_config.seed
+        )
+    if resume:
+        tokenizer = checkpoint.load_tokenizer(out)
+    else:
+        tokenizer = build_tokenizer(train_texts, model_config.level, model_config.max_vocab)
+    model_config = replace(
+        model_config, vocab_size=tokenizer.get_vocab_size(), sample_by="stream" if stream else "line"
+    )
+    train_windows = lm_windows(
+        train_texts, tokenizer, stream=stream, bptt=train_config.bptt, batch_size=train_config.batch_size
+    )
+    check_lm_size(train_windows, train_config.data, train_config.bptt, train_config.batch_size)
+    valid_windows = eval_windows(valid_texts, tokenizer, stream=stream, bptt=train_config.bptt)
+    valid_chars = count_characters(valid_texts, stream=stream)
+    if valid_chars == 0:
+        raise CorpusError(f"{train_config.valid or train_config.data}: the validation text is empty")
+    model = RNNLanguageModel(model_config).to(device)
+    task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision)
+    return run_training(
+        task,
+        tokenizer,
+        train_config,
+        out,
+        resume=resume,
+        callback=callback,
+        precision=precision,
+        device=device,
+    )
