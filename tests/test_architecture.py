@@ -13,14 +13,27 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqtext"
 # The core, and within it the order of imports: each core module may import only these.
 CORE = {
     "errors": set(),
-    "config": {"errors"},
+    "files": {"errors"},  # paths checked before work, atomic writes, the run lock
+    "schema": {"errors"},  # typed dataclass fields, checked
+    "config": {"errors", "files", "schema"},
     "runtime": {"errors"},
     "tokenizer": set(),
+    "textfiles": {"errors", "files"},  # UTF-8 text or a clear refusal
     "models": {"config"},
-    "data": {"errors", "tokenizer"},
-    "checkpoint": {"__init__", "config", "errors", "models"},  # __init__: the version it writes
-    "rundir": {"checkpoint", "config", "errors"},
-    "train": {"checkpoint", "config", "errors"},
+    "data": {"errors", "files", "textfiles", "tokenizer"},
+    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
+    "checkpoint": {
+        "__init__",
+        "config",
+        "errors",
+        "files",
+        "models",
+        "runfiles",
+        "schema",
+        "tokenizer",
+    },  # __init__: version
+    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
+    "train": {"checkpoint", "config", "errors", "rundir", "runfiles"},
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
 FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
@@ -30,9 +43,10 @@ OWNERS = {
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
     "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)
-    "tokenizers": {"tokenizer", "checkpoint", "data"},
+    "tokenizers": {"tokenizer", "checkpoint", "data", "runfiles"},
     "datasets": {"data"},
-    "safetensors": {"checkpoint"},
+    "safetensors": {"checkpoint", "runfiles"},
+    "filelock": {"files"},
 }
 
 
