@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
-import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -27,6 +26,7 @@ from seqtext.cli import (
     explicit,
     fail,
     friendly_errors,
+    stdout,
     train_app,
     training_progress,
     typed_over,
@@ -128,7 +128,7 @@ def train_classifier_cmd(
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         model_config = typed_over(saved_model, model_config, typed)
-        train_config = typed_over(saved_train, train_config, typed)
+        train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
     elif init_from:  # architecture options not typed come from the language model
         lm = seqtext.load(init_from).config
         adopted = {name: getattr(lm, name) for name in FROM_LM if name not in typed and hasattr(lm, name)}
@@ -158,23 +158,21 @@ def classify_cmd(
 ) -> None:
     """Classify every text of the files, in input order, with label, name and probabilities."""
     import seqtext
+    from seqtext.files import check_output_file, replacing
     from seqtext.sentiment.inputs import read_inputs
     from seqtext.sentiment.labelled import ID_COLUMN
 
+    if output is not None:  # before any work: a directory, an unwritable place, or one of the inputs
+        check_output_file(output, "--output", inputs=[f for f in files if f != "-"])
     clf = seqtext.load(run)
     seqtext.classify(clf, [])  # refuses a language-model run before anything is written
     kaggle = output_format is OutputFormat.kaggle
     sources = [read_inputs(f, text_column=text_column, id_column=ID_COLUMN if kaggle else None) for f in files]
     if output is None:
-        _classify_all(clf, sources, sys.stdout, output_format)
+        _classify_all(clf, sources, stdout(), output_format)
         return
-    tmp = output.with_name(output.name + ".tmp")  # a failed run leaves no half-written output
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as stream:
-            _classify_all(clf, sources, stream, output_format)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(output) as tmp, tmp.open("w", encoding="utf-8", newline="") as stream:
+        _classify_all(clf, sources, stream, output_format)  # a failed run leaves no half-written output
     err.print(f"[green]wrote[/] {escape(str(output))}")
 
 
@@ -261,15 +259,29 @@ def show_classifier_metrics(metrics: Any, title: str, *, as_json: bool, plot: Pa
     err.print(confusion)
 
 
+PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def check_plot_path(path: Path, data: str) -> None:
+    """Before the work: matplotlib is there, and the path is writable, of a known format, not the data."""
+    from seqtext.files import check_output_file
+
+    if importlib.util.find_spec("matplotlib") is None:
+        fail("--plot needs matplotlib; install it with: pip install 'seqtext[plot]' (or pip install matplotlib)")
+    check_output_file(path, "--plot", inputs=[data])
+    if path.suffix.lower() not in PLOT_FORMATS:
+        fail(f"--plot {path}: name a {', '.join(PLOT_FORMATS)} file")
+
+
 def plot_confusion(metrics: Any, path: Path, title: str) -> None:
     """Draw the confusion matrix, each row normalised by its gold count, as a PNG."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")  # no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        fail("--plot needs matplotlib; install it with: pip install 'seqtext[plot]' (or pip install matplotlib)")
+    from seqtext.files import replacing
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
     rows = [[n / max(1, sum(row)) for n in row] for row in metrics.confusion]
     size = len(metrics.labels)
     fig, ax = plt.subplots(figsize=(1.4 * size + 2.5, 1.2 * size + 1.5))
@@ -292,7 +304,7 @@ def plot_confusion(metrics: Any, path: Path, title: str) -> None:
     ax.set_ylabel("gold")
     ax.set_title(f"{title}\naccuracy {metrics.accuracy:.3f} · macro-F1 {metrics.macro_f1:.3f}", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix.lower().lstrip(".").replace("jpeg", "jpg"))
     plt.close(fig)
     err.print(f"[green]wrote[/] {escape(str(path))}")
