@@ -41,6 +41,7 @@ OWNERS = {
     "starlette": {"serve"},
     "uvicorn": {"serve"},
     "pydantic": {"serve"},
+    "fastapi_offline": {"serve"},  # Swagger UI's files for /docs
 }
 
 

@@ -16,6 +16,7 @@ from seqtext.keyboard.completion import Completer
 from seqtext.serve import ServeConfig, load_runs
 from seqtext.serve.app import create_app
 from seqtext.serve.hosted import parse_run
+from seqtext.serve.page import OFFLINE_DOCS
 from seqtext.serve.server import warnings
 
 TYPED = "Voy al parque con mi per"
@@ -132,7 +133,11 @@ def test_the_page_and_the_docs_are_served(client):
     for asset in ("/page.js", "/page.css"):
         assert asset in page.text
         assert client.get(asset).status_code == 200
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    if OFFLINE_DOCS:  # Swagger UI from here, not from a CDN
+        assert "cdn" not in docs.text and "/docs-assets/swagger-ui-bundle.js" in docs.text
+        assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/v1/models", "/v1/complete", "/v1/generate", "/v1/classify"} <= set(paths)
 

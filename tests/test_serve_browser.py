@@ -6,6 +6,7 @@ stream in. Skips where chromium or playwright is missing; `.ci/run` installs chr
 SEQTEXT_SCREENSHOT=docs/serve-page.png to refresh the README's screenshot.
 """
 
+import importlib.util
 import os
 import re
 import shutil
@@ -81,6 +82,10 @@ def test_typing_in_the_page_suggests_perro_and_tab_takes_it(browser_page, word_r
         if os.environ.get("SEQTEXT_SCREENSHOT"):
             shutil.copyfile(shot, ROOT / os.environ["SEQTEXT_SCREENSHOT"])
         assert "ERROR" not in server.stderr()
+
+        if importlib.util.find_spec("fastapi_offline"):  # the serve extra: Swagger UI's files are local
+            page.goto(server.url + "docs")  # the OpenAPI page renders with no network beyond this server
+            expect(page.get_by_text("/v1/complete", exact=True)).to_be_visible()
 
 
 def test_a_panel_whose_model_kind_is_not_loaded_says_so(browser_page, sentiment_run):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from importlib import resources
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Response
@@ -22,17 +21,8 @@ from seqtext.serve import schemas
 from seqtext.serve.config import ServeConfig
 from seqtext.serve.guards import ApiError, Guard, check_key, install_error_handlers, log
 from seqtext.serve.hosted import KINDS, Hosted
+from seqtext.serve.page import OFFLINE_DOCS, add_page
 
-PAGE_FILES = {
-    "/": ("index.html", "text/html"),
-    "/page.js": ("page.js", "text/javascript"),
-    "/page.css": ("page.css", "text/css"),
-}
-PAGE_HEADERS = {  # everything the page needs is served from here: no CDN, no inline script
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-}
 STREAM_STEP, TEXT_STEP = 1, 32  # tokens per job on the model thread: streams flow token by token
 BEARER = HTTPBearer(auto_error=False, description="The key given to `seqtext serve --api-key`")
 ERRORS = {status: {"model": schemas.ErrorResponse} for status in (400, 401, 404, 409, 413, 422)}
@@ -45,6 +35,8 @@ def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> 
         title="seqtext",
         version=seqtext.__version__,
         description="Keyboard suggestions, text generation and sentiment from recurrent models trained with seqtext.",
+        docs_url=None if OFFLINE_DOCS else "/docs",  # with Swagger UI's files at hand, /docs serves them itself
+        redoc_url=None,
     )
     app.state.hosted, app.state.config = hosted, config
     install_error_handlers(app)
@@ -198,19 +190,3 @@ async def events(model: Hosted, pieces: Iterator[str]) -> AsyncIterator[str]:
         model.close_later(pieces)
         if not finished:
             log.info("a client left a generation on %s after %d tokens; the generation stopped", model.name, len(text))
-
-
-def add_page(app: FastAPI) -> None:
-    """The page: three fixed files, read once from the package (no path from a request reaches the disk)."""
-    static = resources.files("seqtext.serve") / "static"
-    for route, (name, media_type) in PAGE_FILES.items():
-        app.add_api_route(
-            route, _file((static / name).read_bytes(), media_type), methods=["GET", "HEAD"], include_in_schema=False
-        )
-
-
-def _file(content: bytes, media_type: str) -> Callable[[], Awaitable[Response]]:
-    async def page() -> Response:
-        return Response(content, media_type=media_type, headers=PAGE_HEADERS)
-
-    return page
