@@ -94,7 +94,7 @@ def test_a_stop_signal_lets_the_request_in_flight_finish(prose_run, sig):
         httpx.get(server.url + "health")
 
 
-def test_clients_that_leave_mid_stream_stop_their_generation(prose_run):
+def test_clients_that_leave_mid_stream_or_send_too_much_leave_the_server_up(prose_run):
     with serving([f"prose={prose_run}"], "--max-new-tokens", "4000", "--no-access-log") as server:
         body = {"prompt": "En un lugar", "max_new_tokens": 4000, "stream": True}
         for _ in range(3):
@@ -108,5 +108,10 @@ def test_clients_that_leave_mid_stream_stop_their_generation(prose_run):
                 break
             time.sleep(0.1)
         assert server.stderr().count("a client left a generation on prose") == 3
+        for _ in range(2):  # the sender of an oversized body reads the 413, not a reset connection
+            big = httpx.post(
+                server.url + "v1/complete", content=b"x" * 3_000_000, headers={"content-type": "text/json"}
+            )
+            assert big.status_code == 413 and "--max-body-bytes" in big.json()["error"]["message"]
         assert "Traceback" not in server.stderr() and "ERROR" not in server.stderr()
         assert server.process.poll() is None

@@ -20,6 +20,7 @@ from seqtext.errors import SeqtextError
 
 log = logging.getLogger("seqtext.serve")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+DRAIN_BYTES = 16_000_000  # the most of an oversized body read (and dropped) so that its sender sees the 413
 
 
 class ApiError(Exception):
@@ -126,9 +127,10 @@ class Guard:
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await self._too_large(scope, receive, send)
+            drain = length.isdigit() and int(length) <= self.max_body_bytes + DRAIN_BYTES
+            await self._too_large(scope, receive, send, more=drain)
             return
-        body, more = b"", True
+        body, more = bytearray(), True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -136,7 +138,7 @@ class Guard:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, more=more)
                 return
         replayed = False
 
@@ -144,12 +146,21 @@ class Guard:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()  # after the body: the disconnect a streaming response listens for
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, more: bool = True) -> None:
+        """Answer 413. The rest of the body is read and dropped first (up to DRAIN_BYTES): a client that is
+        still sending when the connection closes sees a reset, not the answer."""
+        drained = 0
+        while more and drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
         message = f"the request body is over this server's limit of {self.max_body_bytes:,} bytes (--max-body-bytes)"
         await error_response(413, "too_large", message, {"Connection": "close"})(scope, receive, send)
 
