@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Response
@@ -172,7 +172,7 @@ def sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def events(model: Hosted, pieces: Iterator[str]) -> AsyncIterator[str]:
+async def events(model: Hosted, pieces: Generator[str, None, None]) -> AsyncIterator[str]:
     """`token` events as they are sampled, then `done`; a client that leaves stops the generation."""
     text: list[str] = []
     finished = False

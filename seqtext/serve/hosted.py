@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +69,9 @@ class Hosted:
         """fn(*args) on this model's thread, awaited without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.thread, functools.partial(fn, *args))
 
-    def close_later(self, pieces: Iterator[Any]) -> None:
+    def close_later(self, pieces: Generator[Any, None, None]) -> None:
         """Close a generation on the model thread, after the step it may be running (a client left)."""
-        self.thread.submit(getattr(pieces, "close", lambda: None))
+        self.thread.submit(pieces.close)
 
     def shutdown(self) -> None:
         self.thread.shutdown(wait=True, cancel_futures=True)
