@@ -1,6 +1,8 @@
 """The HTTP API of `seqtext serve` through FastAPI's test client: every endpoint, every error, the key."""
 
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -304,3 +306,23 @@ def test_binding_beyond_this_machine_without_a_key_warns():
     assert warnings(ServeConfig()) == [] and warnings(ServeConfig(host="::1")) == []
     assert "without --api-key" in warnings(ServeConfig(host="0.0.0.0"))[0]
     assert "TLS" in warnings(ServeConfig(host="0.0.0.0", api_key="k"))[0]
+
+
+def test_model_calls_run_on_the_models_own_thread_one_at_a_time(hosted):
+    fresh = load_runs([f"es={hosted['es'].loaded.path}"])
+    completer, seen, active = fresh["es"].completer, [], [0]
+    suggest = completer.suggest
+
+    def watched(text, k):
+        active[0] += 1
+        seen.append((threading.current_thread().name, active[0]))
+        time.sleep(0.001)  # long enough for a second thread to enter, were one let in
+        active[0] -= 1
+        return suggest(text, k)
+
+    completer.suggest = watched
+    with client_for(fresh) as c, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: c.post("/v1/complete", json={"text": TYPED[:n]}).status_code, range(24)))
+    assert answers == [200] * 24
+    assert {name for name, _ in seen} == {"model-es_0"}  # not the event loop, not a shared pool
+    assert max(n for _, n in seen) == 1  # never two calls into the model at once
