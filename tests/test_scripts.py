@@ -37,3 +37,23 @@ def test_benchmark_rows_go_under_their_own_table(tmp_path, monkeypatch):
         "# Benchmarks\n\n## a\n\n| x |\n|---|\n| 1 |\n| 2 |\n\nNotes.\n\n| trial |\n|---|\n\n"
         "## b\n\n| y |\n|---|\n| 3 |\n| 4 |\n\n## c\n\nIntro.\n\n| z |\n|---|\n| 5 |\n"
     )
+
+
+def test_bench_serve_smoke():
+    """The serving benchmark end to end on tiny models and the project's own corpora (no ../shared needed)."""
+    pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("psutil", reason="needs psutil: pip install -e '.[bench]'")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == "bench_serve" and report["failures"] == 0
+    results = report["results"]
+    assert results["typing"]["requests"] > 0 and results["mixed"]["classify"]["requests"] > 0
+    assert results["mixed"]["faults"]["sent"] > 0 and results["mixed"]["streams_left"]["count"] > 0
+    assert results["server"]["alive_after"]

@@ -173,4 +173,4 @@ def duration(value: str | None) -> float | None:
 
 
 # Register the commands (each module adds its own to `app` / `train_app`).
-from seqtext.cli import evaluate, keyboard, lm, sentiment  # noqa: E402, F401
+from seqtext.cli import evaluate, keyboard, lm, sentiment, serve  # noqa: E402, F401
