@@ -163,7 +163,9 @@ the budgets are wall-clock):
 
 - **parameters**: the whole model (embedding, recurrent layer, output layer). An LSTM has four gate matrices \
 where the Elman RNN has one and the GRU three, so at the same hidden size it is the largest and the slowest per token.
-- **tokens/s**: training throughput, evaluations excluded. **steps**: the optimizer steps the budget allowed.
+- **tokens/s**: training throughput, evaluations excluded, with `--log-gradients` on (one norm per parameter \
+group per step; its gradient-through-time probe runs with each evaluation, inside the budget). **steps**: the \
+optimizer steps the budget allowed.
 - **validation bpc**: bits per character of the kept (best) checkpoint on the validation text (`seqtext evaluate`).
 - **clipped steps**: the share of optimizer steps whose gradient norm exceeded `--clip`, recorded at every step \
 before clipping. **max gradient norm**: the largest norm of any step.

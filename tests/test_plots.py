@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import ROOT, SENTENCES, copy_run, train_tiny
+from test_cli_sentiment import assert_clean_error as assert_one_line_error  # exit 1, one line, no traceback
 from typer.testing import CliRunner
 
 from seqtext import plots
@@ -37,13 +38,6 @@ def png_size(path):
         image.load()  # decodes every pixel: a truncated file fails here
         assert image.size == (width, height)
     return width, height
-
-
-def assert_one_line_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
-    assert len(result.stderr.strip().splitlines()) == 1, f"not one line: {result.stderr}"
 
 
 @pytest.fixture(scope="module")

@@ -91,23 +91,10 @@ def summary_rows(s: Any) -> list[tuple[str, str]]:
         ("recipe", _recipe(s.recipe)),
     ]
     if s.last is not None:
-        last = s.last
-        rows.append(
-            (
-                "training",
-                f"{s.evaluations} evaluations; last at step {last['step']:,}, epoch {last['epoch']:.2f}, "
-                f"{_seconds(last['seconds'])}: {_figures(last['figures'])}",
-            )
-        )
+        rows.append(("training", f"{s.evaluations} evaluations; the last at {_when(s.last)}"))
     if s.best is not None:
         b = s.best
-        rows.append(
-            (
-                "best",
-                f"{b['metric']} {b['figures'][b['metric']]:.4f} ({b['mode']}) at step {b['step']:,}, "
-                f"epoch {b['epoch']:.2f}, {_seconds(b['seconds'])}: {_figures(b['figures'])}",
-            )
-        )
+        rows.append(("best", f"{b['metric']} {b['figures'][b['metric']]:.4f} ({b['mode']}) at {_when(b)}"))
     rows.append(("state", "interrupted or still training: --resume continues it" if s.resumable else "finished"))
     rows.append(("files", " · ".join(f"{name} {_size(size)}" for name, size in s.files.items())))
     return rows
@@ -120,8 +107,10 @@ def _recipe(recipe: dict[str, Any] | None) -> str:
     return ", ".join(f"--{k.replace('_', '-')} {'' if v is True else v}".rstrip() for k, v in shown.items())
 
 
-def _figures(figures: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if isinstance(v, int | float))
+def _when(evaluation: dict[str, Any]) -> str:
+    """Step, epoch and time of an evaluation, and its figures."""
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["figures"].items() if isinstance(v, int | float))
+    return f"step {evaluation['step']:,}, epoch {evaluation['epoch']:.2f}, {_seconds(evaluation['seconds'])}: {figures}"
 
 
 def _seconds(seconds: float | None) -> str:
