@@ -97,11 +97,25 @@ def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """The evaluations recorded so far."""
-    path = run / "metrics.jsonl"
+    """The evaluations recorded so far (none when there is no metrics.jsonl); a damaged line is an error naming it."""
+    path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not readable ({exc})") from exc
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line) if line.strip() else {}
+            problem = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+        except json.JSONDecodeError as exc:
+            problem = f"{exc.msg} at column {exc.colno}"
+        if problem:
+            raise CheckpointError(f"{path}, line {number}: not a JSON object ({problem}); delete that line")
+        records += [record] if record else []
+    return records
 
 
 def truncate_metrics(run: Path, last_step: int) -> None:
@@ -181,6 +195,17 @@ def read_header(path: Path) -> dict[str, Any]:
     if header.get("kind") not in CONFIG_TYPES:
         raise CheckpointError(f"{path}/config.json has unknown kind {header.get('kind')!r}")
     return header
+
+
+def read_train_config(run: Path) -> TrainConfig | None:
+    """How a run was trained (train_config.json), or None when the run has no such file."""
+    path = Path(run) / "train_config.json"
+    if not path.is_file():
+        return None
+    try:
+        return from_dict(TRAIN_CONFIG_TYPES[read_header(Path(run))["kind"]], read_json(path))
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 def load_tokenizer(run: Path) -> Tokenizer:

@@ -83,12 +83,13 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
-    clip: float = 1.0
+    clip: float = 1.0  # gradient-norm limit; 0 turns clipping off
     epochs: int | None = None  # None: 20, or no limit when max_time is set
     max_time: float | None = None  # seconds of training (evaluation included); None means no limit
     patience: int = 4  # evaluations without a better validation loss before stopping
     eval_every: int = 0  # optimizer steps between evaluations; 0 means twice per epoch
     teacher_forcing: float = 1.0
+    log_gradients: bool = False  # gradient norms (and, for language models, gradients through time) in metrics.jsonl
     precision: Precision = "auto"
     device: Device = "auto"
     seed: int = 0
@@ -107,7 +108,6 @@ class TrainConfig:
             ("--bptt", self.bptt),
             ("--batch-size", self.batch_size),
             ("--lr", self.lr),
-            ("--clip", self.clip),
         ):
             _check_positive(flag, value)
         if self.max_time is not None:
@@ -118,8 +118,8 @@ class TrainConfig:
             raise ConfigError(f"--valid-fraction must be in (0, 1) (got {self.valid_fraction})")
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise ConfigError(f"--teacher-forcing must be in [0, 1] (got {self.teacher_forcing})")
-        if self.patience < 0 or self.eval_every < 0 or self.weight_decay < 0:
-            raise ConfigError("--patience, --eval-every and --weight-decay cannot be negative")
+        if self.patience < 0 or self.eval_every < 0 or self.weight_decay < 0 or not self.clip >= 0:
+            raise ConfigError("--patience, --eval-every, --weight-decay and --clip cannot be negative")
 
 
 SENTIMENT_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")

@@ -20,7 +20,10 @@ CORE = {
     "data": {"errors", "tokenizer"},
     "checkpoint": {"__init__", "config", "errors", "models"},  # __init__: the version it writes
     "rundir": {"checkpoint", "config", "errors"},
-    "train": {"checkpoint", "config", "errors"},
+    "gradnorms": {"models"},
+    "train": {"checkpoint", "config", "errors", "gradnorms"},
+    "inspection": {"checkpoint", "config", "models"},
+    "plots": {"checkpoint", "errors"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
 FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
@@ -33,7 +36,7 @@ OWNERS = {
     "typer": {"cli"},
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
-    "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)
+    "matplotlib": {"plots"},  # every figure (an optional dependency: pip install "seqtext[plot]")
     "tokenizers": {"tokenizer", "checkpoint", "data"},
     "datasets": {"data"},
     "safetensors": {"checkpoint"},

@@ -57,3 +57,26 @@ def test_bench_serve_smoke():
     assert results["typing"]["requests"] > 0 and results["mixed"]["classify"]["requests"] > 0
     assert results["mixed"]["faults"]["sent"] > 0 and results["mixed"]["streams_left"]["count"] > 0
     assert results["server"]["alive_after"]
+
+
+@needs_shared_data
+def test_cell_study_smoke_writes_its_page(tmp_path):
+    from test_plots import png_size
+
+    docs = tmp_path / "docs"
+    command = [sys.executable, str(ROOT / "scripts" / "study_cells.py"), "--smoke", "--runs", tmp_path / "runs"]
+    result = subprocess.run([*map(str, command), "--docs", str(docs)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert [r["name"] for r in report["rows"]] == [
+        f"{c}-{k}" for c in ("rnn", "lstm", "gru") for k in ("clip", "noclip")
+    ]
+    page = (docs / "cells.md").read_text(encoding="utf-8")
+    assert "**Smoke run**" in page and "<!-- interpretation:" in page
+    assert page.count("| Elman RNN |") == page.count("| LSTM |") == page.count("| GRU |") == 2
+    assert "seqtext plot " in page and "seqtext gradients " in page and page.count("seqtext train lm ") == 6
+    for figure in ("cells_curves.png", "cells_gradients.png"):
+        assert f"]({figure})" in page and png_size(docs / figure)[0] > 0
+    lstm = next(r for r in report["rows"] if r["name"] == "lstm-clip")
+    assert lstm["parameters"] > next(r["parameters"] for r in report["rows"] if r["name"] == "gru-clip")
+    assert 0 <= lstm["clipped"] <= 1 and lstm["valid_bpc"] > 0

@@ -30,6 +30,11 @@ def evaluate_cmd(
     import seqtext
     from seqtext.cli.sentiment import show_classifier_metrics
 
+    if plot is not None:  # refused before the work starts
+        from seqtext import plots
+
+        plots.check_output(plot, "--plot")
+        plots.pyplot("--plot")
     with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
         metrics = seqtext.evaluate(
             run, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
