@@ -33,6 +33,12 @@ _API = {
     "Prediction": "seqtext.sentiment.classification",
     "ClassifierMetrics": "seqtext.sentiment.metrics",
     "SeqtextError": "seqtext.errors",
+    "gradients": "seqtext.lm.gradients",
+    "GradientReport": "seqtext.lm.gradients",
+    "inspect_run": "seqtext.inspection",
+    "RunSummary": "seqtext.inspection",
+    "plot_curves": "seqtext.plots",
+    "plot_gradients": "seqtext.plots",
 }
 __all__ = ["__version__", *_API]
 

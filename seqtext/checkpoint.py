@@ -96,26 +96,30 @@ def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """The evaluations recorded so far: JSON objects, each with its integer step."""
-    path = run / "metrics.jsonl"
+    """The evaluations recorded so far (none when there is no metrics.jsonl); a damaged line is an error naming it."""
+    path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         return []
-    records = []
     try:
-        lines = runfiles.run_file(run, "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise runfiles.problem(path, "is not UTF-8 text", "delete the file (it is a log)") from None
+        lines = runfiles.run_file(Path(run), "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not readable ({exc})") from exc
+    records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            record = None
-        step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise runfiles.problem(path, f"line {number} is not an evaluation record", "delete that line")
-        records.append(record)
+            why = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+        except json.JSONDecodeError as exc:
+            why = f"{exc.msg} at column {exc.colno}"
+        except RecursionError:
+            why = "nested too deeply"
+        if not why and (type(step := record.get("step", 0)) is not int or step < 0):
+            why = f'its "step" is {shown(step)}, not a whole number'
+        if why:
+            raise CheckpointError(f"{path}, line {number}: not a JSON object ({why}); delete that line")
+        records += [record] if record else []
     return records
 
 
@@ -268,11 +272,13 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
     runfiles.check_tensors(file, found, runfiles.module_specs(on_meta(MODEL_TYPES[kind], config)), explain=explain)
 
 
-def read_train_config(path: Path, kind: str) -> TrainConfig:
-    """train_config.json of a run: how it was trained, every field checked."""
-    return runfiles.config_from(
-        TRAIN_CONFIG_TYPES[kind], runfiles.json_file(path, "train_config.json"), path / "train_config.json"
-    )
+def read_train_config(run: Path) -> TrainConfig | None:
+    """How a run was trained (train_config.json), every field checked; None when the run has no such file."""
+    path = Path(run) / "train_config.json"
+    if not path.is_file():
+        return None
+    kind = read_header(Path(run))["kind"]
+    return runfiles.config_from(TRAIN_CONFIG_TYPES[kind], runfiles.json_file(Path(run), "train_config.json"), path)
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
@@ -281,8 +287,7 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
     header = read_header(path)
     kind = header["kind"]
     config = model_config(path, header)
-    if (path / "train_config.json").exists():  # not needed for inference, but a damaged one means a damaged run
-        read_train_config(path, kind)
+    read_train_config(path)  # not needed for inference, but a damaged one means a damaged run
     check_weights(path, kind, config)
     tokenizer = load_tokenizer(path, vocab_size=config.vocab_size, level=config.level)
     model = MODEL_TYPES[kind](config)

@@ -87,12 +87,13 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.01
-    clip: float = 1.0
+    clip: float = 1.0  # gradient-norm limit; 0 turns clipping off
     epochs: int | None = None  # None: 20, or no limit when max_time is set
     max_time: float | None = None  # seconds of training (evaluation included); None means no limit
     patience: int = 4  # evaluations without a better validation loss before stopping
     eval_every: int = 0  # optimizer steps between evaluations; 0 means twice per epoch
     teacher_forcing: float = 1.0
+    log_gradients: bool = False  # gradient norms (and, for language models, gradients through time) in metrics.jsonl
     precision: Precision = "auto"
     device: Device = "auto"
     seed: int = 0
@@ -108,12 +109,12 @@ class TrainConfig:
         check_types(self)
         for name in ("bptt", "batch_size"):
             check_range(name, getattr(self, name), 1, MAX_WINDOW)
-        for name in ("lr", "clip", "max_time"):
+        for name in ("lr", "max_time"):
             if getattr(self, name) is not None:
                 _check_positive(f"--{name}", getattr(self, name))
         if self.epochs is not None:
             check_range("epochs", self.epochs, 1)
-        for name in ("patience", "eval_every", "weight_decay"):
+        for name in ("patience", "eval_every", "weight_decay", "clip"):  # --clip 0: no clipping
             check_range(name, getattr(self, name), 0)
         check_range("seed", self.seed, 0, MAX_SEED)
         if not 0.0 < self.valid_fraction < 1.0:

@@ -111,19 +111,40 @@ class RNNLanguageModel(nn.Module):
         if state is None:
             state = zero_state_like(self, ids.size(0), ids.device)
         lstm = self.config.cell == "lstm"
-        cell = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}[self.config.cell]
         hs, cs = [], []
         for layer in range(self.config.layers):
-            weights = [
-                getattr(self.rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
             if lstm:
-                x, c = cell(x, (state[0][layer], state[1][layer]), *weights)
+                x, c = layer_step(self.rnn, "lstm", layer, x, (state[0][layer], state[1][layer]))
                 cs.append(c)
             else:
-                x = cell(x, state[layer], *weights)
+                x = layer_step(self.rnn, self.config.cell, layer, x, state[layer])
             hs.append(x)
         return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
+
+
+CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
+
+
+def layer_step(rnn: nn.RNNBase, cell: str, layer: int, x: Tensor, state: State) -> State:
+    """One time step of one layer of `rnn`, with its weights: input (B, in) and the layer's state
+    (h, or (h, c) for an LSTM, each (B, H)) → the layer's new state. Autograd sees every step."""
+    weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    return CELL_STEPS[cell](x, state, *weights)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Trainable parameters by layer, in model order: embed, rnn.l0, rnn.l1 (rnn.l0_reverse), …, head.
+
+    A tied matrix belongs to the first module that holds it (the embedding).
+    """
+    groups: dict[str, list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():  # named_parameters yields a shared tensor once
+        if not parameter.requires_grad:
+            continue
+        module, _, leaf = name.partition(".")
+        layer = re.search(r"_l(\d+(?:_reverse)?)$", leaf) if isinstance(getattr(model, module), nn.RNNBase) else None
+        groups.setdefault(f"{module}.l{layer.group(1)}" if layer else module, []).append(parameter)
+    return groups
 
 
 def detach_state(state: State) -> State:

@@ -23,6 +23,7 @@ from torch import nn
 from seqtext import checkpoint, rundir, runfiles
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
+from seqtext.gradnorms import GradientLog
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,11 @@ class TrainResult:
 
 
 class Task(Protocol):
-    """What differs between language models and classifiers; the loop below is shared."""
+    """What differs between language models and classifiers; the loop below is shared.
+
+    A task may also offer `probe_gradients() -> dict`: figures that --log-gradients records at each
+    evaluation (a language model's gradient through time).
+    """
 
     model: nn.Module
     steps_per_epoch: int
@@ -134,6 +139,7 @@ def run_training(
     total_steps = cfg.epoch_limit * task.steps_per_epoch
     warmup = max(1, min(100, total_steps // 20))
     eval_every = cfg.eval_every or max(1, math.ceil(task.steps_per_epoch / 2))
+    gradients = GradientLog(model, cfg.clip, getattr(task, "probe_gradients", None)) if cfg.log_gradients else None
     c = _Counters()
     if resume:
         saved, tensors = checkpoint.load_resume_state(out, model, optimizer, device)
@@ -176,6 +182,10 @@ def run_training(
         )
     )
     stopped_by, last_eval, window_loss, window_tokens = "epochs", c.step, 0.0, 0
+
+    def logged() -> dict[str, Any]:  # what an evaluation record adds about the training since the last one
+        return {"train_loss": window_loss / max(1, window_tokens), **(gradients.summary() if gradients else {})}
+
     model.train()
     with stop_flag() as interrupted:
         while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
@@ -192,7 +202,10 @@ def run_training(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)  # RNN gradients explode without it
+                if gradients is not None:
+                    gradients.observe()  # before clipping: the norms --clip compares with its limit
+                if cfg.clip:  # RNN gradients explode without it
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
                 c.step, c.position, c.tokens = c.step + 1, c.position + 1, c.tokens + tokens
                 c.seconds += time.perf_counter() - started
@@ -202,16 +215,7 @@ def run_training(
                 out_of_time = cfg.max_time is not None and c.seconds >= cfg.max_time
                 if c.step % eval_every == 0 or out_of_time:
                     started = time.perf_counter()
-                    better = _evaluate(
-                        task,
-                        tokenizer,
-                        cfg,
-                        out,
-                        c,
-                        emit,
-                        progress(),
-                        train_loss=window_loss / max(1, window_tokens),
-                    )
+                    better = _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged())
                     spent = time.perf_counter() - started
                     c.seconds, c.eval_seconds = c.seconds + spent, c.eval_seconds + spent
                     last_eval, window_loss, window_tokens = c.step, 0.0, 0
@@ -229,7 +233,7 @@ def run_training(
             else:
                 c.epoch, c.position = c.epoch + 1, 0
         if last_eval != c.step:
-            _evaluate(task, tokenizer, cfg, out, c, emit, progress(), train_loss=window_loss / max(1, window_tokens))
+            _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged())
     checkpoint.clear_resume_state(out)
     return TrainResult(
         out_dir=out,
@@ -252,15 +256,14 @@ def _evaluate(
     c: _Counters,
     emit: Callback,
     progress: float,
-    *,
-    train_loss: float,
+    logged: dict[str, Any],
 ) -> bool:
     """Validate, log, keep the checkpoint when it is the best so far; returns whether it was."""
     metrics = task.validate()
     record = {
         "step": c.step,
         "epoch": c.epochs_done(task.steps_per_epoch),
-        "train_loss": train_loss,
+        **logged,
         **metrics,
         "tokens_per_s": c.tokens_per_s,
         "seconds": c.seconds,

@@ -116,3 +116,23 @@ def interrupted_run(lines_file, tmp_path_factory) -> Path:
         )
     assert (out / "trainer_state.json").is_file()
     return out
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(tmp_path_factory) -> Path:
+    """A tiny biLSTM classifier on the shipped labelled phrases (about a second), for tests beyond the classifier's."""
+    from seqtext.config import ClassifierConfig, ClassifierTrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "sentiment"
+    seqtext.train_classifier(
+        ClassifierConfig(embed_dim=16, hidden_dim=16, dropout=0.0),
+        ClassifierTrainConfig(
+            data=str(ROOT / "corpora" / "frases_sentimiento.tsv"),
+            out=str(out),
+            batch_size=32,
+            epochs=3,
+            precision="fp32",
+            device="cpu",
+        ),
+    )
+    return out

@@ -22,31 +22,32 @@ CORE = {
     "models": {"config"},
     "data": {"errors", "files", "textfiles", "tokenizer"},
     "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
-    "checkpoint": {
-        "__init__",
-        "config",
-        "errors",
-        "files",
-        "models",
-        "runfiles",
-        "schema",
-        "tokenizer",
-    },  # __init__: version
+    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
     "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
-    "train": {"checkpoint", "config", "errors", "rundir", "runfiles"},
+    "gradnorms": {"models"},
+    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
+    "inspection": {"checkpoint", "config", "models"},
+    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
 FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
-EDGE = {"cli", "__main__"}  # may import anything; nothing but __main__ imports the CLI
+EDGE = {
+    "cli",
+    "serve",
+    "__main__",
+}  # may import anything; nothing but __main__ imports the CLI, nothing but the CLI serve
 OWNERS = {
     "typer": {"cli"},
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
-    "matplotlib": {"cli"},  # `evaluate --plot` (optional dependency)
-    "tokenizers": {"tokenizer", "checkpoint", "data", "runfiles"},
-    "datasets": {"data"},
-    "safetensors": {"checkpoint", "runfiles"},
-    "filelock": {"files"},
+    "data": {"errors", "files", "textfiles", "tokenizer"},
+    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
+    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
+    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
+    "gradnorms": {"models"},
+    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
+    "inspection": {"checkpoint", "config", "models"},
+    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 
 
@@ -90,6 +91,8 @@ def violations(unit: str, imports: set[str]) -> list[str]:
     problems = [f"{unit} imports {other}" for other in sorted(imports - allowed)]
     if "cli" in imports and unit != "__main__":
         problems.append(f"{unit} imports the CLI")
+    if "serve" in imports and unit != "cli":
+        problems.append(f"{unit} imports the server")
     return problems
 
 
@@ -99,7 +102,7 @@ FILES = sorted(PACKAGE.rglob("*.py"))
 def test_every_file_belongs_to_a_known_unit():
     known = set(CORE) | AREAS | FACADE | EDGE | {"__init__"}
     assert {unit_of(path) for path in FILES} <= known, "add a new module to the map above"
-    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == AREAS | {"cli"}
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == AREAS | {"cli", "serve"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -124,6 +127,8 @@ def test_external_libraries_have_one_owner(path):
         ("train", {"lm"}),  # a core module imports an area
         ("models", {"tokenizer"}),  # the core's own order
         ("evaluation", {"cli"}),
+        ("keyboard", {"serve"}),  # an area imports the server
+        ("serve", {"cli"}),  # the server imports the CLI
     ],
 )
 def test_the_rules_catch_what_they_forbid(unit, imports):
@@ -133,4 +138,5 @@ def test_the_rules_catch_what_they_forbid(unit, imports):
 def test_the_rules_allow_the_intended_direction():
     assert not violations("keyboard", {"checkpoint", "models", "keyboard"})
     assert not violations("evaluation", {"lm", "keyboard", "sentiment", "checkpoint"})
-    assert not violations("cli", {"__init__", "lm", "evaluation", "cli"})
+    assert not violations("cli", {"__init__", "lm", "evaluation", "cli", "serve"})
+    assert not violations("serve", {"__init__", "checkpoint", "keyboard", "lm", "sentiment", "serve"})

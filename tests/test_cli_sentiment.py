@@ -43,7 +43,7 @@ def clf(tmp_path_factory):
 
 def test_train_classifier_flags_mirror_the_configs():
     command = typer.main.get_command(app).commands["train"].commands["classifier"]
-    flags = {p.name for p in command.params} - {"ctx", "data", "resume"}
+    flags = {p.name for p in command.params} - {"ctx", "data", "resume", "plot"}  # --plot draws, as for train lm
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)} | {
         f.name for f in dataclasses.fields(ClassifierTrainConfig)
     }

@@ -348,7 +348,7 @@ def test_damaged_metrics_log_on_resume(interrupted_run, tmp_path):
     run = copy_run(interrupted_run, tmp_path / "run")
     with (run / "metrics.jsonl").open("a", encoding="utf-8") as f:
         f.write('{"step": "late"}\n')
-    with pytest.raises(CheckpointError, match=r"metrics.jsonl: line \d+ is not an evaluation record; delete that line"):
+    with pytest.raises(CheckpointError, match=r"metrics\.jsonl, line \d+: not a JSON object \(its .step. is 'late'"):
         resume(run)
 
 

@@ -37,3 +37,46 @@ def test_benchmark_rows_go_under_their_own_table(tmp_path, monkeypatch):
         "# Benchmarks\n\n## a\n\n| x |\n|---|\n| 1 |\n| 2 |\n\nNotes.\n\n| trial |\n|---|\n\n"
         "## b\n\n| y |\n|---|\n| 3 |\n| 4 |\n\n## c\n\nIntro.\n\n| z |\n|---|\n| 5 |\n"
     )
+
+
+def test_bench_serve_smoke():
+    """The serving benchmark end to end on tiny models and the project's own corpora (no ../shared needed)."""
+    pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("psutil", reason="needs psutil: pip install -e '.[bench]'")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == "bench_serve" and report["failures"] == 0
+    results = report["results"]
+    assert results["typing"]["requests"] > 0 and results["mixed"]["classify"]["requests"] > 0
+    assert results["mixed"]["faults"]["sent"] > 0 and results["mixed"]["streams_left"]["count"] > 0
+    assert results["server"]["alive_after"]
+
+
+@needs_shared_data
+def test_cell_study_smoke_writes_its_page(tmp_path):
+    from test_plots import png_size
+
+    docs = tmp_path / "docs"
+    command = [sys.executable, str(ROOT / "scripts" / "study_cells.py"), "--smoke", "--runs", tmp_path / "runs"]
+    result = subprocess.run([*map(str, command), "--docs", str(docs)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert [r["name"] for r in report["rows"]] == [
+        f"{c}-{k}" for c in ("rnn", "lstm", "gru") for k in ("clip", "noclip")
+    ]
+    page = (docs / "cells.md").read_text(encoding="utf-8")
+    assert "**Smoke run**" in page and "<!-- interpretation:" in page
+    assert page.count("| Elman RNN |") == page.count("| LSTM |") == page.count("| GRU |") == 2
+    assert "seqtext plot " in page and "seqtext gradients " in page and page.count("seqtext train lm ") == 6
+    for figure in ("cells_curves.png", "cells_gradients.png"):
+        assert f"]({figure})" in page and png_size(docs / figure)[0] > 0
+    lstm = next(r for r in report["rows"] if r["name"] == "lstm-clip")
+    assert lstm["parameters"] > next(r["parameters"] for r in report["rows"] if r["name"] == "gru-clip")
+    assert 0 <= lstm["clipped"] <= 1 and lstm["valid_bpc"] > 0

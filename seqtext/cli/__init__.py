@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TextIO, TypeVar
 
 import typer
@@ -255,5 +256,31 @@ def duration(value: str | None) -> float | None:
     return None if value is None else parse_duration(value)
 
 
+@contextmanager
+def curves_when_done(out: Path, plot: bool) -> Iterator[None]:
+    """`train … --plot`: refuse at once when matplotlib is missing; when training stops, draw the run's
+    curves into OUT/curves.png: after a full budget, --max-time, patience, a diverged loss or a Ctrl-C
+    (the curves so far; the resumed run draws them again). A second Ctrl-C leaves without drawing."""
+    if not plot:
+        yield
+        return
+    from seqtext import plots
+
+    plots.pyplot("--plot")
+
+    def draw() -> None:
+        if (out / "config.json").is_file():  # at least one evaluation was recorded and kept
+            path = plots.plot_curves([out], out / "curves.png", metrics=plots.run_figures(out), what="--plot")
+            err.print(f"[green]wrote[/] {escape(str(path))}")
+
+    try:
+        yield
+    except TrainingStopped:
+        with contextlib.suppress(SeqtextError):  # the stop's own message (and resume command) must win
+            draw()
+        raise
+    draw()
+
+
 # Register the commands (each module adds its own to `app` / `train_app`).
-from seqtext.cli import evaluate, keyboard, lm, sentiment  # noqa: E402, F401
+from seqtext.cli import evaluate, keyboard, lm, runs, sentiment, serve  # noqa: E402, F401

@@ -28,13 +28,16 @@ def evaluate_cmd(
 ) -> None:
     """Report a language model's loss, perplexity and bits per character, or a classifier's accuracy."""
     import seqtext
-    from seqtext.cli.sentiment import check_plot_path, show_classifier_metrics
+    from seqtext.cli.sentiment import show_classifier_metrics
 
     loaded = seqtext.load(run)
-    if plot is not None:  # before the work: a language model has no confusion matrix; the path must be writable
+    if plot is not None:  # refused before the work starts
+        from seqtext import plots
+
         if loaded.kind != "classifier":
             fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
-        check_plot_path(plot, data)
+        plots.check_output(plot, "--plot", inputs=[data])
+        plots.pyplot("--plot")
     with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
         metrics = seqtext.evaluate(
             loaded, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k

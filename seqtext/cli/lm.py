@@ -1,13 +1,15 @@
-"""Language-model commands: `train lm` and `generate`."""
+"""Language-model commands: `train lm`, `generate` and `gradients`."""
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from seqtext.cli import (
     Cell,
@@ -16,6 +18,7 @@ from seqtext.cli import (
     Precision,
     SampleBy,
     app,
+    curves_when_done,
     duration,
     err,
     explicit,
@@ -73,7 +76,9 @@ def train_lm_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Sequences per batch")] = 64,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
-    clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value")] = 1.0,
+    clip: Annotated[
+        float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
+    ] = 1.0,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time]")
     ] = None,
@@ -88,12 +93,22 @@ def train_lm_cmd(
             "loop)"
         ),
     ] = 1.0,
+    log_gradients: Annotated[
+        bool,
+        typer.Option(
+            help="Record gradient norms per layer, the share of clipped steps and the gradient through time "
+            "in metrics.jsonl at each evaluation"
+        ),
+    ] = False,
     precision: Annotated[
         Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
     ] = Precision.auto,
     device: Annotated[Device, typer.Option(help="Where to train")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
+    plot: Annotated[
+        bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
+    ] = False,
 ) -> None:
     """Train a character- or word-level recurrent language model."""
     import seqtext
@@ -126,6 +141,7 @@ def train_lm_cmd(
         patience=patience,
         eval_every=eval_every,
         teacher_forcing=teacher_forcing,
+        log_gradients=log_gradients,
         precision=precision.value,
         device=device.value,
         seed=seed,
@@ -137,7 +153,7 @@ def train_lm_cmd(
         typed = explicit(ctx)
         model_config = typed_over(saved_model, model_config, typed)
         train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
-    with training_progress(err) as on_event:
+    with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
     best = result.best_metrics
     err.print(
@@ -172,3 +188,68 @@ def generate_cmd(
         out.write(piece)
         out.flush()
     out.write("\n")
+
+
+@app.command("gradients")
+@friendly_errors
+def gradients_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Language-model run directories (several are overlaid in --plot)")],
+    data: Annotated[str, typer.Argument(help="Text to take the windows from (a validation file, say)")],
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="How far back from T [default: the run's --bptt; lines: the median line]")
+    ] = None,
+    windows: Annotated[int, typer.Option(min=1, help="Windows of DATA to average over")] = 64,
+    batches: Annotated[int, typer.Option(min=1, help="Training-style batches for the parameter-gradient norms")] = 16,
+    clip: Annotated[
+        float | None, typer.Option(min=0, help="Count clipping against this limit [default: the run's --clip]")
+    ] = None,
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per run on stdout, with the whole curve")
+    ] = False,
+    plot: Annotated[Path | None, typer.Option(help="Draw the curves (log scale, runs overlaid) to this PNG")] = None,
+) -> None:
+    """How far back the loss reaches: ‖∂L_T/∂h_t‖ for t = T … T−steps, and the gradient norm per layer."""
+    from seqtext import plots
+    from seqtext.lm.gradients import gradients
+
+    if plot is not None:  # refused before the work starts
+        plots.check_output(plot, "--plot")
+        plots.pyplot("--plot")
+    with err.status("unrolling the network step by step…"):
+        reports = [
+            gradients(run, data, steps=steps, windows=windows, batches=batches, clip=clip, text_column=text_column)
+            for run in runs
+        ]
+    if plot is not None:
+        err.print(f"[green]wrote[/] {escape(str(plots.plot_gradients([r.to_dict() for r in reports], plot)))}")
+    for report in reports:
+        if as_json:
+            print(json.dumps(report.to_dict()))
+        else:
+            show_gradients(report)
+
+
+def show_gradients(report: Any) -> None:
+    """Tables on stderr: the curve at k = 0, 1, 2, 4, …, steps, then the norms per parameter group."""
+    curve, figures = report.through_time, report.parameters
+    last = curve["steps_back"][-1]
+    shown = sorted({0, last, *(2**i for i in range(last.bit_length()) if 2**i < last)})
+    table = Table(title=f"{report.run} on {report.data}: ‖∂L_T/∂h_t‖ over {report.windows} windows")
+    for name in ("k = T − t", "mean", "std", "p10", "median", "p90"):
+        table.add_column(name, justify="right")
+    for k in shown:
+        table.add_row(str(k), *(f"{curve[name][k]:.3g}" for name in ("mean", "std", "p10", "median", "p90")))
+    err.print(table)
+    err.print(f"signal left after {last} steps: {report.ratio:.3g} of the gradient at T")
+    sizes = f"on {figures['batches']} batches of {figures['batch_size']} × {figures['bptt']} tokens"
+    norms = Table(title="gradient norm per parameter group, before clipping", caption=sizes)
+    for name in ("group", "mean", "max"):
+        norms.add_column(name, justify="left" if name == "group" else "right")
+    for name, value in figures["norms"].items():
+        norms.add_row(name, f"{value['mean']:.3g}", f"{value['max']:.3g}")
+    err.print(norms)
+    if figures["clip"]:
+        err.print(f"--clip {figures['clip']:g} would have clipped {figures['clipped']:.0%} of these batches")
+    else:
+        err.print("clipping is off for this run (--clip 0); pass --clip X to count against a limit")

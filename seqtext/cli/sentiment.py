@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 from enum import Enum
 from pathlib import Path
@@ -21,10 +20,10 @@ from seqtext.cli import (
     Level,
     Precision,
     app,
+    curves_when_done,
     duration,
     err,
     explicit,
-    fail,
     friendly_errors,
     stdout,
     train_app,
@@ -90,7 +89,9 @@ def train_classifier_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch")] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
-    clip: Annotated[float, typer.Option(help="Clip the gradient norm to this value")] = 1.0,
+    clip: Annotated[
+        float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
+    ] = 1.0,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Passes over the data; the learning rate decays over them")
     ] = ClassifierTrainConfig.epochs,
@@ -104,12 +105,18 @@ def train_classifier_cmd(
     init_from: Annotated[
         str | None, typer.Option(help="Start embedding and recurrent layers from this language-model run")
     ] = None,
+    log_gradients: Annotated[
+        bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
+    ] = False,
     precision: Annotated[
         Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
     ] = Precision.auto,
     device: Annotated[Device, typer.Option(help="Where to train")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and the split")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
+    plot: Annotated[
+        bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
+    ] = False,
 ) -> None:
     """Train a many-to-one recurrent classifier (sentiment of the Rotten Tomatoes phrases)."""
     import seqtext
@@ -133,7 +140,7 @@ def train_classifier_cmd(
         lm = seqtext.load(init_from).config
         adopted = {name: getattr(lm, name) for name in FROM_LM if name not in typed and hasattr(lm, name)}
         model_config = dataclasses.replace(model_config, **adopted)
-    with training_progress(err) as on_event:
+    with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
     best = result.best_metrics
     err.print(
@@ -219,7 +226,9 @@ def _writer(stream: IO[str], fmt: OutputFormat, labels: tuple[str, ...]) -> Any:
 def show_classifier_metrics(metrics: Any, title: str, *, as_json: bool, plot: Path | None) -> None:
     """Figures as JSON on stdout, or rich tables on stderr: summary, per class, confusion matrix."""
     if plot is not None:
-        plot_confusion(metrics, plot, title)
+        from seqtext.plots import plot_confusion
+
+        err.print(f"[green]wrote[/] {escape(str(plot_confusion(metrics, plot, title)))}")
     if as_json:
         print(json.dumps(metrics.to_dict()))
         return
@@ -257,54 +266,3 @@ def show_classifier_metrics(metrics: Any, title: str, *, as_json: bool, plot: Pa
             f"{c} {metrics.labels[c]}", *(f"[bold]{n:,}[/]" if j == c else f"{n:,}" for j, n in enumerate(row))
         )
     err.print(confusion)
-
-
-PLOT_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
-
-
-def check_plot_path(path: Path, data: str) -> None:
-    """Before the work: matplotlib is there, and the path is writable, of a known format, not the data."""
-    from seqtext.files import check_output_file
-
-    if importlib.util.find_spec("matplotlib") is None:
-        fail("--plot needs matplotlib; install it with: pip install 'seqtext[plot]' (or pip install matplotlib)")
-    check_output_file(path, "--plot", inputs=[data])
-    if path.suffix.lower() not in PLOT_FORMATS:
-        fail(f"--plot {path}: name a {', '.join(PLOT_FORMATS)} file")
-
-
-def plot_confusion(metrics: Any, path: Path, title: str) -> None:
-    """Draw the confusion matrix, each row normalised by its gold count, as a PNG."""
-    import matplotlib
-
-    from seqtext.files import replacing
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    rows = [[n / max(1, sum(row)) for n in row] for row in metrics.confusion]
-    size = len(metrics.labels)
-    fig, ax = plt.subplots(figsize=(1.4 * size + 2.5, 1.2 * size + 1.5))
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    for i in range(size):
-        for j in range(size):
-            ax.text(
-                j,
-                i,
-                f"{metrics.confusion[i][j]:,}\n{rows[i][j]:.0%}",
-                ha="center",
-                va="center",
-                color="white" if rows[i][j] > 0.5 else "black",
-                fontsize=8,
-            )
-    names = [f"{c} {n}" for c, n in enumerate(metrics.labels)]
-    ax.set_xticks(range(size), names, rotation=30, ha="right")
-    ax.set_yticks(range(size), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(f"{title}\naccuracy {metrics.accuracy:.3f} · macro-F1 {metrics.macro_f1:.3f}", fontsize=9)
-    fig.tight_layout()
-    with replacing(path) as tmp:
-        fig.savefig(tmp, dpi=120, format=path.suffix.lower().lstrip(".").replace("jpeg", "jpg"))
-    plt.close(fig)
-    err.print(f"[green]wrote[/] {escape(str(path))}")

@@ -4,6 +4,7 @@ line or stream windows, run by the shared loop of `seqtext.train`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
 from seqtext.errors import CorpusError
 from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
+from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
 from seqtext.rundir import check_out_dir, writes_run
 from seqtext.runfiles import problem
@@ -40,11 +42,13 @@ class LMTask:
         cfg: TrainConfig,
         device: torch.device,
         precision: str,
+        probe: ProbeWindows | None = None,
     ) -> None:
         self.model, self.train_windows, self.valid_windows = model, train, valid
         self.valid_chars, self.cfg, self.device, self.precision = valid_chars, cfg, device, precision
         self.steps_per_epoch = train.steps_per_epoch
         self.state: State | None = None
+        self.probe = probe  # validation windows for the gradient through time (--log-gradients)
 
     def windows(self, epoch: int, start: int) -> Iterator[Window]:
         return self.train_windows.epoch(epoch, self.cfg.seed, start)
@@ -81,6 +85,13 @@ class LMTask:
         nll, tokens = lm_nll(self.model, self.valid_windows, self.device, self.precision)
         m = lm_metrics(nll, tokens, self.valid_chars)
         return {"val_loss": m.loss, "val_ppl": m.perplexity, "val_bpc": m.bits_per_char}
+
+    def probe_gradients(self) -> dict[str, Any]:
+        """--log-gradients: mean ‖∂L_T/∂h_{T−k}‖ over the probe windows for k = 0 … steps, and its last ÷ first."""
+        if self.probe is None:
+            return {}
+        mean = state_gradient_norms(self.model, self.probe).mean(0)  # (steps + 1,)
+        return {"grad_tt": mean.tolist(), "grad_tt_ratio": float(mean[-1] / mean[0]) if mean[0] > 0 else math.nan}
 
     def carried(self) -> dict[str, torch.Tensor]:
         if self.state is None:
@@ -141,9 +152,23 @@ def train_lm(
     valid_chars = count_characters(valid_texts, stream=stream)
     if valid_chars == 0:
         raise CorpusError(f"{train_config.valid or train_config.data}: the validation text is empty")
+    probe = None
+    if train_config.log_gradients:
+        try:
+            probe = probe_windows(
+                valid_texts,
+                tokenizer,
+                stream=stream,
+                steps=None,
+                default=train_config.bptt,
+                count=16,
+                source="validation text",
+            )
+        except CorpusError as exc:
+            raise CorpusError(f"--log-gradients: {exc}; lower --bptt or give more validation text") from exc
     check_fits(on_meta(RNNLanguageModel, model_config), device)
     model = RNNLanguageModel(model_config).to(device)
-    task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision)
+    task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe)
     return run_training(
         task,
         tokenizer,

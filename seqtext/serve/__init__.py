@@ -1,0 +1,36 @@
+"""`seqtext serve`: loaded runs behind an HTTP API (FastAPI + uvicorn) and a static page.
+
+An optional extra: `pip install "seqtext[serve]"`. Importing this package needs neither FastAPI nor
+uvicorn, so the CLI can say what to install; `seqtext.serve.app` and `seqtext.serve.server` do.
+
+    from seqtext.serve import ServeConfig, load_runs, run
+    run(load_runs(["es=runs/keyboard", "runs/sentiment"]), ServeConfig(port=8000))
+"""
+
+from __future__ import annotations
+
+from seqtext.errors import ConfigError
+from seqtext.serve.config import ServeConfig
+from seqtext.serve.hosted import Hosted, load_runs
+
+__all__ = ["Hosted", "ServeConfig", "load_runs", "require_extra", "run"]
+
+
+def require_extra() -> None:
+    """Raise a one-line ConfigError when FastAPI or uvicorn is missing."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name or "fastapi"
+        raise ConfigError(
+            f'seqtext serve needs FastAPI and uvicorn ({missing} is missing): pip install "seqtext[serve]"'
+        ) from exc
+
+
+def run(hosted: dict[str, Hosted], config: ServeConfig) -> None:
+    """Serve the loaded runs until Ctrl-C or SIGTERM (see seqtext.serve.server)."""
+    require_extra()
+    from seqtext.serve import server
+
+    server.run(hosted, config)

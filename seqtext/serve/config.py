@@ -1,0 +1,54 @@
+"""ServeConfig: where `seqtext serve` listens and how much one request may ask for (stdlib only)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from seqtext.errors import ConfigError
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """One field per `seqtext serve` flag of the same name. Every request is bounded by these."""
+
+    host: str = "127.0.0.1"  # loopback by default: nothing outside this machine can reach it
+    port: int = 8000  # 0 picks a free port (the log line says which)
+    api_key: str | None = None  # when set, every /v1/ request needs `Authorization: Bearer KEY`
+    max_body_bytes: int = 1_000_000  # larger request bodies are refused with 413 before they are read
+    max_text_chars: int = 10_000  # a text, a prompt or a classified text longer than this: 413
+    max_texts: int = 256  # texts per /v1/classify request
+    max_new_tokens: int = 1_000  # the cap on /v1/generate's max_new_tokens (over it: 422)
+    max_k: int = 20  # the most suggestions /v1/complete returns
+    device: str = "cpu"
+    access_log: bool = True  # one line per request on stderr
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65_535:
+            raise ConfigError(f"--port must be in 0..65535 (got {self.port}); 0 picks a free port")
+        for flag, value in (
+            ("--max-body-bytes", self.max_body_bytes),
+            ("--max-text-chars", self.max_text_chars),
+            ("--max-texts", self.max_texts),
+            ("--max-new-tokens", self.max_new_tokens),
+            ("--max-k", self.max_k),
+        ):
+            if value < 1:
+                raise ConfigError(f"{flag} must be at least 1 (got {value})")
+        key = self.api_key
+        if key is not None and (not key or not key.isprintable() or any(c.isspace() for c in key)):
+            raise ConfigError("--api-key must be non-empty printable text without spaces")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be one of auto, cpu, cuda (got {self.device!r})")
+
+    @property
+    def loopback(self) -> bool:
+        """True when only this machine can connect (the default): no key needed, Host headers are checked."""
+        if self.host in LOOPBACK_NAMES:
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a host name other than localhost may resolve anywhere
+            return False

@@ -1,0 +1,172 @@
+"""What stands before the endpoints: JSON errors, the body limit, the Host check, the API key.
+
+Every error is `{"error": {"code", "message"}}` with one line of message and the right status, so
+a client never has to parse FastAPI's lists of validation details or an HTML page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from seqtext.errors import SeqtextError
+
+log = logging.getLogger("seqtext.serve")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+DRAIN_BYTES = 16_000_000  # the most of an oversized body read (and dropped) so that its sender sees the 413
+
+
+class ApiError(Exception):
+    """An answer other than success: the HTTP status, a stable code, and one line for a person."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def validation_message(errors: list[Any]) -> str:
+    """One line from pydantic's list of errors: 'k: Input should be greater than or equal to 1'."""
+    parts = []
+    for error in errors[:3]:
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        where = ".".join(loc)
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            return f"the request body is not valid JSON ({reason}); send a JSON object"
+        if kind == "missing" and not loc:
+            return "the request body is missing; send a JSON object with Content-Type: application/json"
+        if kind == "model_attributes_type" or (kind == "dict_type" and not loc):
+            return "the request body must be a JSON object"
+        if kind == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        else:
+            parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", validation_message(list(exc.errors())))
+
+    @app.exception_handler(SeqtextError)
+    async def refused(request: Request, exc: SeqtextError) -> JSONResponse:
+        return error_response(400, "invalid_request", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, "not_found", f"no such endpoint: {request.url.path}; see /docs")
+        if exc.status_code == 400:  # FastAPI could not decode the body (not UTF-8): still a malformed body
+            return error_response(
+                422, "invalid_request", "the request body is not valid JSON in UTF-8; send a JSON object"
+            )
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+            return error_response(405, "method_not_allowed", message, exc.headers)
+        return error_response(exc.status_code, "http_error", str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error; the server log has the details")
+
+
+def check_key(expected: str | None, authorization: str | None) -> None:
+    """Refuse a /v1/ request without the right `Authorization: Bearer KEY` (compared in constant time)."""
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        what = "a wrong API key" if authorization else "no API key"
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"{what}: this server needs the header 'Authorization: Bearer KEY' with the key given to --api-key",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+class Guard:
+    """ASGI middleware: refuses bodies over the limit (413) and, on loopback, foreign Host headers.
+
+    The Host check stops DNS rebinding: a web page from elsewhere that points its own host name at
+    127.0.0.1 still sends that name, and is refused. The body is read here, up to the limit, and
+    handed on; a Content-Length over the limit is refused before a byte of the body is read.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, loopback: bool) -> None:
+        self.app, self.max_body_bytes, self.loopback = app, max_body_bytes, loopback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        if self.loopback and _host_name(host) not in LOOPBACK_HOSTS:
+            message = f"Host {host!r} is not this server's; it listens on this machine only (use localhost)"
+            await error_response(400, "bad_host", message)(scope, receive, send)
+            return
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            drain = length.isdigit() and int(length) <= self.max_body_bytes + DRAIN_BYTES
+            await self._too_large(scope, receive, send, more=drain)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._too_large(scope, receive, send, more=more)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: the disconnect a streaming response listens for
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, more: bool = True) -> None:
+        """Answer 413. The rest of the body is read and dropped first (up to DRAIN_BYTES): a client that is
+        still sending when the connection closes sees a reset, not the answer."""
+        drained = 0
+        while more and drained <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        message = f"the request body is over this server's limit of {self.max_body_bytes:,} bytes (--max-body-bytes)"
+        await error_response(413, "too_large", message, {"Connection": "close"})(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """'localhost:8000' → 'localhost', '[::1]:8000' → '[::1]'."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0]

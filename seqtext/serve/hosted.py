@@ -1,0 +1,118 @@
+"""The runs a server holds: each loaded once at start-up, by name, with its own model thread.
+
+Nothing a request sends can name a file: requests name a model, and only the runs given on the
+command line have names.
+
+Every call into a model runs on that model's single worker thread, so the event loop never waits
+for torch, one model is never used by two threads at once (the Completer's state cache is not
+thread-safe), and work on two models runs side by side. A long generation is cut into short jobs
+on that thread, so keystrokes on the same model are answered between its tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import seqtext
+from seqtext.checkpoint import Loaded
+from seqtext.errors import CheckpointError, ConfigError
+from seqtext.keyboard.completion import Completer
+from seqtext.runtime import pick_device
+
+T = TypeVar("T")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+KINDS = {"lm": "language model", "classifier": "classifier"}
+COMPLETION_CACHE = 256  # texts whose RNN state is kept: ~5 per typist for 50 typists (word level, 20k vocab: ~20 MB)
+
+
+@dataclass
+class Hosted:
+    """A loaded run behind a name, with the one thread that runs it."""
+
+    name: str
+    loaded: Loaded
+    completer: Completer | None = None  # language models: the engine of `seqtext complete`, shared by all typists
+    completer_error: str | None = None  # why a language model cannot complete (no words in its vocabulary)
+    thread: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
+
+    @property
+    def kind(self) -> str:
+        return self.loaded.kind
+
+    def describe(self) -> dict[str, Any]:
+        """What GET /v1/models says about this model."""
+        config = self.loaded.config
+        info: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "level": config.level,
+            "cell": config.cell,
+            "vocab_size": config.vocab_size,
+        }
+        if self.kind == "classifier":
+            info["labels"] = list(config.labels)
+        else:
+            info["can_complete"] = self.completer is not None
+        return info
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on this model's thread, awaited without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.thread, functools.partial(fn, *args))
+
+    def close_later(self, pieces: Generator[Any, None, None]) -> None:
+        """Close a generation on the model thread, after the step it may be running (a client left)."""
+        self.thread.submit(pieces.close)
+
+    def shutdown(self) -> None:
+        self.thread.shutdown(wait=True, cancel_futures=True)
+
+
+def parse_run(spec: str) -> tuple[str, Path]:
+    """'NAME=RUN' or 'RUN' (named after its directory) → (name, path)."""
+    name, sep, path = spec.partition("=")
+    if not sep or Path(spec).is_dir():  # a directory whose own name has '=' in it is still a run
+        name, path = Path(spec).resolve().name, spec
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"model name {name!r} (from {spec!r}) must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit; name it with NAME=RUN"
+        )
+    return name, Path(path)
+
+
+def load_runs(specs: list[str], device: str = "cpu") -> dict[str, Hosted]:
+    """Load every run once; a bad run or a repeated name is a SeqtextError naming it."""
+    if not specs:
+        raise ConfigError("give at least one run directory to serve")
+    where = pick_device(device)
+    hosted: dict[str, Hosted] = {}
+    for spec in specs:
+        name, path = parse_run(spec)
+        if name in hosted:
+            raise ConfigError(f"two runs are named {name!r}; name them apart with NAME=RUN")
+        loaded = seqtext.load(path, device=where)
+        model = Hosted(name, loaded)
+        if loaded.kind == "lm":
+            try:
+                model.completer = Completer(loaded, cache_size=COMPLETION_CACHE)
+            except CheckpointError as exc:  # it can still generate
+                model.completer_error = str(exc)
+        hosted[name] = model
+    return hosted
+
+
+def describe_all(hosted: dict[str, Hosted]) -> str:
+    """'es (word lstm language model), sentiment (word lstm classifier)' for the start-up log."""
+    return ", ".join(
+        f"{h.name} ({h.loaded.config.level} {h.loaded.config.cell} {KINDS[h.kind]})" for h in hosted.values()
+    )

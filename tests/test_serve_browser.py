@@ -1,0 +1,113 @@
+"""The page of `seqtext serve` in a real browser: Debian's chromium, headless, driven by playwright.
+
+Types "Voy al parque con mi per" into the page served by a real `seqtext serve` subprocess, sees
+"perro" among the suggestions, takes it with Tab, sees a sentiment label appear and a generation
+stream in. Skips where chromium or playwright is missing; `.ci/run` installs chromium. Set
+SEQTEXT_SCREENSHOT=docs/serve-page.png to refresh the README's screenshot.
+"""
+
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
+pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")
+
+from serve_harness import serving  # noqa: E402
+
+# Without these flags chromium reaches for the network (closed here) and stalls at start.
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    """A page in a fresh headless chromium with an empty profile, closed however the test ends."""
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a new, empty --user-data-dir
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1100, "height": 820},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)  # a busy CI machine, not a speed limit
+            yield page
+        finally:
+            context.close()
+
+
+def test_typing_in_the_page_suggests_perro_and_tab_takes_it(browser_page, word_run, sentiment_run, tmp_path):
+    page, expect = browser_page, sync_api.expect
+    with serving([f"es={word_run}", f"sentiment={sentiment_run}"], "--no-access-log") as server:
+        page.goto(server.url)
+        expect(page.locator("#status")).to_contain_text("2 models")
+        text = page.locator("#text")
+        text.press_sequentially("Voy al parque con mi per", delay=15)
+        expect(page.locator("#suggestions button", has_text="perro")).to_be_visible()
+        page.keyboard.press("Tab")
+        expect(text).to_have_value("Voy al parque con mi perro ")
+        expect(text).to_be_focused()  # Tab took the word instead of moving the focus away
+        expect(page.locator("#sentiment-label")).to_have_text(re.compile(f"^({'|'.join(LABELS)})$"))
+        expect(page.locator("#sentiment-bars .bar")).to_have_count(5)
+
+        page.locator("#prompt").fill("Voy al parque con mi")
+        page.locator("#temperature").fill("0.5")
+        page.locator("#generate").click()
+        expect(page.locator("#generated .prompt")).to_have_text("Voy al parque con mi")
+        expect(page.locator("#generated span").nth(1)).not_to_be_empty()
+        expect(page.locator("#stop")).to_be_hidden()  # the stream ended
+        shot = tmp_path / "serve-page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if os.environ.get("SEQTEXT_SCREENSHOT"):
+            shutil.copyfile(shot, ROOT / os.environ["SEQTEXT_SCREENSHOT"])
+        assert "ERROR" not in server.stderr()
+
+        if importlib.util.find_spec("fastapi_offline"):  # the serve extra: Swagger UI's files are local
+            page.goto(server.url + "docs")  # the OpenAPI page renders with no network beyond this server
+            expect(page.get_by_text("/v1/complete", exact=True)).to_be_visible()
+
+
+def test_a_panel_whose_model_kind_is_not_loaded_says_so(browser_page, sentiment_run):
+    page, expect = browser_page, sync_api.expect
+    with serving([str(sentiment_run)], "--no-access-log") as server:
+        page.goto(server.url)
+        expect(page.locator("#status")).to_contain_text("1 model")
+        for panel in ("#keyboard-panel", "#generate-panel"):
+            expect(page.locator(f"{panel} .unavailable")).to_be_visible()
+            expect(page.locator(f"{panel} .unavailable")).to_contain_text("No language model is loaded")
+        expect(page.locator("#sentiment-panel .unavailable")).to_be_hidden()
+        page.locator("#text").fill("a warm , funny and deeply moving film")
+        expect(page.locator("#sentiment-label")).to_have_text(re.compile(f"^({'|'.join(LABELS)})$"))
+
+
+def test_the_page_asks_for_the_api_key(browser_page, word_run):
+    page, expect = browser_page, sync_api.expect
+    with serving([f"es={word_run}"], "--api-key", "k-123", "--no-access-log") as server:
+        page.goto(server.url)
+        expect(page.locator("#key-form")).to_be_visible()
+        page.locator("#key").fill("k-123")
+        page.locator("#key-form button").click()
+        expect(page.locator("#status")).to_contain_text("1 model")
+        page.locator("#text").press_sequentially("Voy al parque con mi per", delay=5)
+        expect(page.locator("#suggestions button", has_text="perro")).to_be_visible()
