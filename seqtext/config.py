@@ -76,7 +76,7 @@ class TrainConfig:
     """How a run is trained; stored in train_config.json. Paths are kept as given by the user."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset()
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"log_gradients"})
 
     data: str = ""
     out: str = "runs/lm"

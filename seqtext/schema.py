@@ -129,9 +129,9 @@ def from_dict(cls: type[T], data: Any, *, complete: bool = False) -> T:
             field=unknown[0],
             problem="is not a known field (a typo, or a file from a newer seqtext)",
         )
+    config = cls(**data)  # the values that are there, checked first: a wrong one is the likelier fault
     missing = sorted(known - set(data) - getattr(cls, "OPTIONAL_IN_FILES", frozenset())) if complete else []
     if missing:
         raise ConfigError(f"{cls.__name__} lacks field(s) {', '.join(missing)}", field=missing[0], problem="is missing")
-    config = cls(**data)
     check_types(config)  # again for classes without a __post_init__ of their own (cheap, idempotent)
     return config

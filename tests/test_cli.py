@@ -302,7 +302,10 @@ def test_ctrl_c_saves_exits_130_and_resume_finishes(tmp_path):
 )
 def test_non_finite_training_options_are_refused(lines_file, tmp_path, command, option, value):
     result = invoke("train", command, lines_file, "--out", tmp_path / "r", option, value)
-    assert_clean_error(result, f"{option} must be a finite number (got {value})")
+    if result.exit_code == 2:  # refused by the parser already (an option with a range, like --clip)
+        assert "Traceback" not in result.output and option in result.output
+    else:
+        assert_clean_error(result, f"{option} must be a finite number (got {value})")
     assert not (tmp_path / "r").exists()
 
 

@@ -356,3 +356,11 @@ def test_an_intact_copy_still_resumes(interrupted_run, tmp_path):
     run = copy_run(interrupted_run, tmp_path / "run")
     result = resume(run)
     assert result.steps > 3 and not (run / "trainer_state.json").exists()
+
+
+def test_a_model_too_large_to_train_is_refused_before_it_is_allocated(lines_file, tmp_path):
+    from seqtext.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"training needs about [\d,.]+ GiB .* but this cpu has"):
+        train_tiny(lines_file, tmp_path / "big", {"embed_dim": 65_536, "hidden_dim": 65_536, "layers": 8})
+    assert not (tmp_path / "big" / "config.json").exists()

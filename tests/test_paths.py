@@ -104,7 +104,8 @@ def test_evaluate_plot_checks(tmp_path, char_run, lines_file):
     data.write_text(PHRASES, encoding="utf-8")
     for plot, message in [
         (tmp_path, "is a directory"),
-        (tmp_path / "plot.txt", "--plot " + str(tmp_path / "plot.txt") + ": name a .png"),
+        (tmp_path / "plot.txt", "--plot " + str(tmp_path / "plot.txt") + ": give a file name ending in .png"),
+        (data, "is also an input; writing it would destroy it"),
         (data.with_suffix(".png").parent / "x" / "y.png", None),
     ]:
         result = invoke("evaluate", CLASSIFIER, data, "--plot", plot)

@@ -34,25 +34,31 @@ def finish(process, timeout=120):
             process.communicate()
 
 
+def terminate_when(process, ready):
+    """Send SIGTERM once ready() holds (real progress, not a clock); returns the process's stderr."""
+    try:
+        while not ready():
+            time.sleep(0.02)
+            assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGTERM)
+        return finish(process)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def assert_quiet(stderr):
     assert "Traceback" not in stderr and "Exception ignored" not in stderr and "BrokenPipe" not in stderr, stderr
 
 
-def test_sigterm_saves_exits_143_and_resume_finishes(tmp_path):
+def test_sigterm_saves_and_exits_143(tmp_path):
     data = tmp_path / "many.txt"
     data.write_text("".join(s + "\n" for s in SENTENCES * 1000), encoding="utf-8")  # ~700 steps per epoch
     out = tmp_path / "r"
     process = seqtext_process("train", "lm", data, "--out", out, *TINY, "--epochs", "1", "--eval-every", "50",
                               stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        while not (out / "trainer_state.json").exists():  # wait for real progress, not for a clock
-            time.sleep(0.02)
-            assert process.poll() is None, process.stderr.read()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stderr = terminate_when(process, (out / "trainer_state.json").exists)
     assert process.returncode == 143, stderr
     assert "terminated at step" in stderr and "progress saved. Resume with:" in stderr and "--resume" in stderr
     assert_quiet(stderr)
@@ -69,17 +75,9 @@ def test_sigterm_outside_training_cleans_up(tmp_path):
     output = tmp_path / "out" / "preds.tsv"
     process = seqtext_process("classify", CLASSIFIER, "-", "--output", output,
                               stdin=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        process.stdin.write("a great film\n")
-        process.stdin.flush()
-        while not list(output.parent.glob(".*.tmp")):  # the temporary output exists: it is reading
-            time.sleep(0.02)
-            assert process.poll() is None, process.stderr.read()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = finish(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process.stdin.write("a great film\n")
+    process.stdin.flush()
+    stderr = terminate_when(process, lambda: list(output.parent.glob(".*.tmp")))  # its temporary output: reading
     assert process.returncode == 143 and "terminated" in stderr, stderr
     assert_quiet(stderr)
     assert list(output.parent.iterdir()) == [], "a stopped run leaves neither output nor temporary file"

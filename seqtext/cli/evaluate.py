@@ -30,14 +30,14 @@ def evaluate_cmd(
     import seqtext
     from seqtext.cli.sentiment import show_classifier_metrics
 
-    loaded = seqtext.load(run)
     if plot is not None:  # refused before the work starts
         from seqtext import plots
 
-        if loaded.kind != "classifier":
-            fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
         plots.check_output(plot, "--plot", inputs=[data])
         plots.pyplot("--plot")
+    loaded = seqtext.load(run)
+    if plot is not None and loaded.kind != "classifier":
+        fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
     with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
         metrics = seqtext.evaluate(
             loaded, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
