@@ -1,38 +1,36 @@
 """Save and load run directories: safetensors + JSON + tokenizer.json, never pickle.
 
-The only module that reads or writes files inside a run directory. Every file is written to a
-temporary name and renamed into place, so a crash while saving leaves the previous file intact.
+The only module that writes files inside a run directory. Every file is written to a temporary name
+and renamed into place (`seqtext.files.replacing`), so a crash while saving leaves the previous file
+intact. Everything read back is untrusted and checked by `seqtext.runfiles` before it is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_model, save_file, save_model
 from tokenizers import Tokenizer
 from torch import nn
 
-from seqtext import __version__
+from seqtext import __version__, runfiles
 from seqtext.config import (
     ClassifierConfig,
     ClassifierTrainConfig,
     LMConfig,
     TrainConfig,
-    from_dict,
-    read_json,
     to_dict,
     write_json,
 )
-from seqtext.errors import CheckpointError, ConfigError
-from seqtext.models import RNNClassifier, RNNLanguageModel
+from seqtext.errors import CheckpointError
+from seqtext.files import replacing
+from seqtext.models import RNNClassifier, RNNLanguageModel, implied_by_weights, on_meta
+from seqtext.schema import shown
+from seqtext.tokenizer import SPECIAL_TOKENS
 
 FORMAT_VERSION = 1
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
@@ -41,6 +39,7 @@ CONFIG_TYPES: dict[str, type] = {"lm": LMConfig, "classifier": ClassifierConfig}
 MODEL_TYPES: dict[str, type[nn.Module]] = {"lm": RNNLanguageModel, "classifier": RNNClassifier}
 TRAIN_CONFIG_TYPES: dict[str, type[TrainConfig]] = {"lm": TrainConfig, "classifier": ClassifierTrainConfig}
 COMMAND_FOR_KIND = {"lm": "seqtext train lm DATA", "classifier": "seqtext train classifier DATA"}
+ADAMW_SLOTS = ("step", "exp_avg", "exp_avg_sq")
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,19 @@ class Loaded:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-
-@contextlib.contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """Yield a temporary path; on success it atomically replaces target."""
-    tmp = target.with_name(target.name + ".tmp")
-    yield tmp
-    os.replace(tmp, target)
+    def check_finite(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores this model computed, refused when they overflowed (finite but extreme weights)."""
+        if not bool(torch.isfinite(scores).all()):
+            raise CheckpointError(
+                f"{self.path}: the model's scores overflowed (weights too large); train the run again"
+            )
+        return scores
 
 
 def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: TrainConfig) -> None:
     """Write a complete checkpoint; config.json goes last, so its presence marks completeness."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _replacing(out_dir / "model.safetensors") as tmp:
+    with replacing(out_dir / "model.safetensors") as tmp:
         save_model(model, str(tmp))  # save_model, not save_file: tied weights are shared tensors
     save_tokenizer(out_dir, tokenizer)
     write_json(out_dir / "train_config.json", to_dict(train_config))
@@ -85,7 +84,7 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
 def save_tokenizer(out_dir: Path, tokenizer: Tokenizer) -> None:
     """Write tokenizer.json (Hugging Face format)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _replacing(out_dir / "tokenizer.json") as tmp:
+    with replacing(out_dir / "tokenizer.json") as tmp:
         tokenizer.save(str(tmp))
 
 
@@ -102,18 +101,24 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = runfiles.run_file(Path(run), "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not readable ({exc})") from exc
     records = []
     for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
         try:
-            record = json.loads(line) if line.strip() else {}
-            problem = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+            record = json.loads(line)
+            why = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
         except json.JSONDecodeError as exc:
-            problem = f"{exc.msg} at column {exc.colno}"
-        if problem:
-            raise CheckpointError(f"{path}, line {number}: not a JSON object ({problem}); delete that line")
+            why = f"{exc.msg} at column {exc.colno}"
+        except RecursionError:
+            why = "nested too deeply"
+        if not why and (type(step := record.get("step", 0)) is not int or step < 0):
+            why = f'its "step" is {shown(step)}, not a whole number'
+        if why:
+            raise CheckpointError(f"{path}, line {number}: not a JSON object ({why}); delete that line")
         records += [record] if record else []
     return records
 
@@ -121,7 +126,7 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
 def truncate_metrics(run: Path, last_step: int) -> None:
     """Drop evaluations after `last_step` (written after the resume point, so they will be redone)."""
     kept = [r for r in read_metrics(run) if r.get("step", 0) <= last_step]
-    with _replacing(run / "metrics.jsonl") as tmp:
+    with replacing(run / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
 
 
@@ -139,7 +144,7 @@ def save_resume_state(
         for name, value in slots.items():
             flat[f"optimizer.{index}.{name}"] = torch.as_tensor(value).clone().contiguous()
     flat.update({f"extra.{k}": v.detach().clone().contiguous() for k, v in tensors.items()})
-    with _replacing(out_dir / "optimizer.safetensors") as tmp:
+    with replacing(out_dir / "optimizer.safetensors") as tmp:
         save_file({k: v.cpu() for k, v in flat.items()}, str(tmp))
     write_json(out_dir / "trainer_state.json", {**state, "param_groups": opt["param_groups"]})
 
@@ -147,25 +152,54 @@ def save_resume_state(
 def load_resume_state(
     run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore what save_resume_state wrote; returns the counters and the extra tensors."""
+    """Restore what save_resume_state wrote, every tensor checked against the model and the optimizer.
+
+    Returns the rest of trainer_state.json (its RNG state checked; the counters are the loop's to
+    check) and the task's extra tensors. The saved parameter groups are not used: the optimizer's own
+    come from the same options, and the learning rate is set before every step.
+    """
     if not all((run / name).is_file() for name in RESUME_FILES):
         raise CheckpointError(
             f"{run} has nothing to resume (no {' or '.join(RESUME_FILES)}): the run finished "
             "or never started. Start a new run with another --out."
         )
-    state = read_json(run / "trainer_state.json")
-    try:
-        flat = load_file(str(run / "optimizer.safetensors"), device=str(device))
-    except SafetensorError as exc:
-        raise CheckpointError(f"{run}/optimizer.safetensors is damaged ({exc}); the run cannot resume") from exc
+    state_file, tensor_file = run / "trainer_state.json", runfiles.run_file(run, "optimizer.safetensors")
+    state = runfiles.json_file(run, "trainer_state.json")
+    rng = runfiles.require(state_file, state, "torch_rng", list, "a list of bytes")
+    if len(rng) != len(torch.get_rng_state()) or not all(type(b) is int and 0 <= b < 256 for b in rng):
+        raise runfiles.problem(state_file, 'field "torch_rng" is not a random-generator state of this torch')
+    found = runfiles.tensor_specs(tensor_file)
+    runfiles.check_tensors(tensor_file, found, runfiles.module_specs(model, "model."), every_name=True, prefix="model.")
+    _check_optimizer_slots(tensor_file, found, [p for group in optimizer.param_groups for p in group["params"]])
+    flat = runfiles.load_tensors(tensor_file, device)
     model.load_state_dict({k[6:]: v for k, v in flat.items() if k.startswith("model.")})
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
             slots.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
-    optimizer.load_state_dict({"state": slots, "param_groups": state.pop("param_groups")})
+    optimizer.load_state_dict({"state": slots, "param_groups": optimizer.state_dict()["param_groups"]})
+    state.pop("param_groups", None)
     return state, {k[6:]: v for k, v in flat.items() if k.startswith("extra.")}
+
+
+def _check_optimizer_slots(path: Path, found: dict[str, runfiles.Spec], params: list[torch.Tensor]) -> None:
+    """AdamW's moments: for each parameter none yet, or all three slots with the parameter's shape."""
+    seen: dict[int, set[str]] = {}
+    for name in (n for n in found if n.startswith("optimizer.")):
+        parts = name.split(".")
+        index = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
+        if not 0 <= index < len(params) or parts[2] not in ADAMW_SLOTS:
+            raise runfiles.problem(path, f"{name!r} is no optimizer state of this model (a foreign file)")
+        shape = () if parts[2] == "step" else tuple(params[index].shape)
+        if found[name] != ("F32", shape):
+            raise runfiles.problem(
+                path, f"tensor {name!r} is {found[name][0]} {list(found[name][1])}, expected F32 {list(shape)}"
+            )
+        seen.setdefault(index, set()).add(parts[2])
+    for index, names in seen.items():
+        if names != set(ADAMW_SLOTS):
+            raise runfiles.problem(path, f"optimizer state {index} lacks {', '.join(sorted(set(ADAMW_SLOTS) - names))}")
 
 
 def clear_resume_state(run: Path) -> None:
@@ -175,67 +209,99 @@ def clear_resume_state(run: Path) -> None:
 
 
 def read_header(path: Path) -> dict[str, Any]:
-    """config.json of a run, checked for completeness and format version."""
+    """config.json of a run, checked for completeness, format version and kind."""
     missing = [name for name in REQUIRED if not (path / name).is_file()]
     if missing:
         raise CheckpointError(
             f"{str(path)!r} is not a seqtext run (missing {', '.join(missing)}). "
             f"Create one with: seqtext train lm DATA --out {path}"
         )
-    try:
-        header = read_json(path / "config.json")
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from exc
+    header = runfiles.json_file(path, "config.json")
+    file = path / "config.json"
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise runfiles.problem(file, f'field "format_version" must be a positive whole number (got {shown(version)})')
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} uses run format {version}, newer than this seqtext {__version__} reads "
             f"(format {FORMAT_VERSION}); upgrade seqtext: pip install -U seqtext"
         )
-    if header.get("kind") not in CONFIG_TYPES:
-        raise CheckpointError(f"{path}/config.json has unknown kind {header.get('kind')!r}")
+    runfiles.choice(file, header, "kind", CONFIG_TYPES)
     return header
 
 
+def model_config(path: Path, header: dict[str, Any]) -> Any:
+    """The model config of config.json: every field checked, and complete enough to build a model."""
+    file = path / "config.json"
+    config = runfiles.config_from(CONFIG_TYPES[header["kind"]], header.get("model"), file, "model.")
+    if config.vocab_size <= len(SPECIAL_TOKENS):
+        raise runfiles.problem(
+            file, f'field "model.vocab_size" must be at least {len(SPECIAL_TOKENS) + 1} (got {config.vocab_size})'
+        )
+    if isinstance(config, LMConfig) and config.sample_by not in ("line", "stream"):
+        raise runfiles.problem(file, f'field "model.sample_by" must be line or stream (got {config.sample_by!r})')
+    if isinstance(config, ClassifierConfig) and len(config.labels) < 2:
+        raise runfiles.problem(file, 'field "model.labels" must name at least two labels')
+    return config
+
+
+def load_tokenizer(run: Path, *, vocab_size: int | None = None, level: str | None = None) -> Tokenizer:
+    """The tokenizer saved in a run directory, checked (and against the model's vocab_size and level)."""
+    path = run / "tokenizer.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the run directory is incomplete (train the run again)")
+    return runfiles.read_tokenizer(runfiles.run_file(run, "tokenizer.json"), vocab_size=vocab_size, level=level)
+
+
+def check_weights(path: Path, kind: str, config: Any) -> None:
+    """model.safetensors holds exactly the tensors `config` describes: checked from the header, on a
+    meta model, before any memory is allocated."""
+    file = runfiles.run_file(path, "model.safetensors")
+    found = runfiles.tensor_specs(file)
+
+    def explain() -> str | None:
+        implied = implied_by_weights({name: shape for name, (_, shape) in found.items()})
+        for name, value in implied.items():
+            if hasattr(config, name) and getattr(config, name) != value:
+                return (
+                    f'config.json disagrees: its field "model.{name}" is {getattr(config, name)!r} but these '
+                    f"weights were trained with {value!r}; restore the run's own config.json, or train the run again"
+                )
+        return None
+
+    runfiles.check_tensors(file, found, runfiles.module_specs(on_meta(MODEL_TYPES[kind], config)), explain=explain)
+
+
 def read_train_config(run: Path) -> TrainConfig | None:
-    """How a run was trained (train_config.json), or None when the run has no such file."""
+    """How a run was trained (train_config.json), every field checked; None when the run has no such file."""
     path = Path(run) / "train_config.json"
     if not path.is_file():
         return None
-    try:
-        return from_dict(TRAIN_CONFIG_TYPES[read_header(Path(run))["kind"]], read_json(path))
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-
-
-def load_tokenizer(run: Path) -> Tokenizer:
-    """The tokenizer saved in a run directory."""
-    try:
-        return Tokenizer.from_file(str(run / "tokenizer.json"))
-    except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
-        raise CheckpointError(f"{run}/tokenizer.json is missing or damaged ({exc})") from exc
+    kind = read_header(Path(run))["kind"]
+    return runfiles.config_from(TRAIN_CONFIG_TYPES[kind], runfiles.json_file(Path(run), "train_config.json"), path)
 
 
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
-    """Load a run directory for inference (eval mode)."""
+    """Load a run directory for inference (eval mode), every file checked first."""
     path = Path(path)
     header = read_header(path)
     kind = header["kind"]
-    try:
-        config = from_dict(CONFIG_TYPES[kind], header["model"])
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{path}/config.json: {exc}") from exc
+    config = model_config(path, header)
+    read_train_config(path)  # not needed for inference, but a damaged one means a damaged run
+    check_weights(path, kind, config)
+    tokenizer = load_tokenizer(path, vocab_size=config.vocab_size, level=config.level)
     model = MODEL_TYPES[kind](config)
     try:
         load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
-    except Exception as exc:  # safetensors, torch and tokenizers each raise their own types
-        raise CheckpointError(f"{path} is damaged ({str(exc).splitlines()[0]}); retrain it") from exc
-    tokenizer = load_tokenizer(path)
-    if tokenizer.get_vocab_size() != config.vocab_size:
-        raise CheckpointError(
-            f"{path}: tokenizer has {tokenizer.get_vocab_size()} tokens but the model expects "
-            f"{config.vocab_size}; the run directory mixes files of two runs"
-        )
+    except Exception as exc:  # changed on disk since its header was checked
+        raise runfiles.problem(path / "model.safetensors", f"unreadable ({str(exc).splitlines()[0]})") from exc
+    for name, tensor in model.state_dict().items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise runfiles.problem(
+                path / "model.safetensors",
+                f"tensor {name!r} holds NaN or infinite values",
+                "the run diverged or the file is damaged: train the run again",
+            )
     return Loaded(kind, model.to(device).eval(), tokenizer, config, path)
 
 

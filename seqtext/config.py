@@ -1,6 +1,8 @@
 """Configuration dataclasses and their JSON form. Stdlib only: configs import fast and round-trip.
 
 Field names are the CLI's flag names (`hidden_dim` ⇔ `--hidden-dim`), so messages speak in flags.
+Every field is checked when a config is made, from the CLI, the Python API or a file alike: its type
+(`seqtext.schema`: a bool is no int, a string no number, floats finite) and its range.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 from seqtext.errors import ConfigError
-
-T = TypeVar("T")
+from seqtext.files import replacing
+from seqtext.schema import check_finite, check_range, check_types, field_error, shown
+from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
 Level = Literal["char", "word"]
 Cell = Literal["rnn", "lstm", "gru"]
@@ -22,30 +25,31 @@ SampleBy = Literal["auto", "line", "stream"]
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
 
-
-def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+# Bounds far beyond any model a CPU or GPU trains, so that an absurd value (typed, or edited into a
+# file) is refused with its name instead of overflowing or allocating gigabytes somewhere later.
+MAX_WIDTH = 65_536  # --embed-dim, --hidden-dim
+MAX_LAYERS = 256
+MAX_VOCAB = 10_000_000
+MAX_WINDOW = 1_000_000  # --bptt, --batch-size
+MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext multiplies them)
+MAX_JSON_BYTES = 16 << 20  # a config or state file is a few KB
 
 
 def _check_positive(flag: str, value: float) -> None:
     if value <= 0:
-        raise ConfigError(f"{flag} must be positive (got {value})")
+        raise field_error(flag.removeprefix("--").replace("-", "_"), f"must be positive (got {value})")
 
 
 def _check_recurrent_stack(config: Any) -> None:
-    """What language models and classifiers share: tokenizer level, cell, sizes, dropout."""
-    _check_choice("--level", config.level, ("char", "word"))
-    _check_choice("--cell", config.cell, ("rnn", "lstm", "gru"))
-    for flag, value in (
-        ("--embed-dim", config.embed_dim),
-        ("--hidden-dim", config.hidden_dim),
-        ("--layers", config.layers),
-        ("--max-vocab", config.max_vocab),
-    ):
-        _check_positive(flag, value)
+    """What language models and classifiers share: types, sizes, dropout."""
+    check_types(config)
+    for name in ("embed_dim", "hidden_dim"):
+        check_range(name, getattr(config, name), 1, MAX_WIDTH)
+    check_range("layers", config.layers, 1, MAX_LAYERS)
+    check_range("max_vocab", config.max_vocab, 5, MAX_VOCAB)  # the special tokens and one word
+    check_range("vocab_size", config.vocab_size, 0, MAX_VOCAB)  # 0 until the tokenizer is trained
     if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"--dropout must be in [0, 1) (got {config.dropout})")
+        raise field_error("dropout", f"must be in [0, 1) (got {config.dropout})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,14 +69,14 @@ class LMConfig:
 
     def __post_init__(self) -> None:
         _check_recurrent_stack(self)
-        _check_choice("--sample-by", self.sample_by, ("auto", "line", "stream"))
-        if self.max_vocab < 5:
-            raise ConfigError(f"--max-vocab must be at least 5, the special tokens and one word (got {self.max_vocab})")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """How a run is trained; stored in train_config.json. Paths are kept as given by the user."""
+
+    # Fields added after runs were first saved: files written before lack them, and their defaults apply.
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"log_gradients"})
 
     data: str = ""
     out: str = "runs/lm"
@@ -102,24 +106,21 @@ class TrainConfig:
         return 1_000_000 if self.max_time is not None else 20
 
     def __post_init__(self) -> None:
-        _check_choice("--precision", self.precision, ("auto", "fp32", "bf16"))
-        _check_choice("--device", self.device, ("auto", "cpu", "cuda"))
-        for flag, value in (
-            ("--bptt", self.bptt),
-            ("--batch-size", self.batch_size),
-            ("--lr", self.lr),
-        ):
-            _check_positive(flag, value)
-        if self.max_time is not None:
-            _check_positive("--max-time", self.max_time)
+        check_types(self)
+        for name in ("bptt", "batch_size"):
+            check_range(name, getattr(self, name), 1, MAX_WINDOW)
+        for name in ("lr", "max_time"):
+            if getattr(self, name) is not None:
+                _check_positive(f"--{name}", getattr(self, name))
         if self.epochs is not None:
-            _check_positive("--epochs", self.epochs)
+            check_range("epochs", self.epochs, 1)
+        for name in ("patience", "eval_every", "weight_decay", "clip"):  # --clip 0: no clipping
+            check_range(name, getattr(self, name), 0)
+        check_range("seed", self.seed, 0, MAX_SEED)
         if not 0.0 < self.valid_fraction < 1.0:
-            raise ConfigError(f"--valid-fraction must be in (0, 1) (got {self.valid_fraction})")
+            raise field_error("valid_fraction", f"must be in (0, 1) (got {self.valid_fraction})")
         if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise ConfigError(f"--teacher-forcing must be in [0, 1] (got {self.teacher_forcing})")
-        if self.patience < 0 or self.eval_every < 0 or self.weight_decay < 0 or not self.clip >= 0:
-            raise ConfigError("--patience, --eval-every, --weight-decay and --clip cannot be negative")
+            raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
 
 
 SENTIMENT_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
@@ -149,13 +150,13 @@ class ClassifierConfig:
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", tuple(str(name) for name in self.labels))  # JSON gives a list
-        _check_recurrent_stack(self)
-        _check_choice("--pooling", self.pooling, ("last", "mean", "max", "attention"))
+        _check_recurrent_stack(self)  # also turns the list JSON gives into a tuple of names
         if len(self.labels) == 1:
-            raise ConfigError(f"--labels needs at least two names (got {self.labels[0]!r})")
+            raise field_error("labels", f"needs at least two names (got {self.labels[0]!r})")
         if len(set(self.labels)) != len(self.labels):
-            raise ConfigError(f"--labels names a label twice ({', '.join(self.labels)})")
+            raise field_error("labels", f"names a label twice ({', '.join(self.labels)})")
+        if any(not name.strip() or any(c in name for c in "\t\r\n") for name in self.labels):
+            raise field_error("labels", "cannot hold an empty name, a tab or a line break (they break tsv output)")
 
     @property
     def num_classes(self) -> int:
@@ -188,9 +189,8 @@ class ClassifierTrainConfig(TrainConfig):
         # Inherited language-model options: refuse them rather than silently ignore them.
         if self.teacher_forcing != 1.0 or self.bptt != TrainConfig.bptt:
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
-        _check_choice("--class-weights", self.class_weights, ("none", "balanced"))
         if not 0.0 <= self.word_dropout < 1.0:
-            raise ConfigError(f"--word-dropout must be in [0, 1) (got {self.word_dropout})")
+            raise field_error("word_dropout", f"must be in [0, 1) (got {self.word_dropout})")
 
 
 # Recommended recipes for `seqtext train lm DATA --preset NAME`; options typed on the command line win.
@@ -241,7 +241,7 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"--max-time {text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
     seconds = sum(float(p.group(1)) * _SECONDS[p.group(2)] for p in parts)
     _check_positive("--max-time", seconds)
-    return seconds
+    return check_finite("--max-time", seconds)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -249,28 +249,26 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in asdict(config).items()}
 
 
-def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Dict → dataclass, refusing keys the class does not know (typos, newer formats)."""
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
-    return cls(**data)
-
-
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically: a crash while writing leaves the previous file intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object written by write_json."""
+def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Read a JSON object (a file written by write_json, or one edited by hand)."""
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ConfigError(
+                f"{path} is {size:,} bytes, too large for what it should hold; it was replaced or damaged"
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not readable JSON ({exc}); delete it or the run directory") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigError(f"{path} is not readable JSON ({reason}); restore it, or delete the run directory") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} does not hold a JSON object")
+        raise ConfigError(
+            f"{path} does not hold a JSON object (got {shown(data)}); restore it, or delete the run directory"
+        )
     return data

@@ -18,6 +18,8 @@ import torch
 from tokenizers import Tokenizer
 
 from seqtext.errors import CorpusError
+from seqtext.files import check_input_file
+from seqtext.textfiles import BOM, check_text, not_text
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode_batch
 
 TABLE_FORMATS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -25,26 +27,16 @@ _HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _SENTENCE_END = tuple(".!?…»\"')]:;")
 
 
-def check_utf8(path: Path) -> None:
-    """Raise a CorpusError naming the first line that is not valid UTF-8."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise CorpusError(
-                    f"{path}, line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
-                    f"{exc.start + 1}); convert the file, e.g. iconv -f latin1 -t utf-8 {path.name}"
-                ) from None
+check_utf8 = check_text  # the earlier name of the check (it now also refuses binary files and NUL bytes)
 
 
 def local_file(data: str | Path) -> Path | None:
     """The data path when it names a local file; None for a hub dataset name; an error otherwise."""
     path = Path(data)
     if path.is_file():
-        return path
-    if path.is_dir():
-        raise CorpusError(f"{data} is a directory; give a text, tsv, csv, jsonl or parquet file")
+        return check_input_file(path)
+    if path.exists() or path.is_symlink():
+        check_input_file(path)  # a directory, a pipe or a device: says which
     if path.suffix.lower() in {".txt", ".text", *TABLE_FORMATS} or not _HUB_NAME.match(str(data)):
         raise CorpusError(f"{data}: no such file; check the path")
     return None
@@ -64,7 +56,13 @@ def load_table(data: str | Path, split: str = "train", *, streaming: bool = Fals
     try:
         if path is None:
             return datasets.load_dataset(str(data), split=split, streaming=streaming)
-        check_utf8(path) if path.suffix.lower() != ".parquet" else None
+        if path.suffix.lower() == ".parquet":
+            with path.open("rb") as f:
+                if (head := f.read(4)) != b"PAR1":
+                    why = not_text(head, str(path)) or f"{path} is not a parquet file"
+                    raise CorpusError(why.replace(", not text", ", not parquet"))
+        else:
+            check_text(path)
         builder = TABLE_FORMATS.get(path.suffix.lower(), "csv")
         options: dict[str, Any] = {}
         if builder == "csv":  # a phrase may be the word None or NA: keep it text; never parse quotes in tsv
@@ -97,9 +95,9 @@ def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
     """The documents of a corpus: lines of a text file, or the text column of a table."""
     path = local_file(data)
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
-        check_utf8(path)
+        check_text(path)
         # read_text turns \r\n into \n; split on \n only (splitlines would also cut at \x0c or \u2028)
-        texts = path.read_text(encoding="utf-8").split("\n")
+        texts = [line.removeprefix(BOM) for line in path.read_text(encoding="utf-8").split("\n")]
         if texts[-1] == "":
             texts.pop()
     else:
@@ -266,8 +264,7 @@ def check_lm_size(windows: StreamWindows | LineWindows, data: str, bptt: int, ba
 
 
 def read_prompt(path: Path) -> str:
-    """A prompt file's text, checked like a corpus."""
-    if not path.is_file():
-        raise CorpusError(f"{path}: no such file; check the path")
-    check_utf8(path)
-    return path.read_text(encoding="utf-8")
+    """A prompt file's text, checked like a corpus (a leading byte-order mark is dropped)."""
+    check_input_file(path, "--prompt-file")
+    check_text(path)
+    return path.read_text(encoding="utf-8").removeprefix(BOM)

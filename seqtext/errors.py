@@ -1,26 +1,43 @@
 """Errors a user can fix. The CLI prints them as one line without a traceback (stdlib only)."""
 
+from __future__ import annotations
+
+import signal
+
 
 class SeqtextError(Exception):
     """Base class for errors a user can fix; the message says what is wrong and what to do."""
 
 
 class ConfigError(SeqtextError, ValueError):
-    """An option or configuration value is invalid."""
+    """An option or configuration value is invalid.
+
+    `field` names the configuration field at fault and `problem` says what is wrong with it, so a
+    loader can name the field in its own words ("config.json: field model.hidden_dim must be ...").
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.field, self.problem = field, problem
 
 
 class CorpusError(SeqtextError, ValueError):
-    """A data file is missing, unreadable, empty or too small."""
+    """A data file is missing, unreadable, empty, not text, or too small."""
 
 
 class CheckpointError(SeqtextError, FileNotFoundError):
-    """A run directory is missing, incomplete, of the wrong kind or from a newer format."""
+    """A run directory is missing, incomplete, damaged, of the wrong kind, in use, or from a newer format."""
 
 
 class TrainingStopped(SeqtextError):
-    """Training stopped early; the last good checkpoint is kept on disk."""
+    """Training stopped early; the last good checkpoint is kept on disk.
 
-    def __init__(self, message: str, *, step: int, interrupted: bool) -> None:
+    `signum` is the signal that asked for the stop (SIGINT for Ctrl-C, SIGTERM from kill, systemd,
+    Slurm or Kubernetes); the CLI exits with 128 + signum, the shell's convention (130, 143).
+    """
+
+    def __init__(self, message: str, *, step: int, interrupted: bool, signum: int | None = None) -> None:
         super().__init__(message)
         self.step = step
-        self.interrupted = interrupted  # True for Ctrl-C (exit 130), False for a diverged loss
+        self.interrupted = interrupted  # True for a signal, False for a diverged loss
+        self.signum = signum if signum is not None else (signal.SIGINT if interrupted else None)

@@ -6,6 +6,7 @@ Shape legend: B batch, T time steps, E embed_dim, H hidden_dim, L layers, V voca
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -232,3 +233,23 @@ class RNNClassifier(nn.Module):
             return out.masked_fill(~mask, float("-inf")).max(dim=1).values
         scores = self.attention(out).masked_fill(~mask, float("-inf"))  # (B, T, 1)
         return (scores.softmax(dim=1) * out).sum(1)
+
+
+def on_meta(cls: type[nn.Module], config: LMConfig | ClassifierConfig) -> nn.Module:
+    """The model with shapes but no memory ("meta" device): to count or check weights before allocating."""
+    with torch.device("meta"):
+        return cls(config)
+
+
+def implied_by_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """Config fields that the tensor shapes of a weights file imply (to say which field of a config disagrees)."""
+    implied: dict[str, Any] = {}
+    if len(embed := shapes.get("embed.weight", ())) == 2:
+        implied["vocab_size"], implied["embed_dim"] = embed
+    if len(hh := shapes.get("rnn.weight_hh_l0", ())) == 2 and hh[1] > 0:
+        implied["hidden_dim"] = hh[1]
+        implied["cell"] = {4: "lstm", 3: "gru", 1: "rnn"}.get(hh[0] // hh[1], "?")
+    implied["layers"] = sum(1 for name in shapes if re.fullmatch(r"rnn\.weight_hh_l\d+", name))
+    if any(name.endswith("_reverse") for name in shapes):
+        implied["bidirectional"] = True
+    return implied

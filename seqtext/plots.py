@@ -8,7 +8,6 @@ comparable; the file type follows the name (.png, .svg or .pdf).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from seqtext import checkpoint
 from seqtext.errors import ConfigError
+from seqtext.files import check_output_file, replacing
 
 MISSING = (
     'needs matplotlib, an optional extra; install it with: pip install "seqtext[plot]" (or pip install matplotlib)'
@@ -64,15 +64,11 @@ def pyplot(what: str) -> Any:
     return plt
 
 
-def check_output(out: Path, flag: str = "--out") -> None:
-    """Refuse an output the figure cannot be written to, before any work is done."""
-    if out.is_dir():
-        raise ConfigError(f"{flag} {out} is a directory; give a file name such as {out / 'figure.png'}")
+def check_output(out: Path, flag: str = "--out", inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse an output the figure cannot be written to (or that is one of the inputs), before any work."""
+    check_output_file(out, flag, inputs)
     if out.suffix.lower() not in FORMATS:
         raise ConfigError(f"{flag} {out}: give a file name ending in {', '.join(FORMATS)}")
-    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ConfigError(f"{flag} {out}: {parent} is not a writable directory")
 
 
 def model_label(model: dict[str, Any]) -> str:
@@ -141,8 +137,8 @@ def _grid(plt: Any, panels: int, size: tuple[float, float]) -> tuple[Any, list[A
 
 def _save(plt: Any, fig: Any, out: Path) -> Path:
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)  # no bbox_inches="tight": the size in pixels stays what was asked for
+    with replacing(out) as tmp:  # the type follows the name; the temporary name has none
+        fig.savefig(tmp, dpi=DPI, format=out.suffix.lower().lstrip("."))  # no bbox_inches="tight": pixels as asked
     plt.close(fig)
     return out
 

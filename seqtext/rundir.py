@@ -1,51 +1,124 @@
-"""Run directories before training: never overwrite a run, and resume with the options it started with."""
+"""Run directories before training: one writer at a time, never overwrite a run, and resume with the
+options it started with. A run is a place, not a string: it resumes wherever it was moved or copied
+to, and whatever path names it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import filecmp
+import functools
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from seqtext import checkpoint
-from seqtext.config import TrainConfig, from_dict, read_json
-from seqtext.errors import ConfigError
+from seqtext import checkpoint, runfiles
+from seqtext.config import TrainConfig
+from seqtext.errors import CheckpointError, ConfigError
+from seqtext.files import run_lock
+
+F = TypeVar("F", bound=Callable[..., Any])
+KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
 
 
-def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: TrainConfig) -> None:
-    """Never overwrite a finished run; on --resume, insist on the options the run started with."""
+def writes_run(train: F) -> F:
+    """Run a training function `train(model_config, train_config, ...)` holding the lock of
+    train_config.out for its whole life: a second writer into the same directory is refused at once."""
+
+    @functools.wraps(train)
+    def locked(model_config: Any, train_config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        with run_lock(Path(train_config.out)):
+            return train(model_config, train_config, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: TrainConfig) -> Any:
+    """Never overwrite a finished run; on --resume, insist on the options the run started with.
+
+    Returns the saved model config on --resume (None otherwise). Call it holding the run's lock.
+    """
     if not resume:
         if (out / "config.json").exists() or (out / "trainer_state.json").exists():
             raise ConfigError(
                 f"{out} already holds a run; choose another --out, delete it, or pass --resume "
                 "to continue an interrupted run"
             )
-        return
-    saved_model, saved_train = saved_configs(out)
-    ignore = {"vocab_size", "sample_by"}
+        return None
+    saved_model, saved_train, sources = _saved(out)
+    if type(saved_model) is not type(model_config):
+        kind = next(k for k, cls in checkpoint.CONFIG_TYPES.items() if isinstance(saved_model, cls))
+        raise CheckpointError(
+            f"{out} holds an interrupted {KIND_NAMES[kind]} run; resume it with: "
+            f"{checkpoint.COMMAND_FOR_KIND[kind]} --out {out} --resume"
+        )
     for name, saved, given in [
-        *_differences(saved_model, model_config, ignore),
-        *_differences(saved_train, train_config),
+        *_differences(saved_model, model_config, {"vocab_size", "sample_by"}),
+        *_differences(saved_train, train_config, {"out"}),  # the run is where it is now
     ]:
+        if name in ("data", "valid") and same_file(given, saved, sources.get(name)):
+            continue
         raise ConfigError(
             f"--{name.replace('_', '-')} is {given!r} but the run in {out} was started with {saved!r}; "
             "--resume continues with the original options"
         )
+    return saved_model
 
 
-def _differences(saved: Any, given: Any, ignore: set[str] | None = None) -> Iterator[tuple[str, Any, Any]]:
+def _differences(saved: Any, given: Any, ignore: set[str]) -> Iterator[tuple[str, Any, Any]]:
     for f in fields(saved):
-        if f.name not in (ignore or set()) and getattr(saved, f.name) != getattr(given, f.name):
+        if f.name not in ignore and getattr(saved, f.name) != getattr(given, f.name):
             yield f.name, getattr(saved, f.name), getattr(given, f.name)
+
+
+def same_file(given: str | None, saved: str | None, source: Any) -> bool:
+    """Whether a data path typed on --resume names the data the run started on, however it is spelt.
+
+    The same file, or one with the same bytes, is the same data. When the original is nowhere to be
+    found from here (the run and its data were copied to another machine), a file of the recorded
+    size is taken for it.
+    """
+    if given == saved:
+        return True
+    if given is None or saved is None or not os.path.isfile(given):
+        return False
+    recorded = source if isinstance(source, dict) else {}
+    originals = [p for p in (recorded.get("path"), saved) if isinstance(p, str) and os.path.isfile(p)]
+    if originals:
+        return any(os.path.samefile(given, p) or filecmp.cmp(given, p, shallow=False) for p in originals)
+    return recorded.get("bytes") == os.path.getsize(given)
+
+
+def sources(train_config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Where the local data files are and their sizes, saved with the resume state so that --resume
+    from another directory, or of a copied run, recognises them."""
+    named = {"data": train_config.data, "valid": train_config.valid}
+    return {
+        name: {"path": os.path.abspath(path), "bytes": os.path.getsize(path)}
+        for name, path in named.items()
+        if path and os.path.isfile(path)
+    }
+
+
+def _saved(out: Path) -> tuple[Any, TrainConfig, dict[str, str]]:
+    if not (out / "trainer_state.json").is_file():
+        raise CheckpointError(
+            f"{out} has nothing to resume (no trainer_state.json): the run finished or never saved a step. "
+            "Start a new run with another --out."
+        )
+    file = out / "trainer_state.json"
+    state = runfiles.json_file(out, "trainer_state.json")
+    kind = runfiles.choice(file, state, "kind", checkpoint.CONFIG_TYPES)
+    model_config = runfiles.config_from(checkpoint.CONFIG_TYPES[kind], state.get("model_config"), file, "model_config.")
+    train_config = runfiles.config_from(
+        checkpoint.TRAIN_CONFIG_TYPES[kind], state.get("train_config"), file, "train_config."
+    )
+    known = state.get("sources")  # checked where it is used; older runs lack it
+    return model_config, train_config, known if isinstance(known, dict) else {}
 
 
 def saved_configs(out: Path) -> tuple[Any, TrainConfig]:
     """The model and training configs an interrupted run was started with (what --resume continues)."""
-    if not (out / "trainer_state.json").is_file():
-        raise checkpoint.CheckpointError(
-            f"{out} has nothing to resume (no trainer_state.json): the run finished or never saved a step. "
-            "Start a new run with another --out."
-        )
-    state = read_json(out / "trainer_state.json")
-    model_config = from_dict(checkpoint.CONFIG_TYPES[state["kind"]], state["model_config"])
-    return model_config, from_dict(checkpoint.TRAIN_CONFIG_TYPES[state["kind"]], state["train_config"])
+    model_config, train_config, _ = _saved(out)
+    return model_config, train_config

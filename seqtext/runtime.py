@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Iterator
 
@@ -46,6 +47,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory on the device (physical memory for the CPU), None where it cannot be known."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+
+
+def check_fits(model: torch.nn.Module, device: torch.device) -> None:
+    """Refuse to train a model (built on the "meta" device) whose weights, gradients and AdamW moments
+    would not fit in the device's memory, before allocating any of it."""
+    parameters = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    needed, memory = 16 * parameters, device_memory(device)  # 4 fp32 copies: weights, gradients, 2 moments
+    if memory is not None and needed > memory:
+        raise ConfigError(
+            f"the model would have {parameters:,} parameters: training needs about {needed / 2**30:,.1f} GiB for "
+            f"weights, gradients and optimizer state, but this {device.type} has {memory / 2**30:,.1f} GiB. "
+            "Lower --embed-dim, --hidden-dim, --layers or --max-vocab"
+        )
 
 
 def seed_everything(seed: int) -> None:

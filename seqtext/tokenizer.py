@@ -69,3 +69,9 @@ def encode_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
     """Text of `ids`, special tokens skipped. Pieces decode independently, so they can be streamed."""
     return tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+def tokenizer_level(tokenizer: Tokenizer) -> str | None:
+    """'char' or 'word' for a tokenizer built here (told apart by its decoder); None for any other."""
+    decoder = tokenizer.decoder
+    return {"Fuse": "char", "Metaspace": "word"}.get(type(decoder).__name__) if decoder is not None else None

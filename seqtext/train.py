@@ -15,12 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
 
-from seqtext import checkpoint
+from seqtext import checkpoint, rundir, runfiles
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.gradnorms import GradientLog
@@ -79,6 +79,8 @@ class Task(Protocol):
 
 @dataclass
 class _Counters:
+    MAY_BE_INFINITE: ClassVar[frozenset[str]] = frozenset({"best_score"})  # no evaluation yet
+
     step: int = 0
     epoch: int = 0
     position: int = 0  # windows done in the current epoch
@@ -89,6 +91,17 @@ class _Counters:
     seconds: float = 0.0  # wall clock spent, evaluations included (what --max-time limits)
     eval_seconds: float = 0.0
     tokens: int = 0
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], file: Path) -> _Counters:
+        """The counters of trainer_state.json, every one checked (a type, a sign, a missing entry)."""
+        c = runfiles.config_from(cls, {f.name: saved[f.name] for f in fields(cls) if f.name in saved}, file)
+        for f in fields(cls):
+            if f.name != "best_score" and isinstance(getattr(c, f.name), int | float) and getattr(c, f.name) < 0:
+                raise runfiles.problem(file, f'field "{f.name}" cannot be negative (got {getattr(c, f.name)})')
+        if c.best_step > c.step:
+            raise runfiles.problem(file, f'field "best_step" ({c.best_step}) is after field "step" ({c.step})')
+        return c
 
     def epochs_done(self, steps_per_epoch: int) -> float:
         return self.epoch + min(1.0, self.position / max(1, steps_per_epoch))
@@ -130,8 +143,8 @@ def run_training(
     c = _Counters()
     if resume:
         saved, tensors = checkpoint.load_resume_state(out, model, optimizer, device)
+        c = _Counters.resumed(saved, out / "trainer_state.json")
         torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
-        c = _Counters(**{f.name: saved[f.name] for f in fields(_Counters)})
         task.restore(tensors)
         checkpoint.truncate_metrics(out, c.step)
     else:
@@ -148,6 +161,7 @@ def run_training(
             "kind": model.kind,
             "model_config": to_dict(model.config),
             "train_config": to_dict(cfg),
+            "sources": rundir.sources(cfg),  # where the data is, so --resume from elsewhere finds it
         }
         checkpoint.save_resume_state(out, model, optimizer, task.carried(), state)
 
@@ -173,7 +187,7 @@ def run_training(
         return {"train_loss": window_loss / max(1, window_tokens), **(gradients.summary() if gradients else {})}
 
     model.train()
-    with _sigint_flag() as interrupted:
+    with stop_flag() as interrupted:
         while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
             for batch in task.windows(c.epoch, c.position):
                 started = time.perf_counter()
@@ -182,8 +196,7 @@ def run_training(
                 loss, tokens = task.loss(batch)
                 if not torch.isfinite(loss):
                     raise TrainingStopped(
-                        f"the training loss became {loss.item()} at step {c.step + 1}; stopped. The best checkpoint "
-                        f"(step {c.best_step}) is kept in {out}. Lower --lr or --clip and train again.",
+                        f"the training loss became {loss.item()} at step {c.step + 1}; stopped. {_kept(c, out)}",
                         step=c.step + 1,
                         interrupted=False,
                     )
@@ -213,7 +226,8 @@ def run_training(
                     stopped_by = "max_time"
                 if interrupted.is_set():
                     save_resume()
-                    raise TrainingStopped(f"interrupted at step {c.step}", step=c.step, interrupted=True)
+                    why, signum = STOP_SIGNALS.get(interrupted.signum or 0, "stopped"), interrupted.signum
+                    raise TrainingStopped(f"{why} at step {c.step}", step=c.step, interrupted=True, signum=signum)
                 if stopped_by != "epochs":
                     break
             else:
@@ -259,9 +273,7 @@ def _evaluate(
     emit(TrainEvent("eval", c.step, epochs, progress, metrics=metrics))
     if not math.isfinite(metrics["val_loss"]):
         raise TrainingStopped(
-            f"the validation loss became {metrics['val_loss']} at step {c.step}; stopped. The best "
-            f"checkpoint (step {c.best_step}) is kept in {out}. Lower --lr or --clip and train "
-            "again.",
+            f"the validation loss became {metrics['val_loss']} at step {c.step}; stopped. {_kept(c, out)}",
             step=c.step,
             interrupted=False,
         )
@@ -276,10 +288,28 @@ def _evaluate(
     return False
 
 
+def _kept(c: _Counters, out: Path) -> str:
+    """What a diverged run leaves behind, truthfully: the best checkpoint, or none yet."""
+    advice = "Lower --lr or --clip and train again."
+    if c.best_step == 0:
+        return f"No checkpoint had been saved yet (it diverged before its first evaluation). {advice}"
+    return f"The best checkpoint (step {c.best_step}) is kept in {out}. {advice}"
+
+
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+class StopFlag(threading.Event):
+    """Set when a stop is asked for; `signum` says which signal asked (None when set by code)."""
+
+    signum: int | None = None
+
+
 @contextmanager
-def _sigint_flag() -> Iterator[threading.Event]:
-    """Ctrl-C sets a flag checked between steps, so a step is never cut in half; a second Ctrl-C aborts."""
-    flag = threading.Event()
+def stop_flag() -> Iterator[StopFlag]:
+    """Ctrl-C (SIGINT) or SIGTERM (kill, systemd, Slurm, Kubernetes) sets a flag checked between steps,
+    so a step is never cut in half and the loop saves before it stops; a second signal aborts at once."""
+    flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
@@ -287,10 +317,12 @@ def _sigint_flag() -> Iterator[threading.Event]:
     def handler(signum: int, frame: Any) -> None:
         if flag.is_set():
             raise KeyboardInterrupt
+        flag.signum = signum
         flag.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -18,6 +18,7 @@ from seqtext.config import LMConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
+FIXTURES = ROOT / "tests" / "fixtures"  # run directories written by earlier versions
 TINY_MODEL = {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}
 TINY_TRAIN = {"bptt": 16, "batch_size": 8, "epochs": 3, "precision": "fp32", "device": "cpu"}
 SENTENCES = [
@@ -88,6 +89,33 @@ def word_run(lines_file, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prose_run(prose_file, tmp_path_factory) -> Path:
     return train_tiny(prose_file, tmp_path_factory.mktemp("runs") / "prose", {"cell": "gru"})
+
+
+def interrupt_at(step: int):
+    """A training callback that presses Ctrl-C (SIGINT to this process) after `step` optimizer steps."""
+    import signal
+
+    def callback(event):
+        if event.kind == "step" and event.step == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return callback
+
+
+@pytest.fixture(scope="session")
+def interrupted_run(lines_file, tmp_path_factory) -> Path:
+    """A char-level run stopped by Ctrl-C at step 3 (after one evaluation): it can be resumed."""
+    from seqtext.errors import TrainingStopped
+
+    out = tmp_path_factory.mktemp("runs") / "interrupted"
+    with pytest.raises(TrainingStopped):
+        seqtext.train_lm(
+            LMConfig(**TINY_MODEL),
+            TrainConfig(data=str(lines_file), out=str(out), **{**TINY_TRAIN, "eval_every": 2}),
+            callback=interrupt_at(3),
+        )
+    assert (out / "trainer_state.json").is_file()
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -13,17 +13,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seqtext"
 # The core, and within it the order of imports: each core module may import only these.
 CORE = {
     "errors": set(),
-    "config": {"errors"},
+    "files": {"errors"},  # paths checked before work, atomic writes, the run lock
+    "schema": {"errors"},  # typed dataclass fields, checked
+    "config": {"errors", "files", "schema"},
     "runtime": {"errors"},
     "tokenizer": set(),
+    "textfiles": {"errors", "files"},  # UTF-8 text or a clear refusal
     "models": {"config"},
-    "data": {"errors", "tokenizer"},
-    "checkpoint": {"__init__", "config", "errors", "models"},  # __init__: the version it writes
-    "rundir": {"checkpoint", "config", "errors"},
+    "data": {"errors", "files", "textfiles", "tokenizer"},
+    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
+    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
+    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
     "gradnorms": {"models"},
-    "train": {"checkpoint", "config", "errors", "gradnorms"},
+    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
     "inspection": {"checkpoint", "config", "models"},
-    "plots": {"checkpoint", "errors"},  # every figure; matplotlib is imported only when one is drawn
+    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
 FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
@@ -36,15 +40,14 @@ OWNERS = {
     "typer": {"cli"},
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
-    "matplotlib": {"plots"},  # every figure (an optional dependency: pip install "seqtext[plot]")
-    "tokenizers": {"tokenizer", "checkpoint", "data"},
-    "datasets": {"data"},
-    "safetensors": {"checkpoint"},
-    "fastapi": {"serve"},  # `seqtext serve` (optional dependency, the serve extra)
-    "starlette": {"serve"},
-    "uvicorn": {"serve"},
-    "pydantic": {"serve"},
-    "fastapi_offline": {"serve"},  # Swagger UI's files for /docs
+    "data": {"errors", "files", "textfiles", "tokenizer"},
+    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
+    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
+    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
+    "gradnorms": {"models"},
+    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
+    "inspection": {"checkpoint", "config", "models"},
+    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 
 

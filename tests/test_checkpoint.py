@@ -43,7 +43,7 @@ def test_newer_format_is_refused(char_run, tmp_path):
 def test_damaged_weights_are_a_clear_error(char_run, tmp_path):
     copy = copy_run(char_run, tmp_path / "damaged")
     (copy / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="is damaged"):
+    with pytest.raises(CheckpointError, match="not a complete safetensors file"):
         seqtext.load(copy)
 
 

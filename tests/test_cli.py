@@ -285,3 +285,30 @@ def test_ctrl_c_saves_exits_130_and_resume_finishes(tmp_path):
     result = invoke("train", "lm", data, "--out", out, "--resume")
     assert result.exit_code == 0, result.output
     assert not (out / "trainer_state.json").exists() and (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("lm", "--lr", "inf"),
+        ("lm", "--clip", "nan"),
+        ("lm", "--weight-decay", "inf"),
+        ("lm", "--dropout", "nan"),
+        ("lm", "--teacher-forcing", "nan"),
+        ("lm", "--valid-fraction", "-inf"),
+        ("classifier", "--word-dropout", "nan"),
+        ("classifier", "--lr", "nan"),
+    ],
+)
+def test_non_finite_training_options_are_refused(lines_file, tmp_path, command, option, value):
+    result = invoke("train", command, lines_file, "--out", tmp_path / "r", option, value)
+    if result.exit_code == 2:  # refused by the parser already (an option with a range, like --clip)
+        assert "Traceback" not in result.output and option in result.output
+    else:
+        assert_clean_error(result, f"{option} must be a finite number (got {value})")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--temperature", "nan"), ("--temperature", "inf"), ("--top-p", "nan")])
+def test_non_finite_sampling_options_are_refused(char_run, option, value):
+    assert_clean_error(invoke("generate", char_run, option, value), f"{option} must be a finite number")

@@ -48,7 +48,7 @@ def test_piped_lines_get_one_output_line_each(word_run):
 
 def test_bad_input_is_a_one_line_error(word_run, tmp_path):
     result = runner.invoke(app, ["complete", str(word_run)], input=b"Mi per\n\xff\xfe\n")
-    assert result.exit_code == 1 and "standard input line 2: not valid UTF-8" in result.stderr
+    assert result.exit_code == 1 and "standard input, line 2: not valid UTF-8" in result.stderr
     assert result.stdout.split("\n")[0] == "perro"
     result = invoke("complete", tmp_path)
     assert result.exit_code == 1 and "is not a seqtext run" in result.stderr

@@ -62,3 +62,68 @@ def test_language_model_options_are_refused_for_classifiers(option):
 
     with pytest.raises(ConfigError, match="apply to language models"):
         ClassifierTrainConfig(**option)
+
+
+# Issue 9, class 4: values that are not numbers of the right kind are refused where a config is made,
+# from the CLI, the Python API or a file alike.
+
+import dataclasses  # noqa: E402
+import math  # noqa: E402
+import typing  # noqa: E402
+
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig  # noqa: E402
+
+CONFIGS = (LMConfig, TrainConfig, ClassifierConfig, ClassifierTrainConfig)
+FLOAT_FIELDS = [
+    (cls, f.name)
+    for cls in CONFIGS
+    for f in dataclasses.fields(cls)
+    if float in (typing.get_type_hints(cls)[f.name], *typing.get_args(typing.get_type_hints(cls)[f.name]))
+]
+
+
+@pytest.mark.parametrize(("cls", "name"), FLOAT_FIELDS, ids=lambda x: getattr(x, "__name__", x))
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_every_float_field_refuses_non_finite_values(cls, name, value):
+    with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')} must be a finite number") as raised:
+        cls(**{name: value})
+    assert raised.value.field == name
+
+
+def test_float_fields_are_found():
+    names = {name for _, name in FLOAT_FIELDS}
+    assert {"lr", "clip", "weight_decay", "dropout", "max_time", "teacher_forcing", "word_dropout"} <= names
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hidden_dim": True}, "--hidden-dim must be a whole number (got true)"),
+        ({"hidden_dim": 32.0}, "--hidden-dim must be a whole number (got 32.0)"),
+        ({"dropout": "0.1"}, "--dropout must be a number (got '0.1')"),
+        ({"tie_weights": 1}, "--tie-weights must be true or false (got 1)"),
+        ({"cell": None}, "--cell must be one of rnn, lstm, gru (got null)"),
+        ({"embed_dim": 100_000}, "--embed-dim must be between 1 and 65,536"),
+    ],
+)
+def test_wrong_types_are_refused(kwargs, message):
+    with pytest.raises(ConfigError) as raised:
+        LMConfig(**kwargs)
+    assert str(raised.value).startswith(message)
+
+
+def test_ints_are_accepted_for_floats_and_stored_as_floats():
+    config = TrainConfig(lr=1, clip=2)
+    assert isinstance(config.lr, float) and config.clip == 2.0
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
+def test_seeds_must_fit_the_generators(seed):
+    with pytest.raises(ConfigError, match="--seed must be between 0 and 4,294,967,295"):
+        TrainConfig(seed=seed)
+
+
+@pytest.mark.parametrize("text", ["9" * 400, "1e9999s"])
+def test_durations_must_be_finite(text):
+    with pytest.raises(ConfigError, match="--max-time"):
+        parse_duration(text)

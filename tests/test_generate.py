@@ -95,3 +95,26 @@ def test_a_long_prompt_never_builds_logits_for_every_position(word_run):
         hook.remove()
     assert isinstance(text, str)
     assert max(rows_seen) == 1  # one row per step: a (T, V) matrix for a 2,000-word prompt would be wasted memory
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"temperature": float("nan")}, "--temperature must be a finite number"),
+        ({"temperature": float("inf")}, "--temperature must be a finite number"),
+        ({"top_p": float("nan")}, "--top-p must be a finite number"),
+        ({"seed": -1}, "--seed must be between 0"),
+        ({"seed": 2**64}, "--seed must be between 0"),
+    ],
+)
+def test_non_finite_sampling_options_are_refused(char_run, options, message):
+    with pytest.raises(ConfigError, match=message):
+        seqtext.generate(char_run, "Mi ", max_new_tokens=3, **options)
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 5e-324, 1e30])
+def test_extreme_temperatures_still_sample(char_run, temperature):
+    text = seqtext.generate(char_run, "Mi ", max_new_tokens=10, temperature=temperature, seed=1)
+    assert isinstance(text, str)
+    if temperature < 1e-20:
+        assert text == seqtext.generate(char_run, "Mi ", max_new_tokens=10, temperature=0)

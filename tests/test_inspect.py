@@ -73,9 +73,9 @@ def test_the_kept_checkpoint_is_named_by_the_tasks_own_figure():
         (lambda run: (run / "model.safetensors").unlink(), "is not a seqtext run (missing model.safetensors)"),
         (lambda run: (run / "config.json").write_text('{"format_version": 9}'), "uses run format 9, newer than"),
         (lambda run: (run / "config.json").write_text("{"), "config.json is not readable JSON"),
-        (lambda run: (run / "train_config.json").write_text('{"bptt": -1}'), "--bptt must be positive"),
+        (lambda run: (run / "train_config.json").write_text('{"bptt": -1}'), 'field "bptt" must be between 1'),
         (lambda run: (run / "metrics.jsonl").write_text('{"step": 1}\n{"st'), "metrics.jsonl, line 2"),
-        (lambda run: (run / "model.safetensors").write_bytes(b"junk"), "is damaged"),
+        (lambda run: (run / "model.safetensors").write_bytes(b"junk"), "not a complete safetensors file"),
     ],
 )
 def test_inspect_refuses_damaged_runs_in_one_line(char_run, tmp_path, damage, message):

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -37,7 +40,37 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train a language model or a sentiment classifier.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
-err = Console(stderr=True)
+
+
+class _Stderr:
+    """sys.stderr for rich, except that a closed or broken stderr (`2>&1 | head`) never stops the work:
+    what cannot be shown is dropped, and training goes on."""
+
+    broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken and sys.stderr is not None:
+            try:
+                return sys.stderr.write(text)
+            except (OSError, ValueError):  # BrokenPipeError, or a closed file
+                self.broken = True
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if not self.broken:
+                sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return not self.broken and sys.stderr is not None and sys.stderr.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stderr, name)
+
+
+err = Console(file=_Stderr())  # type: ignore[arg-type]
 
 
 class Level(str, Enum):
@@ -75,24 +108,73 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
+def stdout() -> TextIO:
+    """Standard output for results; a closed one (`>&-`) is a clear error rather than lost output."""
+    if sys.stdout is None or sys.stdout.closed:
+        raise SeqtextError("standard output is closed; redirect it to a file (> FILE), or pass --output")
+    return sys.stdout
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop stops a command like Ctrl-C: cleanup runs, temporary files go."""
+
+
+@contextmanager
+def _sigterm_like_ctrl_c() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout left (`| head`): send what is still buffered nowhere, so exit stays quiet."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # not a real file (tests) or already closed
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Show SeqtextError as one red line on stderr and exit 1 (130 for Ctrl-C); real bugs keep their traceback."""
+    """Show SeqtextError as one red line on stderr and exit 1; real bugs keep their traceback.
+
+    Ctrl-C exits 130 and SIGTERM 143 (128 + the signal, the shell's convention); an interrupted
+    training prints the command that resumes it. When the reader of stdout goes away (`| head`) the
+    command ends quietly with exit 0.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_like_ctrl_c():
+                result = fn(*args, **kwargs)
+                if sys.stdout is not None and not sys.stdout.closed:
+                    sys.stdout.flush()  # here, where a broken pipe can still be caught
+                return result
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(code=0) from None
         except TrainingStopped as exc:
             if not exc.interrupted:
                 fail(str(exc))
             command = shlex.join(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
             err.print(f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(command)}", soft_wrap=True)
-            raise typer.Exit(code=130) from None
+            raise typer.Exit(code=128 + (exc.signum or signal.SIGINT)) from None
         except SeqtextError as exc:
             fail(str(exc))
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/]")
-            raise typer.Exit(code=130) from None
+        except OSError as exc:  # the machine, not the code: a full disk, a vanished directory, an I/O error
+            fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+        except KeyboardInterrupt as exc:
+            signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+            err.print(f"[yellow]{'terminated' if signum == signal.SIGTERM else 'interrupted'}[/]")
+            raise typer.Exit(code=128 + signum) from None
 
     return wrapper
 

@@ -33,17 +33,18 @@ def evaluate_cmd(
     if plot is not None:  # refused before the work starts
         from seqtext import plots
 
-        plots.check_output(plot, "--plot")
+        plots.check_output(plot, "--plot", inputs=[data])
         plots.pyplot("--plot")
+    loaded = seqtext.load(run)
+    if plot is not None and loaded.kind != "classifier":
+        fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
     with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
         metrics = seqtext.evaluate(
-            run, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
+            loaded, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
         )
     if isinstance(metrics, seqtext.ClassifierMetrics):
         show_classifier_metrics(metrics, f"{run} on {data}", as_json=as_json, plot=plot)
         return
-    if plot is not None:
-        fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
     if as_json:
         print(json.dumps(metrics.to_dict()))
         return

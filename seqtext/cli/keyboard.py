@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from seqtext.cli import app, err, friendly_errors
-from seqtext.errors import CorpusError
 
 KEYS_HELP = "Tab or Alt-1: take the first suggestion · Alt-2, Alt-3: the others · Enter: next line · Ctrl-D: quit"
 
@@ -26,15 +25,6 @@ def render(suggestions: list[Any], as_json: bool) -> str:
     if as_json:
         return json.dumps([{"word": s.word, "prob": s.prob} for s in suggestions], ensure_ascii=False)
     return "\t".join(s.word for s in suggestions)
-
-
-def stdin_lines() -> Iterator[str]:
-    """Lines of standard input as UTF-8 whatever the platform's default; a bad line names itself."""
-    for number, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            yield raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise CorpusError(f"standard input line {number}: not valid UTF-8 ({exc.reason}); send UTF-8 text") from exc
 
 
 def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, output: Any = None) -> Any:
@@ -114,12 +104,13 @@ def complete_cmd(
 ) -> None:
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
     from seqtext.keyboard.completion import Completer
+    from seqtext.textfiles import STDIN, standard_input, text_lines
 
     completer = Completer(run)
     if text is not None:
         print(render(completer.suggest(text, k), as_json))
-    elif sys.stdin.isatty():
+    elif sys.stdin is not None and sys.stdin.isatty():
         interactive(lambda typed: [s.word for s in completer.suggest(typed, k)])
     else:
-        for line in stdin_lines():
+        for line in text_lines(standard_input(), STDIN):
             print(render(completer.suggest(line, k), as_json), flush=True)

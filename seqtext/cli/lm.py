@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from seqtext.cli import (
     err,
     explicit,
     friendly_errors,
+    stdout,
     train_app,
     training_progress,
     typed_over,
@@ -152,7 +152,7 @@ def train_lm_cmd(
         saved_model, saved_train = saved_configs(out)
         typed = explicit(ctx)
         model_config = typed_over(saved_model, model_config, typed)
-        train_config = typed_over(saved_train, train_config, typed)
+        train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
     best = result.best_metrics
@@ -180,13 +180,14 @@ def generate_cmd(
     import seqtext
     from seqtext.data import read_prompt
 
+    out = stdout()
     text = read_prompt(prompt_file) if prompt_file else prompt
     for piece in seqtext.generate_stream(
         run, text, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
     ):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+        out.write(piece)
+        out.flush()
+    out.write("\n")
 
 
 @app.command("gradients")

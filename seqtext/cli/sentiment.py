@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -27,6 +25,7 @@ from seqtext.cli import (
     err,
     explicit,
     friendly_errors,
+    stdout,
     train_app,
     training_progress,
     typed_over,
@@ -136,7 +135,7 @@ def train_classifier_cmd(
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         model_config = typed_over(saved_model, model_config, typed)
-        train_config = typed_over(saved_train, train_config, typed)
+        train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
     elif init_from:  # architecture options not typed come from the language model
         lm = seqtext.load(init_from).config
         adopted = {name: getattr(lm, name) for name in FROM_LM if name not in typed and hasattr(lm, name)}
@@ -166,23 +165,21 @@ def classify_cmd(
 ) -> None:
     """Classify every text of the files, in input order, with label, name and probabilities."""
     import seqtext
+    from seqtext.files import check_output_file, replacing
     from seqtext.sentiment.inputs import read_inputs
     from seqtext.sentiment.labelled import ID_COLUMN
 
+    if output is not None:  # before any work: a directory, an unwritable place, or one of the inputs
+        check_output_file(output, "--output", inputs=[f for f in files if f != "-"])
     clf = seqtext.load(run)
     seqtext.classify(clf, [])  # refuses a language-model run before anything is written
     kaggle = output_format is OutputFormat.kaggle
     sources = [read_inputs(f, text_column=text_column, id_column=ID_COLUMN if kaggle else None) for f in files]
     if output is None:
-        _classify_all(clf, sources, sys.stdout, output_format)
+        _classify_all(clf, sources, stdout(), output_format)
         return
-    tmp = output.with_name(output.name + ".tmp")  # a failed run leaves no half-written output
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as stream:
-            _classify_all(clf, sources, stream, output_format)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(output) as tmp, tmp.open("w", encoding="utf-8", newline="") as stream:
+        _classify_all(clf, sources, stream, output_format)  # a failed run leaves no half-written output
     err.print(f"[green]wrote[/] {escape(str(output))}")
 
 

@@ -241,6 +241,7 @@ class Completer:
         """Run the RNN over ids from a known state; keep the state and the next-token distribution."""
         logits, state = self.lm.model.read(torch.tensor([ids], device=self.lm.device), base and base.state)
         logits = logits[0].float().cpu()  # (V,)
+        self.lm.check_finite(logits)  # finite but extreme weights can overflow
         return _Read(state, logits.softmax(-1) if self.word_level else logits.log_softmax(-1))
 
 

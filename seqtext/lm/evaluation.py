@@ -96,4 +96,5 @@ def evaluate_lm(lm: Loaded, texts: list[str], *, bptt: int = 256) -> LMMetrics:
     nll, tokens = lm_nll(lm.model, windows, lm.device)
     if tokens == 0:
         raise CorpusError("the evaluation text has no tokens; give a file with at least one non-empty line")
+    lm.check_finite(torch.tensor(nll))  # finite but extreme weights can overflow
     return lm_metrics(nll, tokens, count_characters(texts, stream=stream))

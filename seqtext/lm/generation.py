@@ -13,7 +13,9 @@ import torch
 from torch import Tensor
 
 from seqtext.checkpoint import Loaded, as_loaded
+from seqtext.config import MAX_SEED
 from seqtext.errors import ConfigError
+from seqtext.schema import check_finite
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode, encode_batch
 
 NEVER_SAMPLED = (PAD_ID, UNK_ID, BOS_ID)  # <unk> is a class of words, not text a reader can use
@@ -25,9 +27,10 @@ def sample_next(
     """Choose one id per row of (B, V) logits → (B, 1). Temperature 0 means greedy (seed-independent)."""
     logits = logits.float().clone()
     logits[:, list(NEVER_SAMPLED)] = float("-inf")
-    if temperature == 0:
+    if temperature < torch.finfo(logits.dtype).tiny:  # 0, or so small it is 0 in float32: greedy
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    # Shifted so the best token scores 0: a tiny temperature then gives -inf to the others, never inf/inf.
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k).values[:, -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -39,8 +42,15 @@ def sample_next(
     return torch.multinomial(logits.softmax(dim=-1), num_samples=1, generator=generator)
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def check_sampling(
+    max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None, seed: int = 0
+) -> None:
     """Refuse options that cannot mean anything, in the words of the CLI."""
+    check_finite("--temperature", temperature)
+    if top_p is not None:
+        check_finite("--top-p", top_p)
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED:,} (got {seed})")
     if max_new_tokens < 0:
         raise ConfigError(f"--max-new-tokens cannot be negative (got {max_new_tokens})")
     if temperature < 0:
@@ -76,7 +86,7 @@ def generate_stream(
     seed: int = 0,
 ) -> Iterator[str]:
     """Yield the continuation of `prompt` piece by piece as it is sampled (not the prompt itself)."""
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
     lm = as_loaded(source, "lm", "generate")
     generator = torch.Generator(device=lm.device).manual_seed(seed)
     ids = torch.tensor([prompt_ids(lm, prompt)], device=lm.device)  # (1, T)
@@ -84,6 +94,7 @@ def generate_stream(
     stream = lm.config.sample_by == "stream"
     strip_space = lm.config.level == "word" and prompt.endswith(" ")
     for _ in range(max_new_tokens):
+        lm.check_finite(logits)  # finite but extreme weights can overflow
         next_id = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
         token = int(next_id)
         if token == EOS_ID and not stream:

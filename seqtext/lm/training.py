@@ -19,9 +19,10 @@ from seqtext.data import Window, check_lm_size, count_characters, lm_windows, lo
 from seqtext.errors import CorpusError
 from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
 from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
-from seqtext.models import RNNLanguageModel, State, detach_state, state_from_tensors, state_tensors
-from seqtext.rundir import check_out_dir
-from seqtext.runtime import autocast, pick_device, resolve_precision, seed_everything
+from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
+from seqtext.rundir import check_out_dir, writes_run
+from seqtext.runfiles import problem
+from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer
 from seqtext.train import Callback, TrainResult, run_training
 
@@ -99,9 +100,22 @@ class LMTask:
 
     def restore(self, tensors: dict[str, torch.Tensor]) -> None:
         parts = [tensors[k] for k in sorted(tensors) if k.startswith("state.")]
+        config = self.model.config
+        expected = (config.layers, config.hidden_dim)
+        count = 2 if config.cell == "lstm" else 1
+        if parts and (
+            sorted(tensors) != [f"state.{i}" for i in range(count)]
+            or any(p.dim() != 3 or (p.size(0), p.size(2)) != expected or p.size(1) > self.cfg.batch_size for p in parts)
+            or len({p.shape for p in parts}) != 1
+        ):
+            raise problem(
+                Path(self.cfg.out) / "optimizer.safetensors",
+                "the carried RNN state does not fit this model (a foreign or edited file)",
+            )
         self.state = state_from_tensors(parts) if parts else None
 
 
+@writes_run
 def train_lm(
     model_config: LMConfig,
     train_config: TrainConfig,
@@ -111,7 +125,7 @@ def train_lm(
 ) -> TrainResult:
     """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out."""
     out = Path(train_config.out)
-    check_out_dir(out, resume, model_config, train_config)
+    saved = check_out_dir(out, resume, model_config, train_config)
     seed_everything(train_config.seed)
     device = pick_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
@@ -124,7 +138,7 @@ def train_lm(
             texts, train_config.valid_fraction, stream=stream, seed=train_config.seed
         )
     if resume:
-        tokenizer = checkpoint.load_tokenizer(out)
+        tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
     else:
         tokenizer = build_tokenizer(train_texts, model_config.level, model_config.max_vocab)
     model_config = replace(
@@ -152,6 +166,7 @@ def train_lm(
             )
         except CorpusError as exc:
             raise CorpusError(f"--log-gradients: {exc}; lower --bptt or give more validation text") from exc
+    check_fits(on_meta(RNNLanguageModel, model_config), device)
     model = RNNLanguageModel(model_config).to(device)
     task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe)
     return run_training(

@@ -83,6 +83,7 @@ def classify(
     ids = encode_texts(clf.tokenizer, clf.config, texts)
     precision = resolve_precision(precision, clf.device)
     probs = predict_proba(clf.model, ids, clf.device, batch_size=batch_size, precision=precision)
+    clf.check_finite(probs)  # finite but extreme weights can overflow
     names = clf.config.labels
     best = probs.argmax(dim=-1).tolist()
     return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]

@@ -4,16 +4,16 @@ chunks so a file of any size is read once, with errors that name the file and li
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
-from seqtext.data import TABLE_FORMATS, check_utf8, load_table, local_file, pick_column
+from seqtext.data import TABLE_FORMATS, check_text, load_table, local_file, pick_column
 from seqtext.errors import CorpusError
 from seqtext.sentiment.labelled import TEXT_COLUMNS
+from seqtext.textfiles import STDIN, standard_input, text_lines
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ def read_inputs(
 ) -> Inputs:
     """Stream the texts of a txt file (one per line), a tsv/csv/jsonl/parquet table, or '-' (stdin lines)."""
     if source == "-":
-        return Inputs(_text_lines(stdin or sys.stdin.buffer, "<stdin>", chunk_size, id_column), None)
+        return Inputs(_text_lines(stdin or standard_input(), STDIN, chunk_size, id_column), None)
     path = local_file(source)
     if path is not None and path.suffix.lower() != ".parquet":
-        check_utf8(path)  # before any output: a bad byte is reported by line, not after half the results
+        check_text(path)  # before any output: a bad byte is reported by line, not after half the results
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
         return Inputs(_text_lines(path.open("rb"), source, chunk_size, id_column), _count_lines(path))
     total = None
@@ -54,14 +54,8 @@ def _text_lines(
         raise CorpusError(f"{name} is plain text with no {id_column!r} column; give the Kaggle test.tsv")
     chunk: list[str] = []
     with stream:
-        for number, raw in enumerate(stream, start=1):
-            try:
-                chunk.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError as exc:
-                raise CorpusError(
-                    f"{name}, line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column "
-                    f"{exc.start + 1}); convert it, e.g. with iconv -f latin1 -t utf-8"
-                ) from None
+        for line in text_lines(stream, name):
+            chunk.append(line)
             if len(chunk) == chunk_size:
                 yield chunk, None
                 chunk = []

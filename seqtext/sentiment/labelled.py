@@ -8,6 +8,7 @@ texts to classify in chunks. Tables are read through `seqtext.data`, the owner o
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -96,8 +97,15 @@ def read_labelled(
         )
     if group_col is None and GROUP_COLUMN in table.column_names:
         group_col = GROUP_COLUMN
-    groups = None if group_col is None else list(table[group_col])
+    groups = None if group_col is None else [_group_key(value) for value in table[group_col]]
     return Labelled(texts, ids, groups, list(range(len(texts))), str(data), group_col), names
+
+
+def _group_key(value: Any) -> Any:
+    """A group value usable as a key: a list or an object (from JSON lines) by its JSON text."""
+    return (
+        value if isinstance(value, str | int | float | bool | None) else json.dumps(value, sort_keys=True, default=str)
+    )
 
 
 def _label_column(table: Any, column: str | None, data: str | Path) -> str:

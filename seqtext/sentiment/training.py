@@ -19,9 +19,9 @@ from seqtext import checkpoint
 from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
-from seqtext.models import RNNClassifier, RNNLanguageModel
-from seqtext.rundir import check_out_dir, saved_configs
-from seqtext.runtime import autocast, pick_device, resolve_precision, seed_everything
+from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
+from seqtext.rundir import check_out_dir, saved_configs, writes_run
+from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.sentiment.classification import encode_texts, predict_proba, prepare
 from seqtext.sentiment.labelled import Batch, Labelled, TextBatches, read_labelled, split_labelled
 from seqtext.sentiment.metrics import classifier_metrics
@@ -84,6 +84,7 @@ def class_weights(labels: list[int], num_classes: int, mode: str) -> torch.Tenso
     return torch.tensor([len(labels) / (present * counts[c]) if counts[c] else 0.0 for c in range(num_classes)])
 
 
+@writes_run
 def train_classifier(
     model_config: ClassifierConfig,
     train_config: ClassifierTrainConfig,
@@ -110,6 +111,7 @@ def train_classifier(
     kept = [i for i, t in enumerate(train_rows.texts) if t.strip()]  # empty texts teach nothing
     train_ids = encode_texts(tokenizer, model_config, [train_rows.texts[i] for i in kept])
     batches = TextBatches(train_ids, [train_rows.labels[i] for i in kept], train_config.batch_size)
+    check_fits(on_meta(RNNClassifier, model_config), device)
     model = RNNClassifier(model_config)
     if lm is not None and not resume:
         init_from_lm(model, lm.model)
@@ -148,7 +150,8 @@ def _read(cfg: ClassifierTrainConfig, labels: tuple[str, ...]) -> tuple[Labelled
 def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierConfig, rows: Labelled) -> Any:
     """The run's own tokenizer on --resume, the language model's with --init-from, else a new one."""
     if resume:
-        tokenizer = checkpoint.load_tokenizer(out)
+        saved, _ = saved_configs(out)
+        tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
         if lm is not None and tokenizer.to_str() != lm.tokenizer.to_str():
             raise ConfigError(
                 f"--init-from {lm.path} has a different tokenizer from the run in {out}; "
