@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
 httpx = pytest.importorskip("httpx")
 
-from serve_harness import serving, stop  # noqa: E402
+from serve_harness import serving  # noqa: E402
 
 import seqtext.serve  # noqa: E402
 from seqtext.cli import app  # noqa: E402
@@ -84,7 +84,9 @@ def test_a_stop_signal_lets_the_request_in_flight_finish(prose_run, sig):
             rest = list(lines)
         done = json.loads(rest[rest.index("event: done") + 1].removeprefix("data: "))
         assert done["tokens"] == 4000  # a prose model never ends a line: every token came
-        assert stop(server.process) == 0
+        # The one signal was enough: the server exits by itself (a second SIGTERM from stop() could hit
+        # an interpreter already shutting down). The timeout only guards against a hang.
+        assert server.process.wait(timeout=300) == 0
         log = server.stderr()
         assert "Waiting for connections to close" in log  # the stream was still going when the stop began
         assert log.rstrip().endswith("stopped")
