@@ -40,14 +40,15 @@ OWNERS = {
     "typer": {"cli"},
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
-    "data": {"errors", "files", "textfiles", "tokenizer"},
-    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
-    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
-    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
-    "gradnorms": {"models"},
-    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
-    "inspection": {"checkpoint", "config", "models"},
-    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
+    "matplotlib": {"plots"},  # every figure; optional, imported only when one is drawn
+    "tokenizers": {"tokenizer", "checkpoint", "data", "runfiles"},
+    "datasets": {"data"},
+    "safetensors": {"checkpoint", "runfiles"},
+    "filelock": {"files"},  # the run lock
+    "fastapi": {"serve"},
+    "starlette": {"serve"},
+    "pydantic": {"serve"},
+    "uvicorn": {"serve"},
 }
 
 
