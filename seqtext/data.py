@@ -91,10 +91,20 @@ def pick_column(table: Any, column: str | None, data: str | Path, flag: str, fal
     raise CorpusError(f"{data}: which column holds the text? (columns: {', '.join(names)}). Pass {flag} NAME.")
 
 
+def refuse_column_option(source: str | Path, column: str | None, flag: str = "--text-column") -> None:
+    """A column option given for a plain-text source is a mistake to report, not an option to drop silently."""
+    if column is not None:
+        formats = "/".join(suffix.lstrip(".") for suffix in TABLE_FORMATS)
+        raise CorpusError(
+            f"{source} is plain text (one text per line) with no columns; {flag} applies to {formats} tables: drop it"
+        )
+
+
 def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
     """The documents of a corpus: lines of a text file, or the text column of a table."""
     path = local_file(data)
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
+        refuse_column_option(data, text_column)
         check_text(path)
         # read_text turns \r\n into \n; split on \n only (splitlines would also cut at \x0c or \u2028)
         texts = [line.removeprefix(BOM) for line in path.read_text(encoding="utf-8").split("\n")]

@@ -175,6 +175,12 @@ def test_bad_corpora(tmp_path, content, message):
     assert not (tmp_path / "r" / "config.json").exists()
 
 
+def test_text_column_for_a_plain_text_corpus_is_refused(lines_file, tmp_path):
+    result = invoke("train", "lm", lines_file, "--out", tmp_path / "r", "--text-column", "review")
+    assert_clean_error(result, "is plain text (one text per line) with no columns; --text-column applies to")
+    assert not (tmp_path / "r").exists()
+
+
 def test_prose_too_small_for_bptt_says_the_numbers(tmp_path):
     data = tmp_path / "prose.txt"
     data.write_text("una frase sin fin\ny otra más\n\n" * 4, encoding="utf-8")

@@ -317,6 +317,14 @@ def test_bad_classify_inputs_are_one_clear_line(clf, char_run, tmp_path):
     assert_clean_error(result, "line 2: label 7 is outside the label set 0-4")
 
 
+def test_a_column_option_for_plain_text_is_refused_not_ignored(clf, tmp_path):
+    (tmp_path / "plain.txt").write_text("good film\n", encoding="utf-8")
+    message = "is plain text (one text per line) with no columns; --text-column applies to"
+    assert_clean_error(invoke("classify", clf, tmp_path / "plain.txt", "--text-column", "review"), message)
+    result = runner.invoke(app, ["classify", str(clf), "-", "--text-column", "review"], input="good film\n")
+    assert_clean_error(result, "standard input " + message)
+
+
 def test_resume_continues_with_the_saved_options(tmp_path):
     out = tmp_path / "r"
     result = invoke("train", "classifier", PHRASES, "--out", out, *TINY)

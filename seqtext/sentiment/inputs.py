@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
-from seqtext.data import TABLE_FORMATS, check_text, load_table, local_file, pick_column
+from seqtext.data import TABLE_FORMATS, check_text, load_table, local_file, pick_column, refuse_column_option
 from seqtext.errors import CorpusError
 from seqtext.sentiment.labelled import TEXT_COLUMNS
 from seqtext.textfiles import STDIN, standard_input, text_lines
@@ -34,11 +34,13 @@ def read_inputs(
 ) -> Inputs:
     """Stream the texts of a txt file (one per line), a tsv/csv/jsonl/parquet table, or '-' (stdin lines)."""
     if source == "-":
+        refuse_column_option(STDIN, text_column)
         return Inputs(_text_lines(stdin or standard_input(), STDIN, chunk_size, id_column), None)
     path = local_file(source)
     if path is not None and path.suffix.lower() != ".parquet":
         check_text(path)  # before any output: a bad byte is reported by line, not after half the results
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
+        refuse_column_option(source, text_column)
         return Inputs(_text_lines(path.open("rb"), source, chunk_size, id_column), _count_lines(path))
     total = None
     if path is not None and path.suffix.lower() != ".parquet":
