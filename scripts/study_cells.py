@@ -104,7 +104,13 @@ def figures(runs: Path, docs: Path, rows: list[Row], reports: list[dict], valid:
     """Draw both figures with the API behind the commands the page shows; return those commands."""
     paths = [runs / row.name for row in rows]
     clipped = [runs / row.name for row in rows if row.clip]
-    plot_curves(paths, docs / CURVES, metrics=["val_bpc", "grad_norm_max"], x="seconds")
+    # The legend names each run as given: relative to the project root, as the page's commands do.
+    here = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        plot_curves([Path(rel(p)) for p in paths], docs / CURVES, metrics=["val_bpc", "grad_norm_max"], x="seconds")
+    finally:
+        os.chdir(here)
     plot_gradients([report for row, report in zip(rows, reports, strict=True) if row.clip], docs / GRADIENTS)
     curves = ["seqtext", "plot", *map(rel, paths), "--metric", "val_bpc", "--metric", "grad_norm_max"]
     return {
