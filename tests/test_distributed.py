@@ -62,7 +62,7 @@ def test_two_processes_write_one_run_that_loads(two_process_prose):
     loaded = seqtext.load(out)
     assert loaded.kind == "lm" and seqtext.generate(out, "En un", max_new_tokens=5, seed=0)
     # rank 0 alone reports: one start line, one summary, each evaluation once
-    assert result.stderr.count("2 processes (torchrun)") == 1 and result.stderr.count("saved ") == 1
+    assert result.stderr.count("2 processes (torchrun)") == 1 and result.stderr.count("best at step") == 1
     assert len(val_losses(out)) == result.stderr.count("val_loss")
 
 
@@ -106,8 +106,8 @@ def test_two_process_classifier_run_loads(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = seqtext.load(out)
     assert loaded.kind == "classifier" and not (out / "trainer_state.json").exists()
-    assert result.stderr.count("saved ") == 1 and "2 processes (torchrun)" in result.stderr
-    assert seqtext.classify(out, ["me encanta"])[0].label in loaded.config.labels
+    assert result.stderr.count("best at step") == 1 and "2 processes (torchrun)" in result.stderr
+    assert seqtext.classify(out, ["me encanta"])[0].name in loaded.config.labels
 
 
 def _workers(parent: int) -> list[int]:
