@@ -77,6 +77,19 @@ def test_validation_matches_one_process_with_the_global_batch(two_process_prose,
         assert mine[step] == pytest.approx(loss, rel=1e-5), step
 
 
+def test_line_corpus_on_two_processes_ends_near_one_process_with_the_global_batch(lines_file, tmp_path):
+    """Lines are dealt out as whole length-bucketed batches, so 2 × 4 and 1 × 8 see the same lines in
+    other groupings and a step or so fewer per epoch: the final validation loss agrees within 5%
+    (measured: 2.916 against 2.981 after 3 epochs)."""
+    out = tmp_path / "lines"
+    result = torchrun(*train_lm_args(lines_file, out, "--batch-size", "4", "--epochs", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = train_tiny(lines_file, tmp_path / "single", {"dropout": 0.0}, batch_size=8, epochs=3)
+    mine, theirs = val_losses(out), val_losses(single)
+    assert mine[max(mine)] == pytest.approx(theirs[max(theirs)], rel=0.05)
+    assert seqtext.load(out).config.sample_by == "line"
+
+
 def test_steps_of_two_by_b_match_one_by_2b(tmp_path):
     """Two optimizer steps (the second with the state carried, and fewer real tokens on rank 1 than on
     rank 0) on 2 processes × 4 sequences give the weights of 1 process × 8 sequences."""
