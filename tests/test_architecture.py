@@ -28,7 +28,18 @@ CORE = {
     "distributed": {"errors"},  # torchrun's environment, the process group, control messages between processes
     "shards": {"data", "distributed", "errors", "tokenizer"},  # each process's share of every epoch
     "replicas": {"distributed", "errors", "runfiles"},  # DDP and the decisions the processes take together
-    "train": {"checkpoint", "config", "distributed", "errors", "gradnorms", "replicas", "rundir", "runfiles"},
+    "stopping": {"distributed"},  # Ctrl-C and SIGTERM stop training between steps
+    "train": {
+        "checkpoint",
+        "config",
+        "distributed",
+        "errors",
+        "gradnorms",
+        "replicas",
+        "rundir",
+        "runfiles",
+        "stopping",
+    },  # the loop: every model kind, one process or several
     "inspection": {"checkpoint", "config", "models"},
     "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
