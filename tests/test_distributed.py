@@ -227,3 +227,38 @@ def test_the_environment_of_torchrun_is_read():
     assert world == distributed.World(rank=3, size=4, local_rank=1, local_size=2, nodes=2) and not world.writer
     with pytest.raises(ConfigError, match="rendezvous"):
         distributed.detect(env)
+
+
+def test_max_time_is_rank_zeros_clock_and_stops_every_process(prose_file, tmp_path):
+    out = tmp_path / "timed"
+    result = torchrun(*train_lm_args(prose_file, out, "--batch-size", "4", "--max-time", "2s", "--patience", "0"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stopped by max_time" in result.stderr
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 2.0 <= last["seconds"] < 10 and not (out / "trainer_state.json").exists()
+
+
+def test_processes_of_one_machine_share_its_cores(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    try:
+        distributed._threads(distributed.World(rank=1, size=4, local_rank=1, local_size=4, nodes=1))
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's (or torchrun's) choice wins
+        distributed._threads(distributed.World(rank=0, size=2, local_rank=0, local_size=2, nodes=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_resume_command_names_torchrun(monkeypatch):
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "x"}
+    for name, value in {**env, "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("GROUP_WORLD_SIZE", raising=False)
+    assert distributed.relaunch(["seqtext", "train", "lm", "x"]) == [
+        "torchrun", "--standalone", "--nproc-per-node", "2", "-m", "seqtext", "train", "lm", "x",
+    ]  # fmt: skip
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
+    assert distributed.relaunch(["seqtext", "x"])[:4] == ["torchrun", "--nnodes", "3", "--nproc-per-node"]
