@@ -34,6 +34,9 @@ ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")
 
 
+PEER_STOPPED = "another process of this run stopped (see its message, or torchrun's report); this one stops too"
+
+
 class PeerStopped(SeqtextError):
     """Another process of the run stopped (an error, a signal, a crash); this one stops with it."""
 
@@ -165,6 +168,8 @@ def joined(requested_device: str = "auto") -> Iterator[World | None]:
     try:
         yield world
         barrier()  # nobody returns before rank 0 has written the run
+    except dist.DistError as exc:  # DDP's all-reduce in backward found a peer gone
+        raise PeerStopped(PEER_STOPPED) from exc
     finally:
         _world, _control = None, None
         with contextlib.suppress(RuntimeError, ValueError):
@@ -179,7 +184,7 @@ def _collective() -> Iterator[None]:
     except (RuntimeError, ValueError) as exc:
         if _world is None:
             raise
-        raise PeerStopped("another process of this run stopped (its message is above); this one stops too") from exc
+        raise PeerStopped(PEER_STOPPED) from exc
 
 
 def barrier() -> None:

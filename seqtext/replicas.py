@@ -8,6 +8,7 @@ plain single-process behaviour, so the loop reads the same either way.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ class Replicas:
         whether any process's loss is not finite).
 
         DDP averages gradients over processes; scaled by this process's share of the tokens, the
-        average is the gradient of the mean over every token, as one process with the whole batch has.
+        average is the gradient of the mean over every token, as one process with the whole batch has
+        (exactly so for a language model; a classifier with --class-weights balanced averages per text).
         """
         finite = bool(torch.isfinite(loss))
         if self.world is None:
@@ -66,7 +68,8 @@ class Replicas:
         mine = loss.item() * tokens if finite else 0.0
         total_tokens, total_loss, bad = distributed.reduce([tokens, mine, 0.0 if finite else 1.0])
         scaled = loss * (tokens * self.size / max(total_tokens, 1.0))
-        return scaled, total_loss / max(total_tokens, 1.0), int(total_tokens), bad > 0
+        mean = math.nan if bad else total_loss / max(total_tokens, 1.0)  # a diverged loss is reported as such
+        return scaled, mean, int(total_tokens), bad > 0
 
     def clock(self, seconds: float) -> float:
         """Rank 0's clock: what --max-time reads, so every process stops after the same step."""

@@ -262,3 +262,12 @@ def test_the_resume_command_names_torchrun(monkeypatch):
     ]  # fmt: skip
     monkeypatch.setenv("GROUP_WORLD_SIZE", "3")
     assert distributed.relaunch(["seqtext", "x"])[:4] == ["torchrun", "--nnodes", "3", "--nproc-per-node"]
+
+
+def test_a_diverged_loss_on_any_process_stops_every_process_once(prose_file, tmp_path):
+    out = tmp_path / "nan"
+    args = ("--batch-size", "4", "--lr", "1e30", "--clip", "1e30", "--epochs", "5", "--eval-every", "1")
+    result = torchrun(*train_lm_args(prose_file, out, *args), timeout=120)  # a hang would time out
+    assert result.returncode != 0
+    assert result.stderr.count("loss became") == 1, result.stderr[-3000:]  # told once, by rank 0
+    assert "Resume with" not in result.stderr
