@@ -271,3 +271,52 @@ def test_a_diverged_loss_on_any_process_stops_every_process_once(prose_file, tmp
     assert result.returncode != 0
     assert result.stderr.count("loss became") == 1, result.stderr[-3000:]  # told once, by rank 0
     assert "Resume with" not in result.stderr
+
+
+def _worlds(size: int) -> list[distributed.World]:
+    return [distributed.World(rank=r, size=size, local_rank=r, local_size=size, nodes=1) for r in range(size)]
+
+
+def test_line_shards_cover_the_epoch_in_equal_steps_and_resume_mid_epoch():
+    from seqtext import shards
+    from seqtext.data import LineWindows
+
+    lines = [[2, *range(4, 4 + n), 3] for n in [3, 20, 5, 40, 7, 9, 33, 2, 11, 18, 25, 6, 4, 8]]
+    inner = LineWindows(lines, bptt=8, batch_size=2)
+    parts = [shards.for_rank(inner, "x", world) for world in _worlds(3)]
+    assert len({p.steps_per_epoch for p in parts}) == 1
+    dealt = [b for p in parts for b in p.mine(1, 0)]
+    assert sorted(i for b in dealt for i in b) == list(range(len(lines)))  # every line once in all
+    for part in parts:
+        windows = list(part.epoch(1, 0))
+        assert len(windows) == part.steps_per_epoch  # the same count on every rank: nobody waits
+        assert [w.inputs.tolist() for w in part.epoch(1, 0, start=3)] == [w.inputs.tolist() for w in windows[3:]]
+
+
+def test_stream_shards_are_blocks_of_the_global_batch():
+    from seqtext import shards
+    from seqtext.data import StreamWindows
+
+    ids = torch.arange(4, 4 + 301)
+    whole = StreamWindows(ids, bptt=8, batch_size=6)
+    parts = [shards.for_rank(StreamWindows(ids, bptt=8, batch_size=3), "x", world) for world in _worlds(2)]
+    assert torch.equal(torch.cat([p.columns for p in parts]), whole.columns)
+    assert all(p.steps_per_epoch == whole.steps_per_epoch for p in parts)
+    with pytest.raises(ConfigError, match="× 2 processes needs at least"):
+        shards.for_rank(StreamWindows(ids[:40], bptt=8, batch_size=3), "x", _worlds(2)[0])
+
+
+def test_classifier_shards_deal_the_batches_out():
+    from seqtext import shards
+    from seqtext.sentiment.labelled import TextBatches
+
+    ids = [[5 + i] * (1 + i % 4) for i in range(30)]  # 8 batches of one length, each its own ids
+    inner = TextBatches(ids, [i % 2 for i in range(30)], batch_size=4)
+    parts = [shards.for_rank(inner, "x", world) for world in _worlds(3)]  # 3 steps each: one batch twice
+    seen = [b.ids.tolist() for p in parts for b in p.epoch(2, 0)]
+    assert all(len(list(p.epoch(2, 0))) == p.steps_per_epoch for p in parts)
+    every = [b.ids.tolist() for b in inner.epoch(2, 0)]
+    assert all(batch in seen for batch in every) and len(seen) == len(every) + 1
+    assert [b.ids.tolist() for b in parts[1].epoch(2, 0, start=2)] == [b.ids.tolist() for b in parts[1].epoch(2, 0)][2:]
+    with pytest.raises(ConfigError, match="fewer than the 40 processes"):
+        shards.for_rank(inner, "data.tsv", _worlds(40)[0])
