@@ -127,7 +127,14 @@ def _workers(parent: int) -> list[int]:
     """The pids of torchrun's worker processes (its children)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True).stdout
+        children = Path(f"/proc/{parent}/task/{parent}/children")  # Linux; else ask ps
+        found = (
+            children.read_text()
+            if children.exists()
+            else subprocess.run(
+                ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True, check=False
+            ).stdout
+        )
         pids = [int(p) for p in found.split()]
         if len(pids) == 2:
             return pids
