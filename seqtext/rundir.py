@@ -5,6 +5,7 @@ to, and whatever path names it.
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import functools
 import os
@@ -13,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqtext import checkpoint, runfiles
+from seqtext import checkpoint, distributed, runfiles
 from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.files import run_lock
@@ -24,12 +25,18 @@ KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
 
 def writes_run(train: F) -> F:
     """Run a training function `train(model_config, train_config, ...)` holding the lock of
-    train_config.out for its whole life: a second writer into the same directory is refused at once."""
+    train_config.out for its whole life: a second writer into the same directory is refused at once.
+
+    Under torchrun the process joins the run's process group for the call, and only rank 0 (the one
+    that writes) takes the lock; a failure before training starts stops every process.
+    """
 
     @functools.wraps(train)
     def locked(model_config: Any, train_config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
-        with run_lock(Path(train_config.out)):
-            return train(model_config, train_config, *args, **kwargs)
+        with distributed.joined(train_config.device), distributed.setup_agreed():
+            lock = run_lock(Path(train_config.out)) if distributed.writes() else contextlib.nullcontext()
+            with lock:
+                return train(model_config, train_config, *args, **kwargs)
 
     return locked  # type: ignore[return-value]
 

@@ -75,3 +75,13 @@ def tokenizer_level(tokenizer: Tokenizer) -> str | None:
     """'char' or 'word' for a tokenizer built here (told apart by its decoder); None for any other."""
     decoder = tokenizer.decoder
     return {"Fuse": "char", "Metaspace": "word"}.get(type(decoder).__name__) if decoder is not None else None
+
+
+def to_json(tokenizer: Tokenizer) -> str:
+    """The tokenizer as JSON text (what tokenizer.json holds), to share it between processes."""
+    return tokenizer.to_str()
+
+
+def from_json(text: str) -> Tokenizer:
+    """A tokenizer from the JSON text of `to_json`."""
+    return Tokenizer.from_str(text)

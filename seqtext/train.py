@@ -8,11 +8,8 @@ What differs between model kinds (batches, loss, validation) is a Task: `seqtext
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -20,10 +17,12 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from seqtext import checkpoint, rundir, runfiles
+from seqtext import checkpoint, distributed, rundir, runfiles
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.gradnorms import GradientLog
+from seqtext.replicas import Replicas
+from seqtext.stopping import STOP_SIGNALS, stop_flag
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,10 @@ def run_training(
     precision: str,
     device: torch.device,
 ) -> TrainResult:
-    """The loop shared by every model kind (see Task)."""
-    emit = callback or (lambda event: None)
+    """The loop shared by every model kind (see Task). Under torchrun every process runs it on its own
+    shard of the batches; rank 0 alone writes and reports (see seqtext.replicas)."""
+    team = Replicas(distributed.current())
+    emit = (callback if team.writer else None) or (lambda event: None)
     model = task.model
     # fused: one kernel for all parameters, ~8× faster steps than the per-tensor loop on CPU (a word
     # embedding alone has millions of weights to update every step)
@@ -144,26 +145,33 @@ def run_training(
     if resume:
         saved, tensors = checkpoint.load_resume_state(out, model, optimizer, device)
         c = _Counters.resumed(saved, out / "trainer_state.json")
-        torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
+        rng, tensors = team.own_resume(saved, tensors, out)
+        torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
         task.restore(tensors)
+    distributed.setup_done()
+    if team.writer and resume:
         checkpoint.truncate_metrics(out, c.step)
-    else:
+    elif team.writer:
         checkpoint.save_tokenizer(out, tokenizer)  # --resume needs it before the first best checkpoint
+    step_loss = team.loss_of(task, cfg.seed, fresh=not resume)
 
     def progress() -> float:
         by_time = c.seconds / cfg.max_time if cfg.max_time else 0.0
         return min(1.0, max(c.step / total_steps, by_time))
 
     def save_resume() -> None:
+        ranks, carried = team.resume_parts(torch.get_rng_state(), task.carried())  # a collective
+        if not team.writer:
+            return
         state = {
             **c.__dict__,
-            "torch_rng": torch.get_rng_state().tolist(),
+            **ranks,
             "kind": model.kind,
             "model_config": to_dict(model.config),
             "train_config": to_dict(cfg),
             "sources": rundir.sources(cfg),  # where the data is, so --resume from elsewhere finds it
         }
-        checkpoint.save_resume_state(out, model, optimizer, task.carried(), state)
+        checkpoint.save_resume_state(out, model, optimizer, carried, state)
 
     emit(
         TrainEvent(
@@ -177,6 +185,7 @@ def run_training(
                 "total_steps": total_steps,
                 "steps_per_epoch": task.steps_per_epoch,
                 "parameters": sum(p.numel() for p in model.parameters()),
+                "processes": team.size,
                 **task.info,
             },
         )
@@ -184,6 +193,8 @@ def run_training(
     stopped_by, last_eval, window_loss, window_tokens = "epochs", c.step, 0.0, 0
 
     def logged() -> dict[str, Any]:  # what an evaluation record adds about the training since the last one
+        if not team.writer:
+            return {}
         return {"train_loss": window_loss / max(1, window_tokens), **(gradients.summary() if gradients else {})}
 
     model.train()
@@ -193,10 +204,11 @@ def run_training(
                 started = time.perf_counter()
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg.lr, c.step, warmup, progress())
-                loss, tokens = task.loss(batch)
-                if not torch.isfinite(loss):
+                loss, tokens = step_loss(batch)
+                loss, loss_value, tokens, diverged = team.step(loss, tokens)  # the same on every process
+                if diverged:
                     raise TrainingStopped(
-                        f"the training loss became {loss.item()} at step {c.step + 1}; stopped. {_kept(c, out)}",
+                        f"the training loss became {loss_value} at step {c.step + 1}; stopped. {_kept(c, out)}",
                         step=c.step + 1,
                         interrupted=False,
                     )
@@ -208,14 +220,14 @@ def run_training(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
                 c.step, c.position, c.tokens = c.step + 1, c.position + 1, c.tokens + tokens
-                c.seconds += time.perf_counter() - started
-                window_loss, window_tokens = window_loss + loss.item() * tokens, window_tokens + tokens
+                c.seconds = team.clock(c.seconds + time.perf_counter() - started)  # rank 0's, for --max-time
+                window_loss, window_tokens = window_loss + loss_value * tokens, window_tokens + tokens
                 epochs = c.epochs_done(task.steps_per_epoch)
-                emit(TrainEvent("step", c.step, epochs, progress(), loss=loss.item(), tokens_per_s=c.tokens_per_s))
+                emit(TrainEvent("step", c.step, epochs, progress(), loss=loss_value, tokens_per_s=c.tokens_per_s))
                 out_of_time = cfg.max_time is not None and c.seconds >= cfg.max_time
                 if c.step % eval_every == 0 or out_of_time:
                     started = time.perf_counter()
-                    better = _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged())
+                    better = _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged(), team)
                     spent = time.perf_counter() - started
                     c.seconds, c.eval_seconds = c.seconds + spent, c.eval_seconds + spent
                     last_eval, window_loss, window_tokens = c.step, 0.0, 0
@@ -224,7 +236,7 @@ def run_training(
                     save_resume()
                 if out_of_time:
                     stopped_by = "max_time"
-                if interrupted.is_set():
+                if team.stop_asked(interrupted):  # a signal to any process stops them all, at the same step
                     save_resume()
                     why, signum = STOP_SIGNALS.get(interrupted.signum or 0, "stopped"), interrupted.signum
                     raise TrainingStopped(f"{why} at step {c.step}", step=c.step, interrupted=True, signum=signum)
@@ -233,8 +245,9 @@ def run_training(
             else:
                 c.epoch, c.position = c.epoch + 1, 0
         if last_eval != c.step:
-            _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged())
-    checkpoint.clear_resume_state(out)
+            _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged(), team)
+    if team.writer:
+        checkpoint.clear_resume_state(out)
     return TrainResult(
         out_dir=out,
         steps=c.step,
@@ -257,9 +270,10 @@ def _evaluate(
     emit: Callback,
     progress: float,
     logged: dict[str, Any],
+    team: Replicas,
 ) -> bool:
     """Validate, log, keep the checkpoint when it is the best so far; returns whether it was."""
-    metrics = task.validate()
+    metrics = team.validated(task.validate)
     record = {
         "step": c.step,
         "epoch": c.epochs_done(task.steps_per_epoch),
@@ -268,7 +282,8 @@ def _evaluate(
         "tokens_per_s": c.tokens_per_s,
         "seconds": c.seconds,
     }
-    checkpoint.append_metrics(out, record)
+    if team.writer:
+        checkpoint.append_metrics(out, record)
     epochs = c.epochs_done(task.steps_per_epoch)
     emit(TrainEvent("eval", c.step, epochs, progress, metrics=metrics))
     if not math.isfinite(metrics["val_loss"]):
@@ -281,7 +296,8 @@ def _evaluate(
     score = metrics[name] if mode == "min" else -metrics[name]
     if score < c.best_score:
         c.best_score, c.best_step, c.best_metrics, c.bad_evals = score, c.step, metrics, 0
-        checkpoint.save(out, task.model, tokenizer, cfg)
+        if team.writer:
+            checkpoint.save(out, task.model, tokenizer, cfg)
         emit(TrainEvent("save", c.step, epochs, progress, metrics=metrics))
         return True
     c.bad_evals += 1
@@ -294,35 +310,3 @@ def _kept(c: _Counters, out: Path) -> str:
     if c.best_step == 0:
         return f"No checkpoint had been saved yet (it diverged before its first evaluation). {advice}"
     return f"The best checkpoint (step {c.best_step}) is kept in {out}. {advice}"
-
-
-STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-
-
-class StopFlag(threading.Event):
-    """Set when a stop is asked for; `signum` says which signal asked (None when set by code)."""
-
-    signum: int | None = None
-
-
-@contextmanager
-def stop_flag() -> Iterator[StopFlag]:
-    """Ctrl-C (SIGINT) or SIGTERM (kill, systemd, Slurm, Kubernetes) sets a flag checked between steps,
-    so a step is never cut in half and the loop saves before it stops; a second signal aborts at once."""
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.signum = signum
-        flag.set()
-
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    try:
-        yield flag
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)

@@ -23,9 +23,23 @@ CORE = {
     "data": {"errors", "files", "textfiles", "tokenizer"},
     "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
     "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
-    "rundir": {"checkpoint", "config", "errors", "files", "runfiles"},
+    "rundir": {"checkpoint", "config", "distributed", "errors", "files", "runfiles"},
     "gradnorms": {"models"},
-    "train": {"checkpoint", "config", "errors", "gradnorms", "rundir", "runfiles"},
+    "distributed": {"errors"},  # torchrun's environment, the process group, control messages between processes
+    "shards": {"data", "distributed", "errors", "tokenizer"},  # each process's share of every epoch
+    "replicas": {"distributed", "errors", "runfiles"},  # DDP and the decisions the processes take together
+    "stopping": {"distributed"},  # Ctrl-C and SIGTERM stop training between steps
+    "train": {
+        "checkpoint",
+        "config",
+        "distributed",
+        "errors",
+        "gradnorms",
+        "replicas",
+        "rundir",
+        "runfiles",
+        "stopping",
+    },  # the loop: every model kind, one process or several
     "inspection": {"checkpoint", "config", "models"},
     "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }

@@ -80,3 +80,20 @@ def test_cell_study_smoke_writes_its_page(tmp_path):
     lstm = next(r for r in report["rows"] if r["name"] == "lstm-clip")
     assert lstm["parameters"] > next(r["parameters"] for r in report["rows"] if r["name"] == "gru-clip")
     assert 0 <= lstm["clipped"] <= 1 and lstm["valid_bpc"] > 0
+
+
+def test_bench_distributed_smoke():
+    """One process against two under torchrun, end to end on the project's own corpus (no ../shared needed)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_distributed.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == "bench_distributed" and report["global_batch"] == 8
+    one, two = report["one_process"], report["processes"]
+    assert (one["processes"], one["threads_per_process"], two["processes"], two["threads_per_process"]) == (1, 2, 2, 1)
+    assert two["batch_size_per_process"] == 4 and one["tokens_per_s"] > 0 and two["tokens_per_s"] > 0

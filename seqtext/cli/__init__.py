@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from seqtext import distributed
 from seqtext.config import parse_duration
 from seqtext.errors import SeqtextError, TrainingStopped
 
@@ -102,9 +103,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-def fail(message: str) -> NoReturn:
-    """One red line on stderr (never wrapped: scripts grep it), exit code 1."""
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # escape: paths may contain [ ]
+def fail(message: str, *, shown: bool = True) -> NoReturn:
+    """One red line on stderr (never wrapped: scripts grep it), exit code 1. Under torchrun a process
+    other than rank 0 says which it is, and says nothing about what rank 0 reports (shown=False)."""
+    if shown:  # escape: paths may contain [ ]
+        err.print(f"[bold red]error:[/] {escape(distributed.rank_label() + message)}", soft_wrap=True)
     raise typer.Exit(code=1)
 
 
@@ -163,17 +166,22 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(code=0) from None
         except TrainingStopped as exc:
             if not exc.interrupted:
-                fail(str(exc))
-            command = shlex.join(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
-            err.print(f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(command)}", soft_wrap=True)
+                fail(str(exc), shown=distributed.writes())
+            again = distributed.relaunch(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+            if distributed.writes():  # one resume command, however many processes stopped
+                err.print(
+                    f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(shlex.join(again))}",
+                    soft_wrap=True,
+                )
             raise typer.Exit(code=128 + (exc.signum or signal.SIGINT)) from None
         except SeqtextError as exc:
-            fail(str(exc))
+            fail(str(exc), shown=distributed.speaks(exc))
         except OSError as exc:  # the machine, not the code: a full disk, a vanished directory, an I/O error
             fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
         except KeyboardInterrupt as exc:
             signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
-            err.print(f"[yellow]{'terminated' if signum == signal.SIGTERM else 'interrupted'}[/]")
+            if distributed.writes():
+                err.print(f"[yellow]{'terminated' if signum == signal.SIGTERM else 'interrupted'}[/]")
             raise typer.Exit(code=128 + signum) from None
 
     return wrapper
@@ -226,6 +234,7 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
             progress.console.print(
                 f"{info['parameters']:,} parameters · {info['device']} · {info['precision']} · "
                 f"{info['steps_per_epoch']:,} steps per epoch"
+                + (f" · {info['processes']} processes (torchrun)" if info.get("processes", 1) > 1 else "")
             )
             if "train_texts" in info:  # a classifier: what it reads, and how validation was held out
                 progress.console.print(
@@ -261,7 +270,7 @@ def curves_when_done(out: Path, plot: bool) -> Iterator[None]:
     """`train … --plot`: refuse at once when matplotlib is missing; when training stops, draw the run's
     curves into OUT/curves.png: after a full budget, --max-time, patience, a diverged loss or a Ctrl-C
     (the curves so far; the resumed run draws them again). A second Ctrl-C leaves without drawing."""
-    if not plot:
+    if not plot or not distributed.writes():  # under torchrun, rank 0 draws
         yield
         return
     from seqtext import plots

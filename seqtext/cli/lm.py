@@ -29,6 +29,7 @@ from seqtext.cli import (
     typed_over,
 )
 from seqtext.config import LMConfig, TrainConfig, with_preset
+from seqtext.distributed import writes
 
 
 class Preset(str, Enum):
@@ -73,7 +74,9 @@ def train_lm_cmd(
     ] = 0.05,
     text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = None,
     bptt: Annotated[int, typer.Option(min=1, help="Truncated-BPTT window, in tokens")] = 128,
-    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per batch")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Sequences per batch, per process under torchrun (global = N × this)")
+    ] = 64,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
     clip: Annotated[
@@ -155,6 +158,8 @@ def train_lm_cmd(
         train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
+    if not writes():  # under torchrun, rank 0 reports
+        return
     best = result.best_metrics
     err.print(
         f"[green]saved[/] {escape(str(result.out_dir))}: best at step {result.best_step:,}, val loss "

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from seqtext import distributed
 from seqtext.cli import (
     Cell,
     Device,
@@ -86,7 +87,9 @@ def train_classifier_cmd(
     group_column: Annotated[
         str | None, typer.Option(help="Rows sharing a value stay on one side of the split (default: SentenceId)")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per batch")] = 128,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Texts per batch, per process under torchrun (global = N × this)")
+    ] = 128,
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
     clip: Annotated[
@@ -142,6 +145,8 @@ def train_classifier_cmd(
         model_config = dataclasses.replace(model_config, **adopted)
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
+    if not distributed.writes():  # under torchrun, rank 0 reports
+        return
     best = result.best_metrics
     err.print(
         f"[green]saved[/] {escape(str(result.out_dir))}: best at step {result.best_step:,}, val accuracy "

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from seqtext import checkpoint
+from seqtext import checkpoint, distributed, shards
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
 from seqtext.errors import CorpusError
@@ -23,7 +23,7 @@ from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state
 from seqtext.rundir import check_out_dir, writes_run
 from seqtext.runfiles import problem
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
-from seqtext.tokenizer import PAD_ID, build_tokenizer
+from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.train import Callback, TrainResult, run_training
 
 
@@ -140,7 +140,8 @@ def train_lm(
     if resume:
         tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
     else:
-        tokenizer = build_tokenizer(train_texts, model_config.level, model_config.max_vocab)
+        build = lambda: build_tokenizer(train_texts, model_config.level, model_config.max_vocab)  # noqa: E731
+        tokenizer = distributed.from_writer(build, to_json, from_json)  # built once (rank 0), shared
     model_config = replace(
         model_config, vocab_size=tokenizer.get_vocab_size(), sample_by="stream" if stream else "line"
     )
@@ -148,6 +149,7 @@ def train_lm(
         train_texts, tokenizer, stream=stream, bptt=train_config.bptt, batch_size=train_config.batch_size
     )
     check_lm_size(train_windows, train_config.data, train_config.bptt, train_config.batch_size)
+    train_windows = shards.for_rank(train_windows, train_config.data)  # under torchrun: this process's share
     valid_windows = eval_windows(valid_texts, tokenizer, stream=stream, bptt=train_config.bptt)
     valid_chars = count_characters(valid_texts, stream=stream)
     if valid_chars == 0:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqtext import checkpoint
+from seqtext import checkpoint, distributed, shards
 from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
@@ -25,7 +25,7 @@ from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision
 from seqtext.sentiment.classification import encode_texts, predict_proba, prepare
 from seqtext.sentiment.labelled import Batch, Labelled, TextBatches, read_labelled, split_labelled
 from seqtext.sentiment.metrics import classifier_metrics
-from seqtext.tokenizer import PAD_ID, UNK_ID, build_tokenizer
+from seqtext.tokenizer import PAD_ID, UNK_ID, build_tokenizer, from_json, to_json
 from seqtext.train import Callback, TrainResult, run_training
 
 
@@ -111,6 +111,7 @@ def train_classifier(
     kept = [i for i, t in enumerate(train_rows.texts) if t.strip()]  # empty texts teach nothing
     train_ids = encode_texts(tokenizer, model_config, [train_rows.texts[i] for i in kept])
     batches = TextBatches(train_ids, [train_rows.labels[i] for i in kept], train_config.batch_size)
+    batches = shards.for_rank(batches, train_config.data)  # under torchrun: this process's share
     check_fits(on_meta(RNNClassifier, model_config), device)
     model = RNNClassifier(model_config)
     if lm is not None and not resume:
@@ -160,7 +161,8 @@ def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierCon
         return tokenizer
     if lm is not None:
         return lm.tokenizer
-    return build_tokenizer([prepare(t, config) for t in rows.texts], config.level, config.max_vocab)
+    build = lambda: build_tokenizer([prepare(t, config) for t in rows.texts], config.level, config.max_vocab)  # noqa: E731
+    return distributed.from_writer(build, to_json, from_json)  # built once (rank 0), shared
 
 
 ARCHITECTURE = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")
