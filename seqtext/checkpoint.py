@@ -81,6 +81,18 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
     write_json(out_dir / "config.json", header)  # no timestamps: identical runs → identical files
 
 
+def save_tensors(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a further safetensors file into a run (the keyboard's n-gram), with its JSON header as metadata."""
+    with replacing(out_dir / name) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def update_model_config(out_dir: Path, config: Any) -> None:
+    """Rewrite the model config of a finished run's config.json (a value chosen after training)."""
+    header = read_header(out_dir)
+    write_json(out_dir / "config.json", {**header, "model": to_dict(config)})
+
+
 def save_tokenizer(out_dir: Path, tokenizer: Tokenizer) -> None:
     """Write tokenizer.json (Hugging Face format)."""
     out_dir.mkdir(parents=True, exist_ok=True)

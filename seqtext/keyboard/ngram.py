@@ -163,9 +163,7 @@ def _threshold(raw: list[Counter], order: int, vocab_bytes: int, budget: int | N
 
     def size(n: int, t: int) -> int:  # order n's bytes when n-grams seen at least t times are kept
         entries = sum(k for c, k in by_count[n].items() if c >= t)
-        return ENTRY_BYTES * entries + (CONTEXT_BYTES + 4 * (n - 1)) * sum(
-            k for c, k in contexts[n].items() if c >= t
-        )
+        return ENTRY_BYTES * entries + (CONTEXT_BYTES + 4 * (n - 1)) * sum(k for c, k in contexts[n].items() if c >= t)
 
     top = max((max(by_count[n], default=1) for n in range(2, order + 1)), default=1)
     for t in range(1, top + 2):

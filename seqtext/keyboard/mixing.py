@@ -1,0 +1,65 @@
+"""The keyboard's mix of the recurrent model and the n-gram, over the union of their vocabularies.
+
+    p(w) = (1 − λ) · p_model(w) + λ · p_ngram(w | the line so far),   λ = LMConfig.ngram_weight
+
+Open vocabulary: a word the model's vocabulary lacks is still offered, from the n-gram's. The model
+gives such words its <unk> probability, shared in proportion to the n-gram's probabilities of the
+words it lacks, so the mix stays a distribution and such a word ranks by the n-gram's evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+import torch
+from torch import Tensor
+
+from seqtext.keyboard.ngram import NgramModel
+from seqtext.tokenizer import UNK_ID
+
+WORD = re.compile(r"\w+")  # the spec's word, as in completion.py
+
+
+class Mixer:
+    """The union vocabulary (`words`, the n-gram's words first) and the mixed next-word distribution."""
+
+    def __init__(self, model_words: dict[bool, dict[str, int]], model_size: int, ngram: NgramModel, weight: float):
+        """model_words[marked]: word → the model's token id for it after a space (marked) or not."""
+        self.ngram, self.weight = ngram, weight
+        words = [w for w in ngram.vocab if WORD.fullmatch(w)]
+        known = set(words)
+        words += sorted({w for by_word in model_words.values() for w in by_word} - known)
+        self.words = words
+        self.ngram_ids = torch.tensor([ngram.ids.get(w, len(ngram.vocab)) for w in words])  # (U,); V: none
+        self.model_ids = {m: torch.tensor([model_words[m].get(w, model_size) for w in words]) for m in (False, True)}
+        self.lacks = {m: ids == model_size for m, ids in self.model_ids.items()}  # (U,) the model reads <unk>
+        self._cache: OrderedDict[tuple[str, bool], tuple[Tensor, Tensor]] = OrderedDict()
+
+    def ngram_part(self, text: str) -> Tensor:
+        """p_ngram(w | text) for every union word, (U,); text is the line up to the word being typed."""
+        dist = self.ngram.dist(self.ngram.history(text))
+        return torch.cat([dist, dist.new_zeros(1)])[self.ngram_ids]
+
+    def model_part(self, probs: Tensor, ngram: Tensor, marked: bool) -> Tensor:
+        """p_model(w) for every union word, (U,): its token's probability, or a share of <unk>'s."""
+        part = torch.cat([probs, probs.new_zeros(1)])[self.model_ids[marked]]
+        lacked = ngram * self.lacks[marked]
+        mass = float(lacked.sum())
+        if mass > 0:
+            part += float(probs[UNK_ID]) / mass * lacked
+        return part
+
+    def mix(self, probs: Tensor, text: str, marked: bool) -> Tensor:
+        """The mixed distribution over the union words after `text` (cached for recent texts)."""
+        text = text[text.rfind("\n") + 1 :]  # the n-gram reads one line
+        key = (text, marked)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is probs:
+            return hit[1]
+        ngram = self.ngram_part(text)
+        mixed = (1 - self.weight) * self.model_part(probs, ngram, marked) + self.weight * ngram
+        self._cache[key] = (probs, mixed)
+        if len(self._cache) > 16:
+            self._cache.popitem(last=False)
+        return mixed
