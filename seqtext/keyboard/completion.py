@@ -6,6 +6,8 @@ characters, specs/completion-metrics.md) that replaces the partial word at the e
 - Word models: the next-word distribution after the committed words, restricted to the vocabulary
   words that start with the typed prefix: a sorted vocabulary and bisect, no scan. After a space the
   candidates are `▁`-marked tokens; at line start or after ¿ ¡ « ( they are the unmarked ones.
+- With the run's n-gram (ngram.safetensors), word models rank by its linear mix with the model's
+  distribution, over the union of both vocabularies (seqtext.keyboard.mixing: open vocabulary).
 - Character models: a small beam search over characters from the typed text to the next word
   boundary (space, punctuation or end of line), keeping the k most likely whole words.
 - As a Spanish typist expects: a prefix typed without accents or capitals also finds "niño" or
@@ -45,7 +47,8 @@ INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as i
 
 @dataclass(frozen=True)
 class Completion:
-    """One suggestion: the whole word, and the model's probability that it is the next word.
+    """One suggestion: the whole word, and the probability that it is the next word (the model's, or
+    its mix with the run's n-gram).
 
     Suggestions are ranked by probability, except that a word found only by ignoring accents or
     case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
@@ -160,12 +163,7 @@ class Completer:
 
     def use_ngram(self, model: NgramModel, weight: float) -> None:
         """Rank by the mix with this n-gram (weight: its share), over the union of both vocabularies."""
-        by_mark: dict[bool, dict[str, int]] = {False: {}, True: {}}
-        for token, i in self.vocab.items():
-            word = token.removeprefix(SPACE_MARK)
-            if WORD.fullmatch(word):
-                by_mark[token.startswith(SPACE_MARK)][word] = i
-        self.mixer = Mixer(by_mark, len(self.vocab), model, weight)
+        self.mixer = Mixer(self.vocab, model, weight)
         exact = _Index([(w, w, i) for i, w in enumerate(self.mixer.words)])
         folded = _Index([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from seqtext.keyboard.ngram import NgramModel
-from seqtext.tokenizer import UNK_ID
+from seqtext.tokenizer import SPACE_MARK, UNK_ID
 
 WORD = re.compile(r"\w+")  # the spec's word, as in completion.py
 
@@ -24,8 +24,13 @@ WORD = re.compile(r"\w+")  # the spec's word, as in completion.py
 class Mixer:
     """The union vocabulary (`words`, the n-gram's words first) and the mixed next-word distribution."""
 
-    def __init__(self, model_words: dict[bool, dict[str, int]], model_size: int, ngram: NgramModel, weight: float):
-        """model_words[marked]: word → the model's token id for it after a space (marked) or not."""
+    def __init__(self, vocab: dict[str, int], ngram: NgramModel, weight: float):
+        """vocab: the model's tokens and their ids ("▁perro" after a space, "perro" at a line start)."""
+        model_words: dict[bool, dict[str, int]] = {False: {}, True: {}}  # marked → word → token id
+        for token, i in vocab.items():
+            if WORD.fullmatch(token.removeprefix(SPACE_MARK)):
+                model_words[token.startswith(SPACE_MARK)][token.removeprefix(SPACE_MARK)] = i
+        model_size = len(vocab)
         self.ngram, self.weight = ngram, weight
         words = [w for w in ngram.vocab if WORD.fullmatch(w)]
         known = set(words)
