@@ -164,7 +164,7 @@ def main() -> None:
                 sys.exit(f"{args.out} already holds a run: pass --model {args.out}, or another --out")
             training = train_model(train_file, valid_file, args.out, parse_duration(args.max_time), args.smoke)
         run, built = with_ngram(args.model or args.out, Path(tmp), train_file, valid_file)
-        report = measure(run, lines, valid_lines, train_lines, args.orders)
+        report = measure(run, lines, valid_lines, train_lines, args.orders, Path(tmp))
         report.update(training=training, ngram_built_by_benchmark=built)
     report.update(
         data=f"tatoeba_es_train.txt ({len(train_lines):,} lines), tatoeba_es_valid.txt (first {len(lines):,})",
@@ -178,7 +178,9 @@ def main() -> None:
         write_row(report, args)
 
 
-def measure(run: Path, lines: list[str], valid_lines: list[str], train_lines: list[str], orders: list[int]) -> dict:
+def measure(
+    run: Path, lines: list[str], valid_lines: list[str], train_lines: list[str], orders: list[int], tmp: Path
+) -> dict:
     """Every system typed on the same lines, the targets, and the diagnosis."""
     lm = seqtext.load(run)
     latency_lines = valid_lines[:2000]
@@ -208,7 +210,7 @@ def measure(run: Path, lines: list[str], valid_lines: list[str], train_lines: li
         train_lines,
         known,
     )
-    figures = seqtext.evaluate(lm, write_lines(run.parent / "valid-subset.txt", lines)).to_dict()
+    figures = seqtext.evaluate(lm, write_lines(tmp / "valid-subset.txt", lines)).to_dict()
     alone.update(perplexity=figures["perplexity"], bits_per_char=figures["bits_per_char"])
     return {
         "benchmark": "bench_keyboard",
