@@ -7,6 +7,7 @@ intact. Everything read back is untrusted and checked by `seqtext.runfiles` befo
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,13 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
         "model": to_dict(model.config),
     }
     write_json(out_dir / "config.json", header)  # no timestamps: identical runs → identical files
+
+
+def save_weights_fp16(out_dir: Path, model: nn.Module) -> None:
+    """Rewrite model.safetensors in float16: half the size on disk; loading casts back to float32."""
+    half = copy.deepcopy(model).half()
+    with replacing(out_dir / "model.safetensors") as tmp:
+        save_model(half, str(tmp))  # save_model: tied weights are shared tensors
 
 
 def save_tensors(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -269,7 +277,11 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
     """model.safetensors holds exactly the tensors `config` describes: checked from the header, on a
     meta model, before any memory is allocated."""
     file = runfiles.run_file(path, "model.safetensors")
-    found = runfiles.tensor_specs(file)
+    # Weights stored in 16 bits (--fp16-weights) load into the float32 model: compare shapes alone for them.
+    found = {
+        name: ("F32" if dtype in ("F16", "BF16") else dtype, shape)
+        for name, (dtype, shape) in runfiles.tensor_specs(file).items()
+    }
 
     def explain() -> str | None:
         implied = implied_by_weights({name: shape for name, (_, shape) in found.items()})

@@ -86,7 +86,9 @@ class TrainConfig:
     """How a run is trained; stored in train_config.json. Paths are kept as given by the user."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"log_gradients", "ngram", "ngram_order", "ngram_mb"})
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
+        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights"}
+    )
 
     data: str = ""
     out: str = "runs/lm"
@@ -110,6 +112,7 @@ class TrainConfig:
     ngram: bool = False  # after training, build the keyboard's word n-gram and choose its mixing weight
     ngram_order: int = 4
     ngram_mb: float | None = None  # the n-gram's size budget; None: what keeps the keyboard within KEYBOARD_MB
+    fp16_weights: bool = False  # store the final weights in float16 (half the size; computed in float32)
 
     @property
     def epoch_limit(self) -> int:
@@ -207,6 +210,8 @@ class ClassifierTrainConfig(TrainConfig):
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
         if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None:
             raise ConfigError("ngram, ngram_order and ngram_mb build a keyboard's n-gram; a classifier has none")
+        if self.fp16_weights:
+            raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")
         if not 0.0 <= self.word_dropout < 1.0:
             raise field_error("word_dropout", f"must be in [0, 1) (got {self.word_dropout})")
 
@@ -233,6 +238,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 30,
         "ngram": True,
         "ngram_order": 4,
+        "fp16_weights": True,
     },
 }
 

@@ -30,13 +30,16 @@ def train_lm(
     With train_config.ngram (on in --preset keyboard) a word-level run also gets the keyboard's
     n-gram of the same training text (ngram.safetensors), and the mixing weight chosen on the
     validation text is saved in config.json (LMConfig.ngram_weight); `result.extras["ngram"]` says
-    what was built.
+    what was built. With train_config.fp16_weights (also in the preset) the final weights are stored
+    in float16.
     """
     if train_config.ngram and model_config.level != "word":
         raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
     out = Path(train_config.out)
     with run_lock(out):  # the n-gram is written under the same lock as the model
         result = training.train_lm.__wrapped__(model_config, train_config, resume=resume, callback=callback)  # type: ignore[attr-defined]
+        if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
+            checkpoint.save_weights_fp16(out, checkpoint.load(out).model)
         if not train_config.ngram:
             return result
         saved = checkpoint.model_config(out, checkpoint.read_header(out))  # sample_by resolved by training

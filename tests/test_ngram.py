@@ -184,3 +184,29 @@ def test_cli_ngram_flags_end_to_end(lines_file, tmp_path):
     assert no_ngram.exit_code == 0, no_ngram.output
     assert not (tmp_path / "plain" / NGRAM_FILE).exists()
     assert seqtext.load(tmp_path / "plain").config.ngram_weight == 0.0
+
+
+def test_fp16_weights_halve_the_file_and_keep_the_answers(lines_file, tmp_path):
+    runs = {}
+    for half in (False, True):
+        runs[half] = tmp_path / f"half-{half}"
+        seqtext.train_lm(
+            LMConfig(**{**TINY_MODEL, "level": "word"}),
+            TrainConfig(data=str(lines_file), out=str(runs[half]), fp16_weights=half, **TINY_TRAIN),
+        )
+    sizes = {half: (run / "model.safetensors").stat().st_size for half, run in runs.items()}
+    assert sizes[True] < 0.6 * sizes[False]
+    ids = torch.tensor([[2, 5, 6, 7]])
+    full, half = (seqtext.load(runs[h]).model(ids)[0] for h in (False, True))
+    assert half.dtype == torch.float32
+    assert torch.allclose(full, half, atol=2e-2)
+    text = "Voy al parque con mi "
+    assert [c.word for c in seqtext.complete(runs[True], text)] == [c.word for c in seqtext.complete(runs[False], text)]
+
+
+def test_classifier_refuses_the_keyboard_options():
+    from seqtext.config import ClassifierTrainConfig
+
+    for option in ({"ngram": True}, {"ngram_mb": 3.0}, {"fp16_weights": True}):
+        with pytest.raises(ConfigError):
+            ClassifierTrainConfig(**option)

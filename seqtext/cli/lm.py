@@ -117,6 +117,13 @@ def train_lm_cmd(
         float | None,
         typer.Option(help="Size budget of the n-gram on disk [default: what keeps the keyboard within 20 MB]"),
     ] = None,
+    fp16_weights: Annotated[
+        bool,
+        typer.Option(
+            help="Store the final weights in float16: half the size on disk, computed in float32 "
+            "[default: on with --preset keyboard]"
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
     plot: Annotated[
         bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
@@ -160,6 +167,7 @@ def train_lm_cmd(
         ngram=ngram,
         ngram_order=ngram_order,
         ngram_mb=ngram_mb,
+        fp16_weights=fp16_weights,
     )
     if preset is not None and not resume:  # a resumed run keeps the values it started with
         model_config, train_config = with_preset(preset.value, model_config, train_config, explicit(ctx))
