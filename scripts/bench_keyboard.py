@@ -100,7 +100,7 @@ def train_model(train: Path, valid: Path, out: Path, seconds: float, smoke: bool
 
 def with_ngram(run: Path, tmp: Path, train_file: Path, valid_file: Path) -> tuple[Path, dict | None]:
     """The run itself when it has an n-gram; else a copy of it with one built as `train lm --ngram` would."""
-    if (run / NGRAM_FILE).is_file() and seqtext.load(run).config.ngram_weight > 0:
+    if (run / NGRAM_FILE).is_file() and seqtext.load(run).config.ngram_weights:
         return run, None
     copy = tmp / "run-with-ngram"
     shutil.copytree(run, copy)
@@ -216,7 +216,7 @@ def measure(
         "benchmark": "bench_keyboard",
         "k": 3,
         "config": dataclasses.asdict(lm.config),
-        "combined": {**combo, "ngram_weight": lm.config.ngram_weight, "ngram_order": run_ngram.order},
+        "combined": {**combo, "ngram_weights": lm.config.ngram_weights, "ngram_order": run_ngram.order},
         "lstm": alone,
         "run_ngram": own,
         "ngram": {"best_order": best, **by_order[best], "by_order": by_order},
@@ -254,9 +254,10 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     missed = [name for name, target in t.items() if not target["met"]]
     verdict = "all targets met" if not missed else "not met: " + ", ".join(missed)
     c = report["combined"]
+    weights = "/".join(f"{w:.2f}" for w in c["ngram_weights"])
     rows = [
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['cpus']} CPU, {report['threads']} threads, "
-        f"{precision} | LSTM + {c['ngram_order']}-gram (weight {c['ngram_weight']:.2f}) | {cell(c)} | "
+        f"{precision} | LSTM + {c['ngram_order']}-gram (weights {weights}) | {cell(c)} | "
         f"{v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, top-3 ×{v['top3_ratio']:.2f}; {verdict} |",
         f"|  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
         f"|  |  |  | the run's pruned {report['run_ngram']['order']}-gram alone | {cell(report['run_ngram'])} |  |",

@@ -59,7 +59,7 @@ class LMConfig:
     """Architecture of a next-token language model; stored under "model" in config.json."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weight"})
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights"})
 
     level: Level = "char"
     cell: Cell = "lstm"
@@ -71,14 +71,17 @@ class LMConfig:
     max_vocab: int = 20_000  # word level only; char level keeps every character seen
     sample_by: SampleBy = "auto"  # resolved to line or stream by training; decides how text is read
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
-    # The keyboard's n-gram share in its linear mix with this model, chosen on the validation text when
-    # training builds the n-gram (--ngram); 0 when the run has none. Derived, never set by hand.
-    ngram_weight: float = 0.0
+    # The keyboard's n-gram share in its linear mix with this model, one per order of the longest context
+    # the n-gram knows (1 … its order), chosen on the validation text when training builds the n-gram
+    # (--ngram); empty when the run has none. Derived, never set by hand.
+    ngram_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check_recurrent_stack(self)
-        if not 0.0 <= self.ngram_weight < 1.0:
-            raise field_error("ngram_weight", f"must be in [0, 1) (got {self.ngram_weight})")
+        if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
+            raise field_error(
+                "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

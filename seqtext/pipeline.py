@@ -29,7 +29,7 @@ def train_lm(
 
     With train_config.ngram (on in --preset keyboard) a word-level run also gets the keyboard's
     n-gram of the same training text (ngram.safetensors), and the mixing weight chosen on the
-    validation text is saved in config.json (LMConfig.ngram_weight); `result.extras["ngram"]` says
+    validation text is saved in config.json (LMConfig.ngram_weights); `result.extras["ngram"]` says
     what was built. With train_config.fp16_weights (also in the preset) the final weights are stored
     in float16.
     """

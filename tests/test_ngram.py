@@ -82,8 +82,9 @@ def ngram_run(lines_file, tmp_path_factory):
 def test_training_saves_the_ngram_and_its_weight(ngram_run):
     lm = seqtext.load(ngram_run)
     assert (ngram_run / NGRAM_FILE).is_file()
-    assert 0 < lm.config.ngram_weight < 1
-    assert json.loads((ngram_run / "config.json").read_text())["model"]["ngram_weight"] == lm.config.ngram_weight
+    assert len(lm.config.ngram_weights) == 4 and all(0 < w < 1 for w in lm.config.ngram_weights)
+    saved = json.loads((ngram_run / "config.json").read_text())["model"]["ngram_weights"]
+    assert tuple(saved) == lm.config.ngram_weights
 
 
 def test_saved_ngram_round_trips(ngram_run, tmp_path):
@@ -151,7 +152,7 @@ def test_ngram_of_another_vocabulary_is_refused(ngram_run, word_run, tmp_path):
     run = copy_run(word_run, tmp_path / "run")  # another run, another tokenizer
     (run / NGRAM_FILE).write_bytes((ngram_run / NGRAM_FILE).read_bytes())
     config = json.loads((run / "config.json").read_text())
-    config["model"]["ngram_weight"] = 0.3
+    config["model"]["ngram_weights"] = [0.3] * 4
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="built for another vocabulary"):
         Completer(run)
@@ -183,7 +184,7 @@ def test_cli_ngram_flags_end_to_end(lines_file, tmp_path):
     no_ngram = runner.invoke(app, [*args[:4], str(tmp_path / "plain"), *args[5:], "--no-ngram"])
     assert no_ngram.exit_code == 0, no_ngram.output
     assert not (tmp_path / "plain" / NGRAM_FILE).exists()
-    assert seqtext.load(tmp_path / "plain").config.ngram_weight == 0.0
+    assert seqtext.load(tmp_path / "plain").config.ngram_weights == ()
 
 
 def test_fp16_weights_halve_the_file_and_keep_the_answers(lines_file, tmp_path):
@@ -210,3 +211,23 @@ def test_classifier_refuses_the_keyboard_options():
     for option in ({"ngram": True}, {"ngram_mb": 3.0}, {"fp16_weights": True}):
         with pytest.raises(ConfigError):
             ClassifierTrainConfig(**option)
+
+
+def test_longest_known_context_order_picks_the_weight():
+    model = build_ngram(HAND, order=3, discounts=(0.5, 0.5, 0.5))
+    assert model.dist_and_order(model.history(""))[1] == 2  # (<s>) is a bigram context
+    assert model.dist_and_order(model.history("a"))[1] == 3  # (<s>, a) is a trigram context
+    assert model.dist_and_order(model.history("zzz"))[1] == 1  # an unknown word: the unigrams alone
+
+
+def test_weights_that_do_not_fit_the_ngram_are_refused(ngram_run, tmp_path):
+    run = copy_run(ngram_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["ngram_weights"] = [0.3, 0.4]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="ngram_weights has 2 values but the n-gram is of order 4"):
+        Completer(run)
+    config["model"]["ngram_weights"] = [1.5] * 4
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="ngram_weights"):
+        seqtext.load(run)

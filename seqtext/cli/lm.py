@@ -188,7 +188,8 @@ def train_lm_cmd(
     if "ngram" in result.extras:
         built = result.extras["ngram"]
         err.print(
-            f"[green]n-gram[/] order {built['order']}, {built['mb']:.1f} MB, mixed with weight {built['weight']:.2f} "
+            f"[green]n-gram[/] order {built['order']}, {built['mb']:.1f} MB, mixed with weights "
+            f"{', '.join(f'{w:.2f}' for w in built['weights'])} by the longest context it knows "
             f"(chosen on {built['valid_words']:,} validation words)"
         )
 

@@ -26,6 +26,7 @@ import re
 import unicodedata
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,14 +157,19 @@ class Completer:
         self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
         self._cache: OrderedDict[str, _Read] = OrderedDict()
         self.mixer: Mixer | None = None
-        if self.word_level and ngram and self.lm.config.ngram_weight > 0:
+        if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
             if found is not None:
-                self.use_ngram(found, self.lm.config.ngram_weight)
+                self.use_ngram(found, self.lm.config.ngram_weights)
 
-    def use_ngram(self, model: NgramModel, weight: float) -> None:
-        """Rank by the mix with this n-gram (weight: its share), over the union of both vocabularies."""
-        self.mixer = Mixer(self.vocab, model, weight)
+    def use_ngram(self, model: NgramModel, weights: Sequence[float]) -> None:
+        """Rank by the mix with this n-gram (weights: its share by the longest context it knows)."""
+        if len(weights) != model.order:
+            raise CheckpointError(
+                f"{self.lm.path / 'config.json'}: ngram_weights has {len(weights)} values but the n-gram is of "
+                f"order {model.order}; train the run again, or use --no-ngram"
+            )
+        self.mixer = Mixer(self.vocab, model, weights)
         exact = _Index([(w, w, i) for i, w in enumerate(self.mixer.words)])
         folded = _Index([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}

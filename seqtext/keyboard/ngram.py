@@ -77,7 +77,7 @@ class NgramModel:
         self.unigram = unigram.float()  # (V,)
         self.tables = orders  # tables[i] is order i + 2
         self.order = len(orders) + 1
-        self._cache: dict[tuple[int, ...], Tensor] = {}
+        self._cache: dict[tuple[int, ...], tuple[Tensor, int]] = {}
 
     def history(self, text: str) -> tuple[int, ...]:
         """The last order − 1 token ids of a line's beginning (from <s>); an unknown word is -1."""
@@ -88,11 +88,15 @@ class NgramModel:
 
     def dist(self, history: tuple[int, ...]) -> Tensor:
         """p(· | history) over the vocabulary, (V,) float32, summing to 1 (cached for recent histories)."""
+        return self.dist_and_order(history)[0]
+
+    def dist_and_order(self, history: tuple[int, ...]) -> tuple[Tensor, int]:
+        """p(· | history), and the longest n-gram order whose context the model knows (1: none)."""
         history = history[len(history) - self.order + 1 :] if self.order > 1 else ()
         hit = self._cache.get(history)
         if hit is not None:
             return hit
-        p = self.unigram.clone()
+        p, matched = self.unigram.clone(), 1
         for n, table in enumerate(self.tables, start=2):
             if len(history) < n - 1:
                 break
@@ -102,11 +106,12 @@ class NgramModel:
             start, end = table._offsets[row], table._offsets[row + 1]
             p *= float(table.gamma[row])
             p.index_add_(0, table._words[start:end], table._alpha[start:end])
+            matched = n
         p /= p.sum()  # alpha and gamma are stored in 16 bits: renormalise away their rounding
         if len(self._cache) > 256:
             self._cache.pop(next(iter(self._cache)))
-        self._cache[history] = p
-        return p
+        self._cache[history] = (p, matched)
+        return p, matched
 
     def prob(self, word: str, text: str) -> float:
         """p(word | the line so far), 0 for a word outside the vocabulary."""
