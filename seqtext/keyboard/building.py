@@ -21,7 +21,7 @@ from seqtext.keyboard.ngramfile import NGRAM_FILE, save_ngram
 WEIGHTS = tuple(i / 20 for i in range(1, 20))  # the n-gram's share, tried on the validation words
 MIN_NGRAM_MB = 1.0
 MIN_BUCKET = 300  # validation words an order needs for a weight of its own
-VALID_WORDS = 20_000  # enough to tell the weights apart within a few hundredths; a few seconds of model steps
+VALID_WORDS = 10_000  # enough for a weight per order (each ≥ MIN_BUCKET words); about 10 s of model steps
 
 
 @dataclass(frozen=True)
