@@ -277,11 +277,11 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
     """model.safetensors holds exactly the tensors `config` describes: checked from the header, on a
     meta model, before any memory is allocated."""
     file = runfiles.run_file(path, "model.safetensors")
-    # Weights stored in 16 bits (--fp16-weights) load into the float32 model: compare shapes alone for them.
-    found = {
-        name: ("F32" if dtype in ("F16", "BF16") else dtype, shape)
-        for name, (dtype, shape) in runfiles.tensor_specs(file).items()
-    }
+    found = runfiles.tensor_specs(file)
+    if {dtype for dtype, _ in found.values()} == {"F16"}:
+        # Weights stored in float16 (--fp16-weights) load into the float32 model. Only a whole file:
+        # one 16-bit tensor among 32-bit ones is an edited file, refused below.
+        found = {name: ("F32", shape) for name, (_, shape) in found.items()}
 
     def explain() -> str | None:
         implied = implied_by_weights({name: shape for name, (_, shape) in found.items()})
