@@ -39,7 +39,7 @@ class NgramSummary:
 
 def keyboard_files_mb(run: Path) -> float:
     """Size of what the keyboard loads from a run: weights, tokenizer, configs and the n-gram if any."""
-    names = ("model.safetensors", "tokenizer.json", "config.json", NGRAM_FILE)
+    names = ("model.safetensors", "tokenizer.json", "config.json", "train_config.json", NGRAM_FILE)
     return sum((run / n).stat().st_size for n in names if (run / n).is_file()) / 1e6
 
 
