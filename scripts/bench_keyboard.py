@@ -189,9 +189,7 @@ def measure(
     combo = score(lambda t, k: [c.word for c in combo_completer.suggest(t, k)], lines, latency_lines)
     combo["model_mb"] = keyboard_files_mb(run)
     alone = score(lambda t, k: [c.word for c in alone_completer.suggest(t, k)], lines, latency_lines)
-    alone["model_mb"] = (
-        sum((run / n).stat().st_size for n in ("model.safetensors", "tokenizer.json", "config.json")) / 1e6
-    )
+    alone["model_mb"] = combo["model_mb"] - (run / NGRAM_FILE).stat().st_size / 1e6  # all but the n-gram
     run_ngram = load_ngram(run, lm.tokenizer)
     own = score(NgramSuggester(run_ngram), lines, latency_lines)
     own.update(model_mb=(run / NGRAM_FILE).stat().st_size / 1e6, order=run_ngram.order)
