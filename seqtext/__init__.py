@@ -15,7 +15,7 @@ _API = {
     "Loaded": "seqtext.checkpoint",
     "LMConfig": "seqtext.config",
     "TrainConfig": "seqtext.config",
-    "train_lm": "seqtext.lm.training",
+    "train_lm": "seqtext.pipeline",
     "TrainEvent": "seqtext.train",
     "TrainResult": "seqtext.train",
     "generate": "seqtext.lm.generation",

@@ -7,6 +7,7 @@ intact. Everything read back is untrusted and checked by `seqtext.runfiles` befo
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,25 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
         "model": to_dict(model.config),
     }
     write_json(out_dir / "config.json", header)  # no timestamps: identical runs → identical files
+
+
+def save_weights_fp16(out_dir: Path, model: nn.Module) -> None:
+    """Rewrite model.safetensors in float16: half the size on disk; loading casts back to float32."""
+    half = copy.deepcopy(model).half()
+    with replacing(out_dir / "model.safetensors") as tmp:
+        save_model(half, str(tmp))  # save_model: tied weights are shared tensors
+
+
+def save_tensors(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write a further safetensors file into a run (the keyboard's n-gram), with its JSON header as metadata."""
+    with replacing(out_dir / name) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+
+
+def update_model_config(out_dir: Path, config: Any) -> None:
+    """Rewrite the model config of a finished run's config.json (a value chosen after training)."""
+    header = read_header(out_dir)
+    write_json(out_dir / "config.json", {**header, "model": to_dict(config)})
 
 
 def save_tokenizer(out_dir: Path, tokenizer: Tokenizer) -> None:
@@ -258,6 +278,10 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
     meta model, before any memory is allocated."""
     file = runfiles.run_file(path, "model.safetensors")
     found = runfiles.tensor_specs(file)
+    if {dtype for dtype, _ in found.values()} == {"F16"}:
+        # Weights stored in float16 (--fp16-weights) load into the float32 model. Only a whole file:
+        # one 16-bit tensor among 32-bit ones is an edited file, refused below.
+        found = {name: ("F32", shape) for name, (_, shape) in found.items()}
 
     def explain() -> str | None:
         implied = implied_by_weights({name: shape for name, (_, shape) in found.items()})

@@ -33,6 +33,8 @@ MAX_VOCAB = 10_000_000
 MAX_WINDOW = 1_000_000  # --bptt, --batch-size
 MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext multiplies them)
 MAX_JSON_BYTES = 16 << 20  # a config or state file is a few KB
+MAX_NGRAM_ORDER = 9
+KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
 
 
 def _check_positive(flag: str, value: float) -> None:
@@ -56,6 +58,9 @@ def _check_recurrent_stack(config: Any) -> None:
 class LMConfig:
     """Architecture of a next-token language model; stored under "model" in config.json."""
 
+    # Fields added after runs were first saved: files written before lack them, and their defaults apply.
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights"})
+
     level: Level = "char"
     cell: Cell = "lstm"
     embed_dim: int = 64
@@ -66,9 +71,17 @@ class LMConfig:
     max_vocab: int = 20_000  # word level only; char level keeps every character seen
     sample_by: SampleBy = "auto"  # resolved to line or stream by training; decides how text is read
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
+    # The keyboard's n-gram share in its linear mix with this model, one per order of the longest context
+    # the n-gram knows (1 … its order), chosen on the validation text when training builds the n-gram
+    # (--ngram); empty when the run has none. Derived, never set by hand.
+    ngram_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _check_recurrent_stack(self)
+        if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
+            raise field_error(
+                "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +89,9 @@ class TrainConfig:
     """How a run is trained; stored in train_config.json. Paths are kept as given by the user."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"log_gradients"})
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
+        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights"}
+    )
 
     data: str = ""
     out: str = "runs/lm"
@@ -97,6 +112,10 @@ class TrainConfig:
     precision: Precision = "auto"
     device: Device = "auto"
     seed: int = 0
+    ngram: bool = False  # after training, build the keyboard's word n-gram and choose its mixing weight
+    ngram_order: int = 4
+    ngram_mb: float | None = None  # the n-gram's size budget; None: what keeps the keyboard within KEYBOARD_MB
+    fp16_weights: bool = False  # store the final weights in float16 (half the size; computed in float32)
 
     @property
     def epoch_limit(self) -> int:
@@ -117,6 +136,9 @@ class TrainConfig:
         for name in ("patience", "eval_every", "weight_decay", "clip"):  # --clip 0: no clipping
             check_range(name, getattr(self, name), 0)
         check_range("seed", self.seed, 0, MAX_SEED)
+        check_range("ngram_order", self.ngram_order, 1, MAX_NGRAM_ORDER)
+        if self.ngram_mb is not None:
+            _check_positive("--ngram-mb", self.ngram_mb)
         if not 0.0 < self.valid_fraction < 1.0:
             raise field_error("valid_fraction", f"must be in (0, 1) (got {self.valid_fraction})")
         if not 0.0 <= self.teacher_forcing <= 1.0:
@@ -189,6 +211,10 @@ class ClassifierTrainConfig(TrainConfig):
         # Inherited language-model options: refuse them rather than silently ignore them.
         if self.teacher_forcing != 1.0 or self.bptt != TrainConfig.bptt:
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
+        if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None:
+            raise ConfigError("ngram, ngram_order and ngram_mb build a keyboard's n-gram; a classifier has none")
+        if self.fp16_weights:
+            raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")
         if not 0.0 <= self.word_dropout < 1.0:
             raise field_error("word_dropout", f"must be in [0, 1) (got {self.word_dropout})")
 
@@ -213,6 +239,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "lr": 3e-3,
         "epochs": 30,
+        "ngram": True,
+        "ngram_order": 4,
+        "fp16_weights": True,
     },
 }
 

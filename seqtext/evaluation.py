@@ -25,9 +25,11 @@ def evaluate(
     label_column: str | None = None,
     keyboard: bool = False,
     k: int = 3,
+    ngram: bool = True,
 ) -> LMMetrics | ClassifierMetrics:
     """Evaluate a run on a data file: loss, perplexity, bits per character, tokens, characters;
-    with keyboard=True also the keyboard figures (keystroke savings, next-word top-1/top-k, latency).
+    with keyboard=True also the keyboard figures (keystroke savings, next-word top-1/top-k, latency), of the
+    mix with the run's n-gram when it has one (ngram=False: the recurrent model alone).
     A classifier run gets accuracy, macro-F1, per-class figures, the confusion matrix, binary accuracy."""
     loaded = source if isinstance(source, Loaded) else load(source)
     if loaded.kind == "classifier" and not keyboard:
@@ -36,7 +38,7 @@ def evaluate(
     texts = read_texts(data, text_column)
     metrics = evaluate_lm(lm, texts)
     if keyboard:
-        completer = Completer(lm)
+        completer = Completer(lm, ngram=ngram)
         suggest = lambda typed, n: [c.word for c in completer.suggest(typed, n)]  # noqa: E731
         metrics = replace(metrics, keyboard=simulate_typing(suggest, [ln for t in texts for ln in t.split("\n")], k))
     return metrics

@@ -35,7 +35,15 @@ T = TypeVar("T")
 FIX = "restore it from a copy of the run, or train the run again"
 MAX_TOKENIZER_BYTES = 1 << 30
 Spec = tuple[str, tuple[int, ...]]  # safetensors dtype ("F32") and shape
-DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.int64: "I64"}
+DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.uint8: "U8",
+}
 
 
 def problem(file: Path, what: str, fix: str = FIX) -> CheckpointError:
@@ -104,6 +112,17 @@ def tensor_specs(path: Path) -> dict[str, Spec]:
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
     except Exception as exc:  # SafetensorError for a truncated, foreign or hand-written file
+        raise problem(path, f"not a complete safetensors file ({str(exc).splitlines()[0]})") from None
+
+
+def tensor_metadata(path: Path) -> dict[str, str]:
+    """The metadata (string to string) of a safetensors file's header; {} when it has none."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
+    except Exception as exc:
         raise problem(path, f"not a complete safetensors file ({str(exc).splitlines()[0]})") from None
 
 

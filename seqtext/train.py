@@ -55,6 +55,7 @@ class TrainResult:
     device: str
     tokens_per_s: float
     seconds: float
+    extras: dict[str, Any] = field(default_factory=dict)  # what was built after training (the keyboard's n-gram)
 
 
 class Task(Protocol):

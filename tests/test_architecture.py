@@ -44,7 +44,7 @@ CORE = {
     "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
-FACADE = {"evaluation"}  # public functions that span the areas (evaluate() dispatches on a run's kind)
+FACADE = {"evaluation", "pipeline"}  # public functions that span the areas (evaluate(), train_lm() with its n-gram)
 EDGE = {
     "cli",
     "serve",

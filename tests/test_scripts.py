@@ -97,3 +97,24 @@ def test_bench_distributed_smoke():
     one, two = report["one_process"], report["processes"]
     assert (one["processes"], one["threads_per_process"], two["processes"], two["threads_per_process"]) == (1, 2, 2, 1)
     assert two["batch_size_per_process"] == 4 and one["tokens_per_s"] > 0 and two["tokens_per_s"] > 0
+
+
+def test_keyboard_diagnosis_names_the_causes(monkeypatch):
+    from collections import Counter
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from keyboard_diagnosis import cause_of, nearly_repeats, repeat_index
+
+    index = repeat_index(["Voy al parque con mi perro."])
+    assert nearly_repeats("Voy al parque con mi gato.", index)  # one word replaced
+    assert nearly_repeats("voy al parque con mi perro", index)  # case and punctuation aside
+    assert not nearly_repeats("Voy a la playa con mi gato.", index)
+    known, counts = {"Voy", "al", "parque", "Mary", "come", "y", "bien"}, Counter({"parque": 9, "come": 2, "bien": 9})
+    line = "¿Voy al parque, bien y Mary come"
+    assert cause_of(line, 1, "Voy", known, counts, False) == "first_word"
+    assert cause_of(line, line.index("parque"), "parque", known, counts, False) == "other"
+    assert cause_of(line, line.index("bien"), "bien", known, counts, False) == "after_punctuation"
+    assert cause_of(line, line.index("Mary"), "Mary", known, counts, False) == "name"
+    assert cause_of(line, line.index("come"), "come", known, counts, False) == "rare"
+    assert cause_of(line, line.index("parque"), "parque", known, counts, True) == "near_repeat"
+    assert cause_of(line, line.index("parque"), "parquecito", known, counts, True) == "oov"

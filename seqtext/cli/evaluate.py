@@ -25,6 +25,9 @@ def evaluate_cmd(
         bool, typer.Option(help="Also simulate a typist: keystroke savings, next-word top-1/top-k, latency")
     ] = False,
     k: Annotated[int, typer.Option("--k", min=1, help="Suggestions shown to the simulated typist")] = 3,
+    ngram: Annotated[
+        bool, typer.Option(help="--keyboard: mix in the run's n-gram when it has one (--no-ngram: the model alone)")
+    ] = True,
 ) -> None:
     """Report a language model's loss, perplexity and bits per character, or a classifier's accuracy."""
     import seqtext
@@ -40,7 +43,7 @@ def evaluate_cmd(
         fail(f"--plot draws a classifier's confusion matrix; {run} is a language model run (drop --plot)")
     with err.status("typing every line as the simulated typist…" if keyboard else "evaluating…"):
         metrics = seqtext.evaluate(
-            loaded, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k
+            loaded, data, text_column=text_column, label_column=label_column, keyboard=keyboard, k=k, ngram=ngram
         )
     if isinstance(metrics, seqtext.ClassifierMetrics):
         show_classifier_metrics(metrics, f"{run} on {data}", as_json=as_json, plot=plot)

@@ -101,12 +101,15 @@ def complete_cmd(
     text: Annotated[str | None, typer.Option(help="Text typed so far: print its suggestions once and exit")] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many suggestions")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {word, prob} per line")] = False,
+    ngram: Annotated[
+        bool, typer.Option(help="Mix in the run's n-gram when it has one (--no-ngram: the recurrent model alone)")
+    ] = True,
 ) -> None:
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
     from seqtext.keyboard.completion import Completer
     from seqtext.textfiles import STDIN, standard_input, text_lines
 
-    completer = Completer(run)
+    completer = Completer(run, ngram=ngram)
     if text is not None:
         print(render(completer.suggest(text, k), as_json))
     elif sys.stdin is not None and sys.stdin.isatty():

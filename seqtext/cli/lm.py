@@ -108,6 +108,25 @@ def train_lm_cmd(
     ] = Precision.auto,
     device: Annotated[Device, typer.Option(help="Where to train")] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = 0,
+    ngram: Annotated[
+        bool,
+        typer.Option(
+            help="Word level: after training, build the keyboard's Kneser-Ney n-gram of the same text and choose "
+            "its mixing weight on the validation text [default: on with --preset keyboard]"
+        ),
+    ] = False,
+    ngram_order: Annotated[int, typer.Option(min=1, max=9, help="Order of the keyboard's n-gram")] = 4,
+    ngram_mb: Annotated[
+        float | None,
+        typer.Option(help="Size budget of the n-gram on disk [default: what keeps the keyboard within 20 MB]"),
+    ] = None,
+    fp16_weights: Annotated[
+        bool,
+        typer.Option(
+            help="Store the final weights in float16: half the size on disk, computed in float32 "
+            "[default: on with --preset keyboard]"
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
     plot: Annotated[
         bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
@@ -148,6 +167,10 @@ def train_lm_cmd(
         precision=precision.value,
         device=device.value,
         seed=seed,
+        ngram=ngram,
+        ngram_order=ngram_order,
+        ngram_mb=ngram_mb,
+        fp16_weights=fp16_weights,
     )
     if preset is not None and not resume:  # a resumed run keeps the values it started with
         model_config, train_config = with_preset(preset.value, model_config, train_config, explicit(ctx))
@@ -167,6 +190,13 @@ def train_lm_cmd(
         f"({result.steps:,} steps, stopped by {result.stopped_by}, {result.tokens_per_s:,.0f} tok/s, "
         f"{result.precision})"
     )
+    if "ngram" in result.extras:
+        built = result.extras["ngram"]
+        err.print(
+            f"[green]n-gram[/] order {built['order']}, {built['mb']:.1f} MB, mixed with weights "
+            f"{', '.join(f'{w:.2f}' for w in built['weights'])} by the longest context it knows "
+            f"(chosen on {built['valid_words']:,} validation words)"
+        )
 
 
 @app.command("generate")

@@ -6,6 +6,8 @@ characters, specs/completion-metrics.md) that replaces the partial word at the e
 - Word models: the next-word distribution after the committed words, restricted to the vocabulary
   words that start with the typed prefix: a sorted vocabulary and bisect, no scan. After a space the
   candidates are `▁`-marked tokens; at line start or after ¿ ¡ « ( they are the unmarked ones.
+- With the run's n-gram (ngram.safetensors), word models rank by its linear mix with the model's
+  distribution, over the union of both vocabularies (seqtext.keyboard.mixing: open vocabulary).
 - Character models: a small beam search over characters from the typed text to the next word
   boundary (space, punctuation or end of line), keeping the k most likely whole words.
 - As a Spanish typist expects: a prefix typed without accents or capitals also finds "niño" or
@@ -24,6 +26,7 @@ import re
 import unicodedata
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,9 @@ from torch import Tensor
 
 from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.errors import CheckpointError, ConfigError
+from seqtext.keyboard.mixing import Mixer
+from seqtext.keyboard.ngram import NgramModel
+from seqtext.keyboard.ngramfile import load_ngram
 from seqtext.models import State, select_state
 from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
 
@@ -42,7 +48,8 @@ INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as i
 
 @dataclass(frozen=True)
 class Completion:
-    """One suggestion: the whole word, and the model's probability that it is the next word.
+    """One suggestion: the whole word, and the probability that it is the next word (the model's, or
+    its mix with the run's n-gram).
 
     Suggestions are ranked by probability, except that a word found only by ignoring accents or
     case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
@@ -113,10 +120,20 @@ class _Read:
 class Completer:
     """Suggestions from one language model, remembering the RNN state of recently read text.
 
-    Reuse one Completer while someone types: each call then costs O(1) model steps.
+    Reuse one Completer while someone types: each call then costs O(1) model steps. A word-level
+    run with an n-gram (ngram.safetensors) ranks by the mix of both (seqtext.keyboard.mixing), which
+    also offers the n-gram's words outside the model's vocabulary; ngram=False uses the model alone.
     """
 
-    def __init__(self, source: Loaded | str | Path, *, cache_size: int = 64, beam: int = 8, max_chars: int = 24):
+    def __init__(
+        self,
+        source: Loaded | str | Path,
+        *,
+        ngram: bool = True,
+        cache_size: int = 64,
+        beam: int = 8,
+        max_chars: int = 24,
+    ):
         self.lm = as_loaded(source, "lm", "complete")
         self.word_level = self.lm.config.level == "word"
         self.stream = self.lm.config.sample_by == "stream"
@@ -139,6 +156,23 @@ class Completer:
             self.ends = torch.tensor(sorted(ends), dtype=torch.long)  # what ends a word: space, punctuation, <eos>
         self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
         self._cache: OrderedDict[str, _Read] = OrderedDict()
+        self.mixer: Mixer | None = None
+        if self.word_level and ngram and self.lm.config.ngram_weights:
+            found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
+            if found is not None:
+                self.use_ngram(found, self.lm.config.ngram_weights)
+
+    def use_ngram(self, model: NgramModel, weights: Sequence[float]) -> None:
+        """Rank by the mix with this n-gram (weights: its share by the longest context it knows)."""
+        if len(weights) != model.order:
+            raise CheckpointError(
+                f"{self.lm.path / 'config.json'}: ngram_weights has {len(weights)} values but the n-gram is of "
+                f"order {model.order}; train the run again, or use --no-ngram"
+            )
+        self.mixer = Mixer(self.vocab, model, weights)
+        exact = _Index([(w, w, i) for i, w in enumerate(self.mixer.words)])
+        folded = _Index([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
+        self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
 
     @torch.inference_mode()
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
@@ -154,6 +188,8 @@ class Completer:
         context = typed[: len(typed) - len(partial)]
         marked = context.endswith(" ")  # the next word's token carries the space mark
         probs = self._read(context[:-1] if marked else context).dist
+        if self.mixer is not None:
+            probs = self.mixer.mix(probs, context, marked)  # (U,) over the union vocabulary
         return self._restrict(probs, partial, marked, k)
 
     def _restrict(self, probs: Tensor, partial: str, marked: bool, k: int) -> list[Completion]:
@@ -245,26 +281,27 @@ class Completer:
         return _Read(state, logits.softmax(-1) if self.word_level else logits.log_softmax(-1))
 
 
-_COMPLETERS: dict[int, tuple[Loaded, Completer]] = {}  # the last few Loaded given to complete()
+_COMPLETERS: dict[tuple[int, bool], tuple[Loaded, Completer]] = {}  # the last few Loaded given to complete()
 
 
-def completer_for(source: Loaded | str | Path) -> Completer:
+def completer_for(source: Loaded | str | Path, *, ngram: bool = True) -> Completer:
     """A Completer for a loaded model, reused across calls with the same Loaded (its cache stays warm)."""
     if not isinstance(source, Loaded):
-        return Completer(source)
-    known = _COMPLETERS.get(id(source))
+        return Completer(source, ngram=ngram)
+    known = _COMPLETERS.get((id(source), ngram))
     if known is None or known[0] is not source:
-        known = (source, Completer(source))
-        _COMPLETERS[id(source)] = known
+        known = (source, Completer(source, ngram=ngram))
+        _COMPLETERS[(id(source), ngram)] = known
         while len(_COMPLETERS) > 4:
             _COMPLETERS.pop(next(iter(_COMPLETERS)))
     return known[1]
 
 
-def complete(source: Loaded | str | Path, typed: str, k: int = 3) -> list[Completion]:
+def complete(source: Loaded | str | Path, typed: str, k: int = 3, *, ngram: bool = True) -> list[Completion]:
     """Up to k whole-word suggestions for the word being typed, best first (`.word`, `.prob`).
 
     Pass a `seqtext.load(...)` result when calling per keystroke: its Completer and state cache are
     kept between calls, so each keystroke costs O(1). A path loads the model on every call.
+    ngram=False ranks by the recurrent model alone, even when the run has an n-gram.
     """
-    return completer_for(source).suggest(typed, k)
+    return completer_for(source, ngram=ngram).suggest(typed, k)

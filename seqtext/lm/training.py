@@ -115,6 +115,16 @@ class LMTask:
         self.state = state_from_tensors(parts) if parts else None
 
 
+def lm_texts(model_config: LMConfig, train_config: TrainConfig) -> tuple[list[str], list[str], bool]:
+    """The training and validation texts of a run (--valid, or the seeded split), and whether it is a stream."""
+    texts = read_texts(train_config.data, train_config.text_column)
+    stream = model_config.sample_by == "stream" or (model_config.sample_by == "auto" and not looks_like_lines(texts))
+    if train_config.valid:
+        return texts, read_texts(train_config.valid, train_config.text_column), stream
+    train_texts, valid_texts = split_texts(texts, train_config.valid_fraction, stream=stream, seed=train_config.seed)
+    return train_texts, valid_texts, stream
+
+
 @writes_run
 def train_lm(
     model_config: LMConfig,
@@ -129,14 +139,7 @@ def train_lm(
     seed_everything(train_config.seed)
     device = pick_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
-    texts = read_texts(train_config.data, train_config.text_column)
-    stream = model_config.sample_by == "stream" or (model_config.sample_by == "auto" and not looks_like_lines(texts))
-    if train_config.valid:
-        train_texts, valid_texts = texts, read_texts(train_config.valid, train_config.text_column)
-    else:
-        train_texts, valid_texts = split_texts(
-            texts, train_config.valid_fraction, stream=stream, seed=train_config.seed
-        )
+    train_texts, valid_texts, stream = lm_texts(model_config, train_config)
     if resume:
         tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
     else:
