@@ -53,8 +53,9 @@ def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, outp
 
     def accept(buffer: Buffer, index: int) -> None:
         if index < len(shown):
+            word = shown[index]  # before the deletion below: it refreshes `shown` for the shorter text
             buffer.delete_before_cursor(len(partial_word(buffer.document.text_before_cursor)))
-            buffer.insert_text(shown[index] + " ")
+            buffer.insert_text(word + " ")
 
     def bar() -> list[tuple[str, str]]:
         if not shown:
