@@ -1,6 +1,7 @@
 """Keyboard benchmark: the `--preset keyboard` language model against interpolated Kneser-Ney n-grams.
 
     python scripts/bench_keyboard.py [--max-time 15m] [--model RUN] [--lines N] [--threads T] [--smoke]
+    python scripts/bench_keyboard.py --personal [--run RUN] [--smoke]   (scripts/keyboard_personal.py)
 
 Trains `seqtext train lm ../shared/data/spanish/tatoeba_es_train.txt --preset keyboard --valid
 ../shared/data/spanish/tatoeba_es_valid.txt --max-time 15m --out runs/bench-keyboard` (or takes an
@@ -178,7 +179,12 @@ def train_model(train: Path, valid: Path, out: Path, seconds: float, smoke: bool
 
 
 def main() -> None:
+    if "--personal" in sys.argv[1:]:  # issue 15's part: personal gain and latency under load
+        import keyboard_personal
+
+        return keyboard_personal.main([a for a in sys.argv[1:] if a != "--personal"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--personal", action="store_true", help="learning its user and latency under load instead")
     parser.add_argument("--max-time", default="15m", help="training budget for the preset (default 15m)")
     parser.add_argument("--model", type=Path, help="evaluate this run instead of training one")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-keyboard"), help="where to train the model")
