@@ -133,12 +133,12 @@ def test_the_default_place_is_the_users_data_directory(monkeypatch, tmp_path):
 def test_many_words_are_pruned_to_the_budget(monkeypatch):
     import seqtext.keyboard.personal as personal
 
-    monkeypatch.setattr(personal, "MAX_WORDS", 5)
-    monkeypatch.setattr(personal, "MAX_PAIRS", 4)
+    monkeypatch.setattr(personal, "MAX_WORDS", 10)
+    monkeypatch.setattr(personal, "MAX_PAIRS", 10)
     model = PersonalModel()
-    model.learn("uno dos tres cuatro cinco seis siete\nuno uno dos", save=False)
-    assert len(model.words) == 5 and model.words["uno"] == 3
-    assert sum(map(len, model.follows.values())) <= 4
+    model.learn("uno dos tres cuatro cinco seis siete ocho nueve diez once\nuno uno dos", save=False)
+    assert len(model.words) == 9 and model.words["uno"] == 3 and model.words["dos"] == 2
+    assert sum(map(len, model.follows.values())) <= 9
     assert [w for w, _ in model.candidates("", "u", 3)] == ["uno"]
 
 

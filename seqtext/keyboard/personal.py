@@ -137,7 +137,8 @@ class PersonalModel:
         for line in unicodedata.normalize("NFC", text).splitlines():
             for previous, word in words_with_context(line):
                 if word not in self.words:
-                    insort(self._keys, (_fold(word), word))
+                    self._folded[word] = _fold(word)
+                    insort(self._keys, (self._folded[word], word))
                 self.words[word] += 1
                 self.follows.setdefault(previous, Counter())[word] += 1
                 self._update_best(word)
@@ -147,23 +148,25 @@ class PersonalModel:
             self.save()
 
     def _prune(self) -> None:
-        """Keep the MAX_WORDS most frequent words and MAX_PAIRS most frequent pairs among them."""
-        kept = dict(heapq.nlargest(MAX_WORDS, self.words.items(), key=lambda item: (item[1], item[0])))
+        """Keep the most frequent words and pairs, 9/10 of the budget (so pruning is rare, not every line)."""
+        words, pairs_kept = MAX_WORDS * 9 // 10, MAX_PAIRS * 9 // 10
+        kept = dict(heapq.nlargest(words, self.words.items(), key=lambda item: (item[1], item[0])))
         pairs = [(c, h, w) for h, f in self.follows.items() for w, c in f.items() if w in kept]
         self.words, self.follows = Counter(kept), {}
-        for c, h, w in heapq.nlargest(MAX_PAIRS, pairs):
+        for c, h, w in heapq.nlargest(pairs_kept, pairs):
             self.follows.setdefault(h, Counter())[w] = c
         self._reindex()
 
     def _reindex(self) -> None:
-        self._keys = sorted((_fold(w), w) for w in self.words)  # (folded, word): a prefix is one bisect range
+        self._folded = {w: _fold(w) for w in self.words}  # folded once, not on every keystroke
+        self._keys = sorted((key, w) for w, key in self._folded.items())  # a folded prefix is one bisect range
         self._total = sum(self.words.values())
         self._best: dict[str, list[str]] = {}  # folded prefix → its most frequent words (filled on demand)
 
     def _update_best(self, word: str) -> None:
         """Keep the cached per-prefix top lists right after one more count of `word` (no rescan)."""
         self._total += 1
-        key = _fold(word)
+        key = self._folded[word]
         for i in range(len(key) + 1):
             best = self._best.get(key[:i])
             if best is None:
@@ -194,7 +197,7 @@ class PersonalModel:
         key = _fold(partial)
         found = set(self._most_frequent(key))
         for word in self.follows.get(previous, {}):
-            if _fold(word).startswith(key):
+            if self._folded[word].startswith(key):
                 found.add(word)
         found.discard(partial)  # what is already typed is no suggestion
         scored = [(word, self.prob(word, previous)) for word in found]
