@@ -172,3 +172,15 @@ def test_the_prompt_refuses_damaged_user_data_before_typing(word_run, tmp_path):
     terminal = Terminal(word_run, "--user-data", data)
     assert terminal.close() == 1
     assert data.read_text(encoding="utf-8") == "{oops"
+
+
+def test_learning_is_on_by_default_only_at_the_terminal():
+    from seqtext.cli.keyboard import learning_mode
+    from seqtext.errors import ConfigError
+
+    assert learning_mode(None, False, at_terminal=True) is True
+    assert learning_mode(False, False, at_terminal=True) is False
+    assert learning_mode(None, False, at_terminal=False) is False
+    assert learning_mode(True, True, at_terminal=False) is True
+    with pytest.raises(ConfigError, match="at the terminal a line is learned when Enter ends it"):
+        learning_mode(None, True, at_terminal=True)
