@@ -233,10 +233,12 @@ def write_rows(report: dict, args: argparse.Namespace) -> None:
             f"{figures['busy']['p99']:.2f}"
         )
 
-    load = lat["after"]["load_average_before"]
+    def load(engine: str) -> str:
+        return f"load average {lat[engine]['load_average_before']:.1f} before"
+
     rows = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine}, load average {load:.1f} before | "
-        f"before: torch's pool | {cell(lat['before'])} |\n|  |  |  | after: one thread | {cell(lat['after'])} |"
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | before: torch's pool ({load('before')}) | "
+        f"{cell(lat['before'])} |\n|  |  |  | after: one thread ({load('after')}) | {cell(lat['after'])} |"
     )
     append_row(
         "bench_keyboard_latency_under_load",
