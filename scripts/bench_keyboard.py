@@ -2,6 +2,7 @@
 against unpruned interpolated Kneser-Ney n-grams of the same text.
 
     python scripts/bench_keyboard.py [--max-time 15m] [--model RUN] [--lines N] [--threads T] [--smoke]
+    python scripts/bench_keyboard.py --personal [--run RUN] [--smoke]   (scripts/keyboard_personal.py)
 
 Trains `seqtext train lm ../shared/data/spanish/tatoeba_es_train.txt --preset keyboard --valid
 ../shared/data/spanish/tatoeba_es_valid.txt --max-time 15m --out runs/bench-keyboard` (which also
@@ -134,7 +135,12 @@ def targets(combo: dict, best: dict) -> dict:
 
 
 def main() -> None:
+    if "--personal" in sys.argv[1:]:  # issue 15's part: personal gain and latency under load
+        import keyboard_personal
+
+        return keyboard_personal.main([a for a in sys.argv[1:] if a != "--personal"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--personal", action="store_true", help="learning its user and latency under load instead")
     parser.add_argument("--max-time", default="15m", help="training budget for the preset (default 15m)")
     parser.add_argument("--model", type=Path, help="evaluate this run instead of training one")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-keyboard"), help="where to train the model")

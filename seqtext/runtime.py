@@ -79,6 +79,25 @@ def seed_everything(seed: int) -> None:
 
 
 @contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` intra-op threads, then restore the caller's setting (None: leave it).
+
+    Single-row inference (one keystroke, one sampled token) is too small to share among threads, and a
+    parallel region waits for its slowest thread: when another process holds one of the cores, every
+    step waits for a time slice of the scheduler (tens of ms at p99). One thread never waits for another.
+    """
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Switch off dropout for the block, then restore the previous mode."""
     was_training = model.training

@@ -36,6 +36,7 @@ needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs .
 @pytest.fixture(autouse=True)
 def _hermetic(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf"))  # never the user's cache
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data"))  # nor what they typed
     torch.set_num_threads(1)  # faster for tiny models, and stable numerics
 
 

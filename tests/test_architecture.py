@@ -59,6 +59,7 @@ OWNERS = {
     "datasets": {"data"},
     "safetensors": {"checkpoint", "runfiles"},
     "filelock": {"files"},  # the run lock
+    "platformdirs": {"keyboard"},  # the personal model's default place: the user's data directory
     "fastapi": {"serve"},
     "starlette": {"serve"},
     "pydantic": {"serve"},

@@ -23,6 +23,23 @@ def test_benchmark_smoke(script):
     assert report["benchmark"] == script.removesuffix(".py")
 
 
+@needs_shared_data
+def test_personal_keyboard_benchmark_smoke():
+    """bench_keyboard.py --personal (scripts/keyboard_personal.py): the gain of learning and latency under load."""
+    command = [sys.executable, str(ROOT / "scripts" / "bench_keyboard.py"), "--personal", "--smoke"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["benchmark"] == "bench_keyboard_personal"
+    personal = report["personal"]
+    assert set(personal["by_weight"]) == {"0.1", "0.3"} and personal["chosen_weight"] in (0.1, 0.3)
+    for figures in personal["by_weight"].values():
+        assert figures["learned_words"] > 0 and 0 <= figures["quijote_second"]["ksr"] < 1
+    for engine in ("before", "after"):
+        for load in ("idle", "busy"):
+            assert report["latency"][engine][load]["calls"] > 0 and report["latency"][engine][load]["p99"] > 0
+
+
 def test_benchmark_rows_go_under_their_own_table(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     from benchmarks_md import append_row

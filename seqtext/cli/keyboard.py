@@ -53,8 +53,9 @@ def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, outp
 
     def accept(buffer: Buffer, index: int) -> None:
         if index < len(shown):
+            word = shown[index]  # before the deletion below: it refreshes `shown` for the shorter text
             buffer.delete_before_cursor(len(partial_word(buffer.document.text_before_cursor)))
-            buffer.insert_text(shown[index] + " ")
+            buffer.insert_text(word + " ")
 
     def bar() -> list[tuple[str, str]]:
         if not shown:
@@ -83,15 +84,35 @@ def keyboard_app(suggest: Callable[[str], list[str]], *, input: Any = None, outp
     return Application(layout=Layout(layout), key_bindings=keys, style=style, input=input, output=output)
 
 
-def interactive(suggest: Callable[[str], list[str]]) -> None:
-    """Type line after line until Ctrl-D or Ctrl-C; finished lines go to stdout when it is redirected."""
+def interactive(suggest: Callable[[str], list[str]], finished: Callable[[str], None] | None = None) -> None:
+    """Type line after line until Ctrl-D or Ctrl-C; finished lines go to stdout when it is redirected,
+    and to `finished` (learning) when Enter ends them."""
     from prompt_toolkit.output import create_output
 
     err.print(KEYS_HELP, highlight=False)
     output = create_output(always_prefer_tty=True)  # draw on the terminal even when stdout is a file
     while (line := keyboard_app(suggest, output=output).run()) is not None:
+        if finished is not None:
+            finished(line)
         if not sys.stdout.isatty():
             print(line, flush=True)
+
+
+def learning_mode(learn: bool | None, learn_lines: bool, at_terminal: bool) -> bool:
+    """Whether to learn: on by default at the terminal; from a pipe or --text only with --learn --learn-lines."""
+    from seqtext.errors import ConfigError
+
+    if at_terminal:
+        if learn_lines:
+            raise ConfigError("--learn-lines is for piped input; at the terminal a line is learned when Enter ends it")
+        return learn is not False
+    if learn and not learn_lines:
+        raise ConfigError(
+            "--learn: piped lines (and --text) are queries, not finished text; add --learn-lines to learn each one"
+        )
+    if learn_lines and not learn:
+        raise ConfigError("--learn-lines learns each input line only with --learn: add --learn")
+    return bool(learn)
 
 
 @app.command("complete")
@@ -104,16 +125,46 @@ def complete_cmd(
     ngram: Annotated[
         bool, typer.Option(help="Mix in the run's n-gram when it has one (--no-ngram: the recurrent model alone)")
     ] = True,
+    learn: Annotated[
+        bool | None,
+        typer.Option(
+            "--learn/--no-learn",
+            help="Learn what you type into your personal data (default: on at the terminal, off from a pipe)",
+        ),
+    ] = None,
+    learn_lines: Annotated[
+        bool, typer.Option("--learn-lines", help="With --learn from a pipe: learn each input line as finished text")
+    ] = False,
+    forget: Annotated[
+        bool, typer.Option("--forget", help="Forget everything learned (remove the user data) first")
+    ] = False,
+    user_data: Annotated[
+        Path | None,
+        typer.Option(help="Your personal data, a JSON file (default: personal.json in your data directory)"),
+    ] = None,
 ) -> None:
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
     from seqtext.keyboard.completion import Completer
+    from seqtext.keyboard.personal import default_user_data, forget_file
     from seqtext.textfiles import STDIN, standard_input, text_lines
 
-    completer = Completer(run, ngram=ngram)
-    if text is not None:
-        print(render(completer.suggest(text, k), as_json))
-    elif sys.stdin is not None and sys.stdin.isatty():
-        interactive(lambda typed: [s.word for s in completer.suggest(typed, k)])
-    else:
-        for line in text_lines(standard_input(), STDIN):
+    at_terminal = text is None and sys.stdin is not None and sys.stdin.isatty()
+    learning = learning_mode(learn, learn_lines, at_terminal)
+    user_data = user_data or default_user_data()
+    if forget:
+        forget_file(user_data)
+        err.print(f"Forgot everything learned: removed {user_data}", highlight=False, soft_wrap=True)
+    completer = Completer(run, ngram=ngram, user_data=user_data)
+    if learning:
+        completer.personal.check_writable()  # before any typing, not after it
+    if at_terminal:
+        interactive(lambda typed: [s.word for s in completer.suggest(typed, k)], completer.learn if learning else None)
+        return
+    try:
+        for line in [text] if text is not None else text_lines(standard_input(), STDIN):
             print(render(completer.suggest(line, k), as_json), flush=True)
+            if learning:
+                completer.learn(line, save=False)  # one write at the end, not one per line
+    finally:
+        if learning:
+            completer.save()

@@ -38,7 +38,9 @@ from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
 from seqtext.keyboard.ngramfile import load_ngram
+from seqtext.keyboard.personal import PERSONAL_WEIGHT, SPARE, PersonalModel, mix
 from seqtext.models import State, select_state
+from seqtext.runtime import intra_op_threads
 from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
 
 WORD = re.compile(r"\w+")  # the spec's word: a maximal run of \w (Unicode letters, digits, _)
@@ -123,7 +125,12 @@ class Completer:
     Reuse one Completer while someone types: each call then costs O(1) model steps. A word-level
     run with an n-gram (ngram.safetensors) ranks by the mix of both (seqtext.keyboard.mixing), which
     also offers the n-gram's words outside the model's vocabulary; ngram=False uses the model alone.
+    `user_data` is the file of what its user typed (keyboard/personal.py): `learn(text)` adds to it,
+    `forget()` removes it; None learns in memory only. Its single-row steps run on one intra-op thread
+    (runtime.intra_op_threads), so a busy core elsewhere cannot stall a thread pool.
     """
+
+    threads: int | None = 1  # intra-op threads while suggesting; None keeps the caller's (the benchmark's "before")
 
     def __init__(
         self,
@@ -133,7 +140,13 @@ class Completer:
         cache_size: int = 64,
         beam: int = 8,
         max_chars: int = 24,
+        user_data: str | Path | None = None,
+        personal_weight: float = PERSONAL_WEIGHT,
     ):
+        if not 0 <= personal_weight <= 1:
+            raise ConfigError(f"personal_weight must be between 0 and 1 (got {personal_weight})")
+        self.personal = PersonalModel(Path(user_data) if user_data is not None else None)
+        self.personal_weight = personal_weight
         self.lm = as_loaded(source, "lm", "complete")
         self.word_level = self.lm.config.level == "word"
         self.stream = self.lm.config.sample_by == "stream"
@@ -154,7 +167,8 @@ class Completer:
             self.word_chars = [self.char_of[i] for i in self.word_ids.tolist()]
             ends = [i for tok, i in self.vocab.items() if i == EOS_ID or (i > EOS_ID and i not in self.char_of)]
             self.ends = torch.tensor(sorted(ends), dtype=torch.long)  # what ends a word: space, punctuation, <eos>
-        self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
+        with intra_op_threads(self.threads):
+            self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
         self._cache: OrderedDict[str, _Read] = OrderedDict()
         self.mixer: Mixer | None = None
         if self.word_level and ngram and self.lm.config.ngram_weights:
@@ -174,9 +188,44 @@ class Completer:
         folded = _Index([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
 
-    @torch.inference_mode()
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
-        """Up to k whole words for the word being typed at the end of `typed`, best first."""
+        """Up to k whole words for the word being typed at the end of `typed`, best first: the model's,
+        mixed with what its user typed (`learn`)."""
+        if k < 1:
+            raise ConfigError(f"--k must be at least 1 (got {k})")
+        typed = unicodedata.normalize("NFC", typed)
+        with intra_op_threads(self.threads):
+            ranked = self._suggest(typed, k + SPARE if self.personal else k)
+        return self._mix_personal(typed, ranked, k) if self.personal else ranked
+
+    # --- the personal model's hook: its scores join the model's here, and only here --------------------------------
+    def _mix_personal(self, typed: str, ranked: list[Completion], k: int) -> list[Completion]:
+        """p(w) = (1 − λ)·p_model(w) + λ·p_personal(w); a word found only by folding ranks at INEXACT_DISCOUNT."""
+        line = typed[typed.rfind("\n") + 1 :]
+        partial = partial_word(line)
+        model = [(c.word, 1.0 if c.word.startswith(partial) else INEXACT_DISCOUNT, c.prob) for c in ranked]
+        learned = [
+            (match_case(word, partial), 1.0 if word.startswith(partial) else INEXACT_DISCOUNT, p)
+            for word, p in self.personal.candidates(line[: len(line) - len(partial)], partial, k + SPARE)
+        ]
+        best = mix(model, [c for c in learned if c[0] != partial], self.personal_weight, k)
+        return [Completion(word, prob) for word, prob in best]
+
+    def learn(self, text: str, save: bool = True) -> None:
+        """Learn each line of `text` as finished text, and save the user data (save=False: later, by save())."""
+        self.personal.learn(text, save=save)
+
+    def save(self) -> None:
+        """Write what was learned to the user data file (atomically); without one, nothing to do."""
+        self.personal.save()
+
+    def forget(self) -> None:
+        """Forget everything learned from the user, and remove the user data file."""
+        self.personal.forget()
+
+    @torch.inference_mode()
+    def _suggest(self, typed: str, k: int = 3) -> list[Completion]:
+        """Up to k whole words for the word being typed at the end of `typed`, from the model alone."""
         if k < 1:
             raise ConfigError(f"--k must be at least 1 (got {k})")
         typed = unicodedata.normalize("NFC", typed)
