@@ -281,7 +281,7 @@ def _evaluate(
     score = metrics[name] if mode == "min" else -metrics[name]
     if score < c.best_score:
         c.best_score, c.best_step, c.best_metrics, c.bad_evals = score, c.step, metrics, 0
-        checkpoint.save(out, task.model, tokenizer, cfg)
+        checkpoint.save(out, getattr(task, "kept_model", task.model), tokenizer, cfg)  # a task may keep an average
         emit(TrainEvent("save", c.step, epochs, progress, metrics=metrics))
         return True
     c.bad_evals += 1

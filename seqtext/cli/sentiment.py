@@ -105,6 +105,23 @@ def train_classifier_cmd(
     init_from: Annotated[
         str | None, typer.Option(help="Start embedding and recurrent layers from this language-model run")
     ] = None,
+    ensemble: Annotated[
+        int, typer.Option(min=1, help="Train N members (seeds SEED…SEED+N-1) within --max-time; classify averages them")
+    ] = 1,
+    distill_from: Annotated[
+        str | None,
+        typer.Option(help="Also learn a classifier run's (an ensemble's) probabilities on the training texts"),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(help="With --distill-from: share of the loss on the teacher's probabilities")
+    ] = 0.5,
+    ema: Annotated[
+        float, typer.Option(help="Keep an exponential moving average of the weights with this decay (0.999); 0 off")
+    ] = 0.0,
+    ordinal_weight: Annotated[
+        float, typer.Option(help="Add W × |expected label - gold label| to the loss (the labels are ordered)")
+    ] = 0.0,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the validation split (default: --seed)")] = None,
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
     ] = False,

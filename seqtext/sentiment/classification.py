@@ -17,6 +17,7 @@ from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import ClassifierConfig
 from seqtext.errors import ConfigError
 from seqtext.runtime import autocast, eval_mode, resolve_precision
+from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad
 from seqtext.tokenizer import encode_batch
 
@@ -69,6 +70,19 @@ def predict_proba(
     return probs
 
 
+def average_proba(
+    clf: Loaded, ids: Sequence[Sequence[int]], *, precision: str = "fp32", batch_size: int = BATCH_SIZE
+) -> torch.Tensor:
+    """Label probabilities (N, C) of a run: its model's, or the mean of an ensemble's members'."""
+    total = None
+    for member in members(clf):
+        probs = member.check_finite(
+            predict_proba(member.model, ids, member.device, batch_size=batch_size, precision=precision)
+        )  # finite but extreme weights can overflow
+        total = probs if total is None else total + probs
+    return total / len(members(clf))
+
+
 def classify(
     source: Loaded | str | Path, texts: Sequence[str], *, batch_size: int = BATCH_SIZE, precision: str = "auto"
 ) -> list[Prediction]:
@@ -82,8 +96,7 @@ def classify(
     clf = as_loaded(source, "classifier", "classify")
     ids = encode_texts(clf.tokenizer, clf.config, texts)
     precision = resolve_precision(precision, clf.device)
-    probs = predict_proba(clf.model, ids, clf.device, batch_size=batch_size, precision=precision)
-    clf.check_finite(probs)  # finite but extreme weights can overflow
+    probs = average_proba(clf, ids, batch_size=batch_size, precision=precision)
     names = clf.config.labels
     best = probs.argmax(dim=-1).tolist()
     return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]
