@@ -89,7 +89,7 @@ def hash_gram(gram: str, buckets: int) -> int:
 
 
 def fasttext(
-    train: tuple[list[str], list[int]], tests: dict, epochs: int, buckets: int, dim: int = 50, lr: float = 0.2
+    train: tuple[list[str], list[int]], tests: dict, epochs: int, buckets: int, dim: int = 50, lr: float = 0.5
 ) -> dict:
     """Plain SGD with fastText's schedule: the rate decays linearly from lr to 0 over all the steps."""
     torch.manual_seed(0)
