@@ -96,7 +96,7 @@ def test_a_member_of_another_label_set_is_refused(ensemble_run, tmp_path):
     bad = copy(ensemble_run, tmp_path / "bad")
     shutil.rmtree(bad / "members" / "1")
     shutil.copytree(other, bad / "members" / "1")
-    with pytest.raises(CheckpointError, match="member 1 of the ensemble .* predicts the labels bad, good"):
+    with pytest.raises(CheckpointError, match=r"member 1 of the ensemble .* predicts the labels bad, good"):
         seqtext.evaluate(bad, PHRASES)
 
 
