@@ -62,7 +62,8 @@ class Task(Protocol):
     """What differs between language models and classifiers; the loop below is shared.
 
     A task may also offer `probe_gradients() -> dict`: figures that --log-gradients records at each
-    evaluation (a language model's gradient through time).
+    evaluation (a language model's gradient through time), and `kept_model`: the module saved as the
+    best checkpoint when it is not the one trained (a classifier's --ema weight average).
     """
 
     model: nn.Module
