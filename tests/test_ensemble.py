@@ -217,3 +217,14 @@ def test_cli_trains_an_ensemble_distils_it_and_classifies(tmp_path):
                                  str(tmp_path / "nowhere"), *tiny])  # fmt: skip
     assert result.exit_code == 1 and "is not a seqtext run" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_fast_encoding_gives_the_ids_of_the_plain_one(ensemble_run):
+    from seqtext.sentiment.classification import prepare
+    from seqtext.tokenizer import encode_batch
+
+    clf = seqtext.load(ensemble_run)
+    texts = [*TEXTS, "Ünïcode ,  spaces\tand UPPER case", "a" * 300]
+    assert encode_texts(clf.tokenizer, clf.config, texts) == encode_batch(
+        clf.tokenizer, [prepare(t, clf.config) for t in texts]
+    )
