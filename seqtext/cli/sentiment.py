@@ -160,8 +160,9 @@ def train_classifier_cmd(
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
     best = result.best_metrics
+    where = f"an ensemble of {ensemble}" if ensemble > 1 else f"best at step {result.best_step:,}"
     err.print(
-        f"[green]saved[/] {escape(str(result.out_dir))}: best at step {result.best_step:,}, val accuracy "
+        f"[green]saved[/] {escape(str(result.out_dir))}: {where}, val accuracy "
         f"{best['val_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f}, loss {best['val_loss']:.4f} "
         f"({result.steps:,} steps, stopped by {result.stopped_by}, {result.tokens_per_s:,.0f} texts/s, "
         f"{result.precision})",
