@@ -185,7 +185,7 @@ def main() -> None:
         if args.init_from_lm:
             lm = pretrain_lm(train, folder / "lm", args.lm_time, folder)
             ulm = folder / "clf_ulm"
-            result = train_seqtext(train, ulm, args.max_time, [*extra, "--init-from", str(lm)])
+            result = train_seqtext(train, ulm, args.max_time, ["--init-from", str(lm)])  # the LM decides the sizes
             report["seqtext_init_from_lm"] = {
                 **result,
                 "lm_time": args.lm_time,
