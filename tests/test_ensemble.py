@@ -228,3 +228,19 @@ def test_fast_encoding_gives_the_ids_of_the_plain_one(ensemble_run):
     assert encode_texts(clf.tokenizer, clf.config, texts) == encode_batch(
         clf.tokenizer, [prepare(t, clf.config) for t in texts]
     )
+
+
+def test_phrase_memory_answers_training_phrases_with_their_label(tmp_path):
+    run = train(tmp_path / "memory", phrase_memory=True).out_dir
+    phrases = json.loads((run / "phrase_memory.json").read_text())["phrases"]
+    text, label = next(iter(phrases.items()))
+    got = seqtext.classify(run, [text.upper(), "zzz never seen qqq"])
+    assert got[0].label == label and got[0].probs[label] == 1.0
+    assert max(got[1].probs) < 1.0  # the model answers the rest
+    plain = train(tmp_path / "plain").out_dir
+    assert seqtext.evaluate(run, PHRASES).accuracy > seqtext.evaluate(plain, PHRASES).accuracy
+    assert not (tmp_path / "plain" / "phrase_memory.json").exists()
+    bad = copy(run, tmp_path / "bad")
+    (bad / "phrase_memory.json").write_text('{"format": 1, "phrases": {"good": 9}}')
+    with pytest.raises(CheckpointError, match=r"phrase_memory.json.*not a label id"):
+        seqtext.classify(bad, ["good"])

@@ -122,6 +122,9 @@ def train_classifier_cmd(
         float, typer.Option(help="Add W × |expected label - gold label| to the loss (the labels are ordered)")
     ] = 0.0,
     split_seed: Annotated[int | None, typer.Option(help="Seed of the validation split (default: --seed)")] = None,
+    phrase_memory: Annotated[
+        bool, typer.Option(help="Answer a text found verbatim among the training phrases with its training label")
+    ] = False,
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
     ] = False,

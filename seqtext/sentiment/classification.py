@@ -19,6 +19,7 @@ from seqtext.errors import ConfigError
 from seqtext.runtime import autocast, eval_mode, resolve_precision
 from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad
+from seqtext.sentiment.memory import remembered
 from seqtext.tokenizer import encode_batch
 
 BATCH_SIZE = 1024  # texts per forward pass at inference: big batches amortise the per-step overhead
@@ -100,7 +101,7 @@ def classify(
     clf = as_loaded(source, "classifier", "classify")
     ids = encode_texts(clf.tokenizer, clf.config, texts)
     precision = resolve_precision(precision, clf.device)
-    probs = average_proba(clf, ids, batch_size=batch_size, precision=precision)
+    probs = remembered(clf, texts, average_proba(clf, ids, batch_size=batch_size, precision=precision))
     names = clf.config.labels
     best = probs.argmax(dim=-1).tolist()
     return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]

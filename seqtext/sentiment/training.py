@@ -21,6 +21,7 @@ from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_eve
 from seqtext.sentiment.classification import average_proba, encode_texts, prepare
 from seqtext.sentiment.ensemble import member_dir, write_ensemble
 from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, split_labelled
+from seqtext.sentiment.memory import write_memory
 from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer
@@ -95,9 +96,12 @@ def _train_one(
     task = ClassifierTask(
         model.to(device), batches, valid_ids, valid_rows.labels, train_config, device, precision, info
     )
-    return run_training(
+    result = run_training(
         task, tokenizer, train_config, out, resume=resume, callback=callback, precision=precision, device=device
     )
+    if train_config.phrase_memory:
+        write_memory(out, train_rows.texts, train_rows.labels)
+    return result
 
 
 def _read(cfg: ClassifierTrainConfig, labels: tuple[str, ...]) -> tuple[Labelled, Labelled, str, tuple[str, ...]]:
