@@ -23,7 +23,7 @@ from seqtext.sentiment.ensemble import members
 
 PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TINY = {"embed_dim": 16, "hidden_dim": 16, "dropout": 0.0}
-TINY_TRAIN = {"batch_size": 32, "epochs": 2, "precision": "fp32", "device": "cpu"}
+TINY_TRAIN = {"batch_size": 32, "epochs": 2, "precision": "fp32", "device": "cpu", "phrase_memory": False}
 TEXTS = ["a warm and funny film", "dreary", "", "the plot is a mess"]
 runner = CliRunner()
 
@@ -199,6 +199,7 @@ def test_bad_options_are_refused(options, message):
 
 def test_cli_trains_an_ensemble_distils_it_and_classifies(tmp_path):
     tiny = ["--embed-dim", "16", "--hidden-dim", "16", "--epochs", "1", "--precision", "fp32", "--device", "cpu"]
+    tiny += ["--no-phrase-memory"]
     result = runner.invoke(app, ["train", "classifier", str(PHRASES), "--out", str(tmp_path / "e"), "--ensemble", "2",
                                  "--max-time", "1m", *tiny])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -239,7 +240,7 @@ def test_phrase_memory_answers_training_phrases_with_their_label(tmp_path):
     assert max(got[1].probs) < 1.0  # the model answers the rest
     plain = train(tmp_path / "plain").out_dir
     assert seqtext.evaluate(run, PHRASES).accuracy > seqtext.evaluate(plain, PHRASES).accuracy
-    assert not (tmp_path / "plain" / "phrase_memory.json").exists()
+    assert not (tmp_path / "plain" / "phrase_memory.json").exists()  # --no-phrase-memory
     bad = copy(run, tmp_path / "bad")
     (bad / "phrase_memory.json").write_text('{"format": 1, "phrases": {"good": 9}}')
     with pytest.raises(CheckpointError, match=r"phrase_memory.json.*not a label id"):

@@ -124,7 +124,7 @@ def train_classifier_cmd(
     split_seed: Annotated[int | None, typer.Option(help="Seed of the validation split (default: --seed)")] = None,
     phrase_memory: Annotated[
         bool, typer.Option(help="Answer a text found verbatim among the training phrases with its training label")
-    ] = False,
+    ] = True,
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
     ] = False,
