@@ -245,3 +245,12 @@ def test_phrase_memory_answers_training_phrases_with_their_label(tmp_path):
     (bad / "phrase_memory.json").write_text('{"format": 1, "phrases": {"good": 9}}')
     with pytest.raises(CheckpointError, match=r"phrase_memory.json.*not a label id"):
         seqtext.classify(bad, ["good"])
+
+
+def test_a_phrase_memory_too_large_to_read_back_is_refused_before_training(tmp_path, monkeypatch):
+    import seqtext.sentiment.memory as memory
+
+    monkeypatch.setattr(memory, "MAX_JSON_BYTES", 1000)
+    with pytest.raises(ConfigError, match=r"too many distinct phrases .* pass --no-phrase-memory"):
+        train(tmp_path / "big", phrase_memory=True)
+    assert not (tmp_path / "big" / "model.safetensors").exists()

@@ -8,6 +8,7 @@ phrase_memory). Kept in MEMORY_FILE, plain JSON, checked when read.
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +18,8 @@ import torch
 
 from seqtext import runfiles
 from seqtext.checkpoint import Loaded
-from seqtext.config import write_json
+from seqtext.config import MAX_JSON_BYTES, write_json
+from seqtext.errors import ConfigError
 
 MEMORY_FILE = "phrase_memory.json"
 FORMAT = 1
@@ -29,13 +31,25 @@ def phrase_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def write_memory(out: Path, texts: Sequence[str], labels: Sequence[int]) -> None:
-    """The most common training label of each phrase (the smaller label on a tie), empty phrases left out."""
+def build_memory(texts: Sequence[str], labels: Sequence[int], source: str) -> dict[str, int]:
+    """The most common training label of each phrase (the smaller label on a tie), empty phrases left out;
+    refused before training when the file would be too large to read back."""
     counts: dict[str, Counter] = {}
     for text, label in zip(texts, labels, strict=True):
         if key := phrase_key(text):
             counts.setdefault(key, Counter())[label] += 1
     phrases = {k: min(c, key=lambda label: (-c[label], label)) for k, c in counts.items()}
+    size = len(json.dumps({"format": FORMAT, "phrases": phrases}, indent=2))
+    if size > MAX_JSON_BYTES * 0.9:
+        raise ConfigError(
+            f"{source} has too many distinct phrases for the phrase memory ({size / 1e6:.0f} MB of "
+            f"{MAX_JSON_BYTES / 1e6:.0f} MB allowed); pass --no-phrase-memory"
+        )
+    return phrases
+
+
+def write_memory(out: Path, phrases: dict[str, int]) -> None:
+    """Write the memory that build_memory made into the run directory."""
     write_json(out / MEMORY_FILE, {"format": FORMAT, "phrases": phrases})
 
 

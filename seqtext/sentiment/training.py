@@ -21,7 +21,7 @@ from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_eve
 from seqtext.sentiment.classification import average_proba, encode_texts, prepare
 from seqtext.sentiment.ensemble import member_dir, write_ensemble
 from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, split_labelled
-from seqtext.sentiment.memory import write_memory
+from seqtext.sentiment.memory import build_memory, write_memory
 from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer
@@ -72,6 +72,9 @@ def _train_one(
     model_config = replace(model_config, vocab_size=tokenizer.get_vocab_size())
     kept = [i for i, t in enumerate(train_rows.texts) if t.strip()]  # empty texts teach nothing
     train_ids = encode_texts(tokenizer, model_config, [train_rows.texts[i] for i in kept])
+    memory = (
+        build_memory(train_rows.texts, train_rows.labels, train_config.data) if train_config.phrase_memory else None
+    )
     soft = None
     if train_config.distill_from:
         from seqtext.sentiment.distill import soft_labels
@@ -99,8 +102,8 @@ def _train_one(
     result = run_training(
         task, tokenizer, train_config, out, resume=resume, callback=callback, precision=precision, device=device
     )
-    if train_config.phrase_memory:
-        write_memory(out, train_rows.texts, train_rows.labels)
+    if memory is not None:
+        write_memory(out, memory)
     return result
 
 
