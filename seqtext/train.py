@@ -62,7 +62,8 @@ class Task(Protocol):
     """What differs between language models and classifiers; the loop below is shared.
 
     A task may also offer `probe_gradients() -> dict`: figures that --log-gradients records at each
-    evaluation (a language model's gradient through time).
+    evaluation (a language model's gradient through time), and `kept_model`: the module saved as the
+    best checkpoint when it is not the one trained (a classifier's --ema weight average).
     """
 
     model: nn.Module
@@ -298,7 +299,7 @@ def _evaluate(
     if score < c.best_score:
         c.best_score, c.best_step, c.best_metrics, c.bad_evals = score, c.step, metrics, 0
         if team.writer:
-            checkpoint.save(out, task.model, tokenizer, cfg)
+            checkpoint.save(out, getattr(task, "kept_model", task.model), tokenizer, cfg)  # a task may keep an average
         emit(TrainEvent("save", c.step, epochs, progress, metrics=metrics))
         return True
     c.bad_evals += 1

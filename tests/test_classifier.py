@@ -74,7 +74,9 @@ def test_classifier_shapes_and_padding_invariance(cell, pooling, bidirectional):
 
 def test_training_writes_a_classifier_run(clf_run):
     names = sorted(p.name for p in clf_run.iterdir())
-    assert names == ["config.json", "metrics.jsonl", "model.safetensors", "tokenizer.json", "train_config.json"]
+    assert names == [
+        "config.json", "metrics.jsonl", "model.safetensors", "phrase_memory.json", "tokenizer.json", "train_config.json"
+    ]  # fmt: skip
     header = json.loads((clf_run / "config.json").read_text(encoding="utf-8"))
     assert header["kind"] == "classifier"
     assert header["model"]["labels"] == ["negative", "somewhat negative", "neutral", "somewhat positive", "positive"]

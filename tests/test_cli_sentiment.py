@@ -336,15 +336,19 @@ def test_resume_continues_with_the_saved_options(tmp_path):
 
 @needs_shared_data
 def test_sentiment_benchmark_smoke():
-    command = [sys.executable, "scripts/bench_sentiment.py", "--smoke", "--init-from-lm"]
+    command = [sys.executable, "scripts/bench_sentiment.py", "--smoke", "--init-from-lm", "--seeds", "2"]
     result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["benchmark"] == "bench_sentiment"
-    for name in ("seqtext", "seqtext_init_from_lm"):
-        assert (
-            0 <= report[name]["dev_phrases"]["accuracy"] <= 1 and report[name]["sst5_sentences"]["binary_accuracy"] >= 0
-        )
+    for name in ("seqtext_single", "seqtext_ensemble", "seqtext_distilled"):
+        figures = report[name]["mean_std"]["dev_phrases.accuracy"]
+        assert len(figures["values"]) == 2 and [r["seed"] for r in report[name]["runs"]] == [0, 1]
+        assert figures["mean"] == pytest.approx(sum(figures["values"]) / 2) and figures["std"] >= 0
+    ulm = report["seqtext_init_from_lm"]
+    assert 0 <= ulm["dev_phrases"]["accuracy"] <= 1 and ulm["sst5_sentences"]["binary_accuracy"] >= 0
+    assert 0 <= report["phrase_memory"]["dev_phrases_seen_in_training"] <= 1
+    assert report["classify_ensemble"]["cli_phrases_per_s"] > 0
     assert report["fasttext"]["dev_phrases"]["accuracy"] > 0 and report["classify"]["api_phrases_per_s"] > 0
 
 

@@ -108,6 +108,26 @@ def train_classifier_cmd(
     init_from: Annotated[
         str | None, typer.Option(help="Start embedding and recurrent layers from this language-model run")
     ] = None,
+    ensemble: Annotated[
+        int, typer.Option(min=1, help="Train N members (seeds SEED…SEED+N-1) within --max-time; classify averages them")
+    ] = 1,
+    distill_from: Annotated[
+        str | None,
+        typer.Option(help="Also learn a classifier run's (an ensemble's) probabilities on the training texts"),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(help="With --distill-from: share of the loss on the teacher's probabilities")
+    ] = 0.5,
+    ema: Annotated[
+        float, typer.Option(help="Keep an exponential moving average of the weights with this decay (0.999); 0 off")
+    ] = 0.0,
+    ordinal_weight: Annotated[
+        float, typer.Option(help="Add W × |expected label - gold label| to the loss (the labels are ordered)")
+    ] = 0.0,
+    split_seed: Annotated[int | None, typer.Option(help="Seed of the validation split (default: --seed)")] = None,
+    phrase_memory: Annotated[
+        bool, typer.Option(help="Answer a text found verbatim among the training phrases with its training label")
+    ] = True,
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
     ] = False,
@@ -148,8 +168,9 @@ def train_classifier_cmd(
     if not distributed.writes():  # under torchrun, rank 0 reports
         return
     best = result.best_metrics
+    where = f"an ensemble of {ensemble}" if ensemble > 1 else f"best at step {result.best_step:,}"
     err.print(
-        f"[green]saved[/] {escape(str(result.out_dir))}: best at step {result.best_step:,}, val accuracy "
+        f"[green]saved[/] {escape(str(result.out_dir))}: {where}, val accuracy "
         f"{best['val_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f}, loss {best['val_loss']:.4f} "
         f"({result.steps:,} steps, stopped by {result.stopped_by}, {result.tokens_per_s:,.0f} texts/s, "
         f"{result.precision})",

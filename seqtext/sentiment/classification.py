@@ -17,7 +17,9 @@ from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import ClassifierConfig
 from seqtext.errors import ConfigError
 from seqtext.runtime import autocast, eval_mode, resolve_precision
+from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad
+from seqtext.sentiment.memory import remembered
 from seqtext.tokenizer import encode_batch
 
 BATCH_SIZE = 1024  # texts per forward pass at inference: big batches amortise the per-step overhead
@@ -46,7 +48,11 @@ def prepare(text: str, config: ClassifierConfig) -> str:
 
 def encode_texts(tokenizer: Any, config: ClassifierConfig, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each prepared text (an empty text gives an empty list)."""
-    return encode_batch(tokenizer, [prepare(t, config) for t in texts])
+    prepared = [prepare(t, config) for t in texts]
+    fast = getattr(tokenizer, "encode_batch_fast", None)  # tokenizers ≥ 0.20: no offsets, same ids, ~15% faster
+    if fast is None:
+        return encode_batch(tokenizer, prepared)
+    return [enc.ids for enc in fast(prepared, add_special_tokens=False)]
 
 
 @torch.inference_mode()
@@ -69,6 +75,19 @@ def predict_proba(
     return probs
 
 
+def average_proba(
+    clf: Loaded, ids: Sequence[Sequence[int]], *, precision: str = "fp32", batch_size: int = BATCH_SIZE
+) -> torch.Tensor:
+    """Label probabilities (N, C) of a run: its model's, or the mean of an ensemble's members'."""
+    total = None
+    for member in members(clf):
+        probs = member.check_finite(
+            predict_proba(member.model, ids, member.device, batch_size=batch_size, precision=precision)
+        )  # finite but extreme weights can overflow
+        total = probs if total is None else total + probs
+    return total / len(members(clf))
+
+
 def classify(
     source: Loaded | str | Path, texts: Sequence[str], *, batch_size: int = BATCH_SIZE, precision: str = "auto"
 ) -> list[Prediction]:
@@ -82,8 +101,7 @@ def classify(
     clf = as_loaded(source, "classifier", "classify")
     ids = encode_texts(clf.tokenizer, clf.config, texts)
     precision = resolve_precision(precision, clf.device)
-    probs = predict_proba(clf.model, ids, clf.device, batch_size=batch_size, precision=precision)
-    clf.check_finite(probs)  # finite but extreme weights can overflow
+    probs = remembered(clf, texts, average_proba(clf, ids, batch_size=batch_size, precision=precision))
     names = clf.config.labels
     best = probs.argmax(dim=-1).tolist()
     return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]

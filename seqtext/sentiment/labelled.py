@@ -180,11 +180,12 @@ def split_labelled(data: Labelled, fraction: float, seed: int) -> tuple[Labelled
 
 @dataclass(frozen=True)
 class Batch:
-    """Padded token ids (B, T), lengths (B,), label ids (B,)."""
+    """Padded token ids (B, T), lengths (B,), label ids (B,), and a teacher's probabilities (B, C) when distilling."""
 
     ids: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
+    soft: torch.Tensor | None = None
 
 
 def pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,8 +204,10 @@ class TextBatches:
     so training still sees lengths mixed.
     """
 
-    def __init__(self, ids: list[list[int]], labels: list[int], batch_size: int) -> None:
-        self.ids, self.labels, self.batch_size = ids, labels, batch_size
+    def __init__(
+        self, ids: list[list[int]], labels: list[int], batch_size: int, soft: torch.Tensor | None = None
+    ) -> None:
+        self.ids, self.labels, self.batch_size, self.soft = ids, labels, batch_size, soft
         counts = Counter(len(s) for s in ids)
         self.steps_per_epoch = sum(math.ceil(n / batch_size) for n in counts.values())
 
@@ -214,7 +217,8 @@ class TextBatches:
         batches = length_batches(order, self.ids, self.batch_size)
         for i in torch.randperm(len(batches), generator=generator).tolist()[start:]:
             ids, lengths = pad([self.ids[j] for j in batches[i]])
-            yield Batch(ids, lengths, torch.tensor([self.labels[j] for j in batches[i]], dtype=torch.long))
+            labels = torch.tensor([self.labels[j] for j in batches[i]], dtype=torch.long)
+            yield Batch(ids, lengths, labels, None if self.soft is None else self.soft[batches[i]])
 
 
 def length_batches(order: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:

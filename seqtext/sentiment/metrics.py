@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.runtime import resolve_precision
-from seqtext.sentiment.classification import encode_texts, predict_proba
+from seqtext.sentiment.classification import average_proba, encode_texts
 from seqtext.sentiment.labelled import read_labelled
+from seqtext.sentiment.memory import remembered
 
 
 @dataclass(frozen=True)
@@ -82,5 +83,5 @@ def evaluate_classifier(
     clf = as_loaded(clf, "classifier", "evaluate")
     rows, names = read_labelled(data, text_column=text_column, label_column=label_column, labels=clf.config.labels)
     ids = encode_texts(clf.tokenizer, clf.config, rows.texts)
-    probs = predict_proba(clf.model, ids, clf.device, precision=resolve_precision("auto", clf.device))  # as classify
+    probs = remembered(clf, rows.texts, average_proba(clf, ids, precision=resolve_precision("auto", clf.device)))
     return classifier_metrics(probs, rows.labels, names)

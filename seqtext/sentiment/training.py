@@ -1,87 +1,33 @@
-"""Train a many-to-one classifier with the shared loop of `seqtext.train` (ClassifierTask).
-
-The best checkpoint is the one with the highest validation accuracy: accuracy is the figure the
-classifier is judged by, and on these phrases the validation loss starts rising (the model grows
-over-confident) while accuracy still improves, so selecting by loss would stop too early.
+"""Train a many-to-one classifier with the shared loop of `seqtext.train` (ClassifierTask), an ensemble
+of them in one run directory (--ensemble N), or a student of a teacher run's soft labels (--distill-from).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from seqtext import checkpoint, distributed, shards
 from seqtext.checkpoint import Loaded, as_loaded
-from seqtext.config import ClassifierConfig, ClassifierTrainConfig
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict, write_json
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
 from seqtext.rundir import check_out_dir, saved_configs, writes_run
-from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
-from seqtext.sentiment.classification import encode_texts, predict_proba, prepare
-from seqtext.sentiment.labelled import Batch, Labelled, TextBatches, read_labelled, split_labelled
+from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_everything
+from seqtext.sentiment.classification import average_proba, encode_texts, prepare
+from seqtext.sentiment.ensemble import member_dir, write_ensemble
+from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, split_labelled
+from seqtext.sentiment.memory import build_memory, write_memory
 from seqtext.sentiment.metrics import classifier_metrics
-from seqtext.tokenizer import PAD_ID, UNK_ID, build_tokenizer, from_json, to_json
+from seqtext.sentiment.task import ClassifierTask, class_weights
+from seqtext.tokenizer import build_tokenizer, from_json, to_json
 from seqtext.train import Callback, TrainResult, run_training
 
-
-class ClassifierTask:
-    """Cross-entropy over labels on length-bucketed batches; validation accuracy picks the best checkpoint."""
-
-    monitor = ("val_accuracy", "max")
-
-    def __init__(
-        self,
-        model: RNNClassifier,
-        train: TextBatches,
-        valid_ids: list[list[int]],
-        valid_labels: list[int],
-        cfg: ClassifierTrainConfig,
-        device: torch.device,
-        precision: str,
-        info: dict[str, Any],
-    ) -> None:
-        self.model, self.train, self.cfg, self.device, self.precision = model, train, cfg, device, precision
-        self.valid_ids, self.valid_labels, self.info = valid_ids, valid_labels, info
-        self.steps_per_epoch = train.steps_per_epoch
-        weights = class_weights(train.labels, model.config.num_classes, cfg.class_weights)
-        self.weights = None if weights is None else weights.to(device)
-
-    def windows(self, epoch: int, start: int) -> Any:
-        return self.train.epoch(epoch, self.cfg.seed, start)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, int]:
-        ids = batch.ids
-        if self.cfg.word_dropout:  # drawn on the CPU generator, whose state --resume restores
-            ids = ids.masked_fill((torch.rand(ids.shape) < self.cfg.word_dropout) & (ids != PAD_ID), UNK_ID)
-        with autocast(self.device, self.precision):
-            logits = self.model(ids.to(self.device), batch.lengths)  # (B, C)
-        loss = F.cross_entropy(logits.float(), batch.labels.to(self.device), weight=self.weights)
-        return loss, len(batch.labels)
-
-    def validate(self) -> dict[str, float]:
-        probs = predict_proba(self.model, self.valid_ids, self.device, precision=self.precision)
-        m = classifier_metrics(probs, self.valid_labels, self.model.config.labels)
-        return {"val_loss": m.loss, "val_accuracy": m.accuracy, "val_macro_f1": m.macro_f1}
-
-    def carried(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
-
-def class_weights(labels: list[int], num_classes: int, mode: str) -> torch.Tensor | None:
-    """'balanced': n / (C · count) per class (sklearn's rule), so rare labels weigh as much in total."""
-    if mode == "none":
-        return None
-    counts = Counter(labels)
-    present = len(counts)
-    return torch.tensor([len(labels) / (present * counts[c]) if counts[c] else 0.0 for c in range(num_classes)])
+__all__ = ["ClassifierTask", "class_weights", "train_classifier"]  # the task lives in seqtext.sentiment.task
 
 
 @writes_run
@@ -92,7 +38,23 @@ def train_classifier(
     resume: bool = False,
     callback: Callback | None = None,
 ) -> TrainResult:
-    """Train a classifier on train_config.data; keep the most accurate checkpoint in train_config.out."""
+    """Train a classifier on train_config.data; keep the most accurate checkpoint in train_config.out.
+
+    With train_config.ensemble N > 1, train N members (seeds seed … seed+N-1, one validation split)
+    one after another within the one --max-time, into one run directory.
+    """
+    if train_config.ensemble > 1:
+        return _train_ensemble(model_config, train_config, resume=resume, callback=callback)
+    return _train_one(model_config, train_config, resume=resume, callback=callback)
+
+
+def _train_one(
+    model_config: ClassifierConfig,
+    train_config: ClassifierTrainConfig,
+    *,
+    resume: bool = False,
+    callback: Callback | None = None,
+) -> TrainResult:
     out = Path(train_config.out)
     if resume:
         saved_model, _ = saved_configs(out)
@@ -110,7 +72,15 @@ def train_classifier(
     model_config = replace(model_config, vocab_size=tokenizer.get_vocab_size())
     kept = [i for i, t in enumerate(train_rows.texts) if t.strip()]  # empty texts teach nothing
     train_ids = encode_texts(tokenizer, model_config, [train_rows.texts[i] for i in kept])
-    batches = TextBatches(train_ids, [train_rows.labels[i] for i in kept], train_config.batch_size)
+    memory = (
+        build_memory(train_rows.texts, train_rows.labels, train_config.data) if train_config.phrase_memory else None
+    )
+    soft = None
+    if train_config.distill_from:
+        from seqtext.sentiment.distill import soft_labels
+
+        soft = soft_labels(train_config.distill_from, names, [train_rows.texts[i] for i in kept])
+    batches = TextBatches(train_ids, [train_rows.labels[i] for i in kept], train_config.batch_size, soft)
     batches = shards.for_rank(batches, train_config.data)  # under torchrun: this process's share
     check_fits(on_meta(RNNClassifier, model_config), device)
     model = RNNClassifier(model_config)
@@ -124,14 +94,18 @@ def train_classifier(
         "split": split,
         "labels": list(names),
         "init_from": train_config.init_from,
+        "distill_from": train_config.distill_from,
     }
     valid_ids = encode_texts(tokenizer, model_config, valid_rows.texts)
     task = ClassifierTask(
         model.to(device), batches, valid_ids, valid_rows.labels, train_config, device, precision, info
     )
-    return run_training(
+    result = run_training(
         task, tokenizer, train_config, out, resume=resume, callback=callback, precision=precision, device=device
     )
+    if memory is not None:
+        write_memory(out, memory)
+    return result
 
 
 def _read(cfg: ClassifierTrainConfig, labels: tuple[str, ...]) -> tuple[Labelled, Labelled, str, tuple[str, ...]]:
@@ -142,10 +116,57 @@ def _read(cfg: ClassifierTrainConfig, labels: tuple[str, ...]) -> tuple[Labelled
         valid, _ = read_labelled(cfg.valid, labels=names, **columns)
         train, split = rows, f"--valid {cfg.valid}"
     else:
-        train, valid, split = split_labelled(rows, cfg.valid_fraction, cfg.seed)
+        train, valid, split = split_labelled(rows, cfg.valid_fraction, split_seed(cfg))
     if not any(t.strip() for t in train.texts):
         raise CorpusError(f"{cfg.data}: every training text is empty; give rows with text")
     return train, valid, split, names
+
+
+def split_seed(cfg: ClassifierTrainConfig) -> int:
+    """The seed of the validation split: --split-seed, else --seed."""
+    return cfg.seed if cfg.split_seed is None else cfg.split_seed
+
+
+def _train_ensemble(
+    model_config: ClassifierConfig, cfg: ClassifierTrainConfig, *, resume: bool, callback: Callback | None
+) -> TrainResult:
+    """Members one after another, each in a fair share of what is left of --max-time; then ensemble.json."""
+    out = Path(cfg.out)
+    if resume:
+        raise ConfigError(
+            f"--resume continues a single-model run; an --ensemble run is trained in one go: delete {out} "
+            "(or choose another --out) and train it again"
+        )
+    check_out_dir(out, False, model_config, cfg)
+    started, results = time.monotonic(), []
+    for index in range(cfg.ensemble):
+        left = None if cfg.max_time is None else cfg.max_time - (time.monotonic() - started)
+        member = replace(
+            cfg,
+            out=str(member_dir(out, index)),
+            ensemble=1,
+            seed=cfg.seed + index,
+            split_seed=split_seed(cfg),  # one split: one tokenizer, and no member validates on another's data
+            max_time=None if left is None else max(1.0, left / (cfg.ensemble - index)),
+        )
+        results.append(_train_one(model_config, member, callback=callback))
+    write_json(out / "train_config.json", to_dict(cfg))  # how the ensemble was trained, not member 0 alone
+    write_ensemble(out, cfg.ensemble)
+    clf = checkpoint.load(out, device=results[0].device)
+    _, valid_rows, _, names = _read(cfg, clf.config.labels)
+    probs = average_proba(clf, encode_texts(clf.tokenizer, clf.config, valid_rows.texts))  # loads, checks members
+    m = classifier_metrics(probs, valid_rows.labels, names)
+    return TrainResult(
+        out_dir=out,
+        steps=sum(r.steps for r in results),
+        best_step=results[0].best_step,
+        best_metrics={"val_loss": m.loss, "val_accuracy": m.accuracy, "val_macro_f1": m.macro_f1},
+        stopped_by=results[-1].stopped_by,
+        precision=results[0].precision,
+        device=results[0].device,
+        tokens_per_s=sum(r.tokens_per_s for r in results) / len(results),
+        seconds=sum(r.seconds for r in results),
+    )
 
 
 def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierConfig, rows: Labelled) -> Any:

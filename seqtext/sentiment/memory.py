@@ -1,0 +1,84 @@
+"""Exact-phrase memory (--phrase-memory): the training label of every training phrase, answered for a
+text that occurs verbatim (case and spacing aside) among them, the model answering the rest.
+
+A quarter of the SST dev phrases occur verbatim among the Rotten Tomatoes training phrases, and
+there the training label was right 97% of the time against the model's 79% (scripts/bench_sentiment.py,
+phrase_memory). Kept in MEMORY_FILE, plain JSON, checked when read.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from seqtext import runfiles
+from seqtext.checkpoint import Loaded
+from seqtext.config import MAX_JSON_BYTES, write_json
+from seqtext.errors import ConfigError
+
+MEMORY_FILE = "phrase_memory.json"
+FORMAT = 1
+_READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by the loaded model: read once per run
+
+
+def phrase_key(text: str) -> str:
+    """A phrase as the memory compares it: lower case, runs of spaces as one."""
+    return " ".join(text.lower().split())
+
+
+def build_memory(texts: Sequence[str], labels: Sequence[int], source: str) -> dict[str, int]:
+    """The most common training label of each phrase (the smaller label on a tie), empty phrases left out;
+    refused before training when the file would be too large to read back."""
+    counts: dict[str, Counter] = {}
+    for text, label in zip(texts, labels, strict=True):
+        if key := phrase_key(text):
+            counts.setdefault(key, Counter())[label] += 1
+    phrases = {k: min(c, key=lambda label: (-c[label], label)) for k, c in counts.items()}
+    size = len(json.dumps({"format": FORMAT, "phrases": phrases}, indent=2))
+    if size > MAX_JSON_BYTES * 0.9:
+        raise ConfigError(
+            f"{source} has too many distinct phrases for the phrase memory ({size / 1e6:.0f} MB of "
+            f"{MAX_JSON_BYTES / 1e6:.0f} MB allowed); pass --no-phrase-memory"
+        )
+    return phrases
+
+
+def write_memory(out: Path, phrases: dict[str, int]) -> None:
+    """Write the memory that build_memory made into the run directory."""
+    write_json(out / MEMORY_FILE, {"format": FORMAT, "phrases": phrases})
+
+
+def read_memory(clf: Loaded) -> dict[str, int]:
+    """The run's phrase memory, every entry checked (empty when the run has none)."""
+    if clf.model in _READ:
+        return _READ[clf.model]
+    phrases: dict[str, int] = {}
+    file = clf.path / MEMORY_FILE
+    if file.is_file():
+        data = runfiles.json_file(clf.path, MEMORY_FILE)
+        if runfiles.require(file, data, "format", int, "a whole number") != FORMAT:
+            raise runfiles.problem(file, f'field "format" must be {FORMAT}')
+        phrases = runfiles.require(file, data, "phrases", dict, "an object of phrase: label id")
+        for text, label in phrases.items():
+            if type(label) is not int or not 0 <= label < clf.config.num_classes:
+                raise runfiles.problem(file, f"phrase {text[:40]!r} has label {label!r}, not a label id of this run")
+    _READ[clf.model] = phrases
+    return phrases
+
+
+def remembered(clf: Loaded, texts: Sequence[str], probs: torch.Tensor) -> torch.Tensor:
+    """`probs` with the rows of remembered phrases replaced by their training label (probability 1)."""
+    phrases = read_memory(clf)
+    if not phrases:
+        return probs
+    found = [(i, phrases[k]) for i, t in enumerate(texts) if (k := phrase_key(t)) in phrases]
+    if found:
+        rows, labels = torch.tensor([i for i, _ in found]), torch.tensor([label for _, label in found])
+        probs = probs.clone()
+        probs[rows] = torch.nn.functional.one_hot(labels, probs.size(-1)).to(probs.dtype)
+    return probs
