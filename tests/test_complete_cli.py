@@ -92,7 +92,7 @@ def test_interactive_in_a_real_terminal(word_run):
     os.close(slave)
     screen = b""
 
-    def wait_for(text, seconds=30.0):
+    def wait_for(text, seconds=120.0):
         nonlocal screen
         deadline = time.monotonic() + seconds
         while text not in screen and time.monotonic() < deadline:
@@ -109,7 +109,7 @@ def test_interactive_in_a_real_terminal(word_run):
         assert wait_for(b"perro"), screen.decode(errors="replace")
         os.write(master, b"\t\r")
         os.write(master, b"\x04")
-        assert process.wait(timeout=30) == 0
+        assert process.wait(timeout=120) == 0
     finally:
         if process.poll() is None:
             process.kill()

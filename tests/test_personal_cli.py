@@ -106,13 +106,13 @@ class Terminal:
                 return
             seconds = 0
 
-    def _wait_for_prompt(self, seconds: float = 30.0) -> None:
+    def _wait_for_prompt(self, seconds: float = 120.0) -> None:
         """Keys sent before the next line's prompt is drawn would meet the terminal in cooked mode."""
         deadline = time.monotonic() + seconds
         while b"> " not in self.screen and time.monotonic() < deadline and self.process.poll() is None:
             self._drain(0.2)
 
-    def type_line(self, keys: str, seconds: float = 30.0) -> str:
+    def type_line(self, keys: str, seconds: float = 120.0) -> str:
         """Type keys ending with Enter; the finished line, as the prompt printed it."""
         self._wait_for_prompt()
         os.write(self.master, keys.encode())
@@ -130,10 +130,10 @@ class Terminal:
         try:
             self._wait_for_prompt()
             os.write(self.master, b"\x04")  # Ctrl-D
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while self.process.poll() is None and time.monotonic() < deadline:
                 self._drain(0.2)
-            return self.process.wait(timeout=5)
+            return self.process.wait(timeout=60)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
