@@ -99,7 +99,22 @@ class RNNLanguageModel(nn.Module):
             last = self.drop(out[:, -1])  # (B, H)
         if self.proj is not None:
             last = self.proj(last)  # (B, E)
-        return self.head(last), state  # type: ignore[return-value]
+        return self._head_of_rows(last), state  # type: ignore[return-value]
+
+    def _head_of_rows(self, rows: Tensor) -> Tensor:
+        """The head for a few rows at inference, (B, E or H) → (B, V), from a transposed copy of its weight.
+
+        For one row, x @ Wᵀ with W stored (V, E) took 2.2 ms on one CPU thread for a 20k × 160 head;
+        the same product from a contiguous (E, V) copy took 0.26 ms: most of a keystroke's model step.
+        The copy is remade whenever the weight changes (training between reads).
+        """
+        weight = self.head.weight
+        if self.training or torch.is_grad_enabled() or rows.size(0) > 8 or torch.is_autocast_enabled(rows.device.type):
+            return self.head(rows)
+        key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)  # inference tensors have none
+        if getattr(self, "_head_t", (None,))[0] != key:
+            self._head_t = (key, weight.detach().t().contiguous())
+        return torch.addmm(self.head.bias, rows, self._head_t[1])
 
     def _step(self, ids: Tensor, state: State | None) -> tuple[Tensor, State]:
         """One token per row (B,) → top-layer output (B, H), with the same weights as self.rnn.

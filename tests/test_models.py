@@ -57,3 +57,13 @@ def test_nll_under_bf16_autocast_stays_close_to_fp32():
         fast, _ = model.nll(ids, targets, None, pad_id=0)
     assert fast.dtype == torch.float32
     assert abs(fast.mean().item() - exact.mean().item()) < 0.02  # per token ~1e-2, the mean much closer
+
+
+def test_the_inference_head_matches_the_head_and_follows_weight_changes():
+    model = RNNLanguageModel(LMConfig(vocab_size=50, embed_dim=8, hidden_dim=16, layers=1, tie_weights=True)).eval()
+    rows = torch.randn(2, 8)
+    with torch.inference_mode():
+        assert torch.allclose(model._head_of_rows(rows), model.head(rows), atol=1e-6)
+    with torch.no_grad():
+        model.embed.weight.mul_(2)  # tied: the head's weight changes in place, as an optimizer step would
+        assert torch.allclose(model._head_of_rows(rows), model.head(rows), atol=1e-6)
