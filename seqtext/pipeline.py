@@ -9,15 +9,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from seqtext import checkpoint
+from seqtext import checkpoint, distributed
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import ConfigError
-from seqtext.files import run_lock
 from seqtext.keyboard.building import build_run_ngram
 from seqtext.lm import training
+from seqtext.rundir import writes_run
 from seqtext.train import Callback, TrainResult
 
 
+@writes_run  # the n-gram is written under the same lock as the model, by the same (rank-0) process
 def train_lm(
     model_config: LMConfig,
     train_config: TrainConfig,
@@ -36,13 +37,14 @@ def train_lm(
     if train_config.ngram and model_config.level != "word":
         raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
     out = Path(train_config.out)
-    with run_lock(out):  # the n-gram is written under the same lock as the model
-        result = training.train_lm.__wrapped__(model_config, train_config, resume=resume, callback=callback)  # type: ignore[attr-defined]
-        if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
-            checkpoint.save_weights_fp16(out, checkpoint.load(out).model)
-        if not train_config.ngram:
-            return result
-        saved = checkpoint.model_config(out, checkpoint.read_header(out))  # sample_by resolved by training
-        train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
-        summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
+    result = training.train_lm.__wrapped__(model_config, train_config, resume=resume, callback=callback)  # type: ignore[attr-defined]
+    if not distributed.writes():
+        return result  # under torchrun the other processes are done: rank 0 alone writes the run
+    if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
+        checkpoint.save_weights_fp16(out, checkpoint.load(out).model)
+    if not train_config.ngram:
+        return result
+    saved = checkpoint.model_config(out, checkpoint.read_header(out))  # sample_by resolved by training
+    train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
+    summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
     return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
