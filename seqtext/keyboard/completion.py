@@ -22,9 +22,7 @@ characters, specs/completion-metrics.md) that replaces the partial word at the e
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
-from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,76 +37,19 @@ from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
 from seqtext.keyboard.ngramfile import load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT, SPARE, PersonalModel, mix
+from seqtext.keyboard.words import (
+    INEXACT_DISCOUNT,
+    WORD,
+    Completion,
+    WordIndex,
+    fold,
+    joins,
+    match_case,
+    partial_word,
+)
 from seqtext.models import State, select_state
 from seqtext.runtime import intra_op_threads
 from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
-
-WORD = re.compile(r"\w+")  # the spec's word: a maximal run of \w (Unicode letters, digits, _)
-HIGHEST = "\U0010ffff"  # sorts after every character: [prefix, prefix + HIGHEST) is one bisect range
-INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as if 10× less likely
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One suggestion: the whole word, and the probability that it is the next word (the model's, or
-    its mix with the run's n-gram).
-
-    Suggestions are ranked by probability, except that a word found only by ignoring accents or
-    case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
-    """
-
-    word: str
-    prob: float
-
-
-def partial_word(typed: str) -> str:
-    """The word being typed at the end of the text ('' after a space): its trailing run of \\w.
-
-    Scans back from the end, so it costs the length of the word, not of the text (a regex search
-    for \\w*\\Z would try every position of a long line).
-    """
-    start = len(typed)
-    while start > 0 and (typed[start - 1].isalnum() or typed[start - 1] == "_"):  # exactly re's \w
-        start -= 1
-    return typed[start:]
-
-
-def fold(text: str) -> str:
-    """Lower case without accents, as a hurried typist types: 'Niño' → 'nino', 'Qué' → 'que'."""
-    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)).lower()
-
-
-def match_case(word: str, typed: str) -> str:
-    """Show a word in the case the typist chose: 'Pe' → 'Perro', 'PE' → 'PERRO'."""
-    if len(typed) > 1 and typed.isupper():
-        return word.upper()
-    if typed[:1].isupper() and word[:1].islower():
-        return word[:1].upper() + word[1:]
-    return word
-
-
-def _joins(char: str) -> bool:
-    """True for characters that continue a word (so a tokenizer would merge across them)."""
-    return bool(WORD.match(char)) or unicodedata.combining(char) > 0
-
-
-class _Index:
-    """Vocabulary words sorted by a key, so the words with a given key prefix are one bisect range."""
-
-    def __init__(self, entries: list[tuple[str, str, int]]) -> None:  # (key, word, token id)
-        entries.sort()
-        self.keys = [key for key, _, _ in entries]
-        self.words = [word for _, word, _ in entries]
-        self.ids = torch.tensor([i for _, _, i in entries], dtype=torch.long)
-
-    def best(self, probs: Tensor, prefix: str, n: int) -> list[tuple[str, float]]:
-        """The n most likely words whose key starts with prefix, with their probabilities."""
-        lo = bisect_left(self.keys, prefix)
-        hi = bisect_left(self.keys, prefix + HIGHEST, lo)
-        if lo == hi:
-            return []
-        top = probs[self.ids[lo:hi]].topk(min(n, hi - lo))
-        return [(self.words[lo + i], p) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -159,8 +100,8 @@ class Completer:
             self.exact, self.folded = {}, {}
             for marked in (False, True):
                 chosen = [(t.lstrip(SPACE_MARK), i) for t, i in words.items() if t.startswith(SPACE_MARK) == marked]
-                self.exact[marked] = _Index([(w, w, i) for w, i in chosen])
-                self.folded[marked] = _Index([(fold(w), w, i) for w, i in chosen])
+                self.exact[marked] = WordIndex([(w, w, i) for w, i in chosen])
+                self.folded[marked] = WordIndex([(fold(w), w, i) for w, i in chosen])
         else:
             self.char_of = {i: tok for tok, i in words.items()}
             self.word_ids = torch.tensor(sorted(self.char_of), dtype=torch.long)  # (W,) characters inside words
@@ -184,8 +125,8 @@ class Completer:
                 f"order {model.order}; train the run again, or use --no-ngram"
             )
         self.mixer = Mixer(self.vocab, model, weights)
-        exact = _Index([(w, w, i) for i, w in enumerate(self.mixer.words)])
-        folded = _Index([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
+        exact = WordIndex([(w, w, i) for i, w in enumerate(self.mixer.words)])
+        folded = WordIndex([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
 
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
@@ -307,7 +248,7 @@ class Completer:
             return True
         if before in (" ", SPACE_MARK):  # a trailing space becomes the mark of the next word
             return after in (" ", SPACE_MARK)
-        return not (_joins(before) and _joins(after))  # never cut inside a word
+        return not (joins(before) and joins(after))  # never cut inside a word
 
     def _ids(self, text: str) -> list[int]:
         """Token ids of a piece of text; a newline (stream models only) is <eos>."""

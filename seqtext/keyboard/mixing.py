@@ -11,7 +11,6 @@ words it lacks, so the mix stays a distribution and such a word ranks by the n-g
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -19,9 +18,8 @@ import torch
 from torch import Tensor
 
 from seqtext.keyboard.ngram import NgramModel
+from seqtext.keyboard.words import WORD
 from seqtext.tokenizer import SPACE_MARK, UNK_ID
-
-WORD = re.compile(r"\w+")  # the spec's word, as in completion.py
 
 
 class Mixer:

@@ -28,13 +28,13 @@ from typing import Any
 
 from seqtext.errors import ConfigError, CorpusError
 from seqtext.files import check_output_file, replacing
+from seqtext.keyboard.words import WORD, fold
 
 FORMAT, VERSION = "seqtext-personal", 1
 PERSONAL_WEIGHT = 0.1  # λ: the largest gain costing Tatoeba ≤ 0.5 pts, scripts/bench_keyboard.py --personal
 MAX_WORDS, MAX_PAIRS = 20_000, 100_000  # beyond these the rarest entries are dropped (a keyboard-sized dictionary)
 MAX_FILE_BYTES = 64 * 2**20  # a personal file this big is not ours: refuse it before reading
 SPARE = 3  # candidates beyond k taken from each side, so a personal word can outrank the model's k-th
-WORD = re.compile(r"\w+")  # the spec's word, as in completion.py
 JOINED = re.compile(r"\s+")  # only whitespace between two words: the first is the second's context
 HIGHEST = "\U0010ffff"
 FIX = "move it away, choose another file with --user-data, or start afresh with --forget"
@@ -48,11 +48,6 @@ def default_user_data() -> Path:
     return platformdirs.user_data_path("seqtext", appauthor=False) / "personal.json"
 
 
-def _fold(text: str) -> str:
-    """Lower case without accents (completion.fold; repeated here so this module imports no engine)."""
-    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)).lower()
-
-
 def words_with_context(line: str) -> list[tuple[str, str]]:
     """(previous word folded, word) for each word of a line; '' when the line or a sentence starts
     (anything but whitespace between two words breaks the context)."""
@@ -61,7 +56,7 @@ def words_with_context(line: str) -> list[tuple[str, str]]:
         if previous and not JOINED.fullmatch(line[end : match.start()]):
             previous = ""
         pairs.append((previous, match.group()))
-        previous, end = _fold(match.group()), match.end()
+        previous, end = fold(match.group()), match.end()
     return pairs
 
 
@@ -137,7 +132,7 @@ class PersonalModel:
         for line in unicodedata.normalize("NFC", text).splitlines():
             for previous, word in words_with_context(line):
                 if word not in self.words:
-                    self._folded[word] = _fold(word)
+                    self._folded[word] = fold(word)
                     insort(self._keys, (self._folded[word], word))
                 self.words[word] += 1
                 self.follows.setdefault(previous, Counter())[word] += 1
@@ -158,7 +153,7 @@ class PersonalModel:
         self._reindex()
 
     def _reindex(self) -> None:
-        self._folded = {w: _fold(w) for w in self.words}  # folded once, not on every keystroke
+        self._folded = {w: fold(w) for w in self.words}  # folded once, not on every keystroke
         self._keys = sorted((key, w) for w, key in self._folded.items())  # a folded prefix is one bisect range
         self._total = sum(self.words.values())
         self._best: dict[str, list[str]] = {}  # folded prefix → its most frequent words (filled on demand)
@@ -194,7 +189,7 @@ class PersonalModel:
         if not self.words:
             return []
         previous = _context_word(context)
-        key = _fold(partial)
+        key = fold(partial)
         found = set(self._most_frequent(key))
         for word in self.follows.get(previous, {}):
             if self._folded[word].startswith(key):

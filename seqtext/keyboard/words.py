@@ -1,0 +1,81 @@
+"""Words as the keyboard sees them: the spec's word (a maximal run of \\w), the partial word being
+typed, accent and case folding, and a sorted index that finds every word with a given prefix.
+Shared by the engine (completion.py), the n-gram mix and the personal model.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_left
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+WORD = re.compile(r"\w+")  # the spec's word: a maximal run of \w (Unicode letters, digits, _)
+HIGHEST = "\U0010ffff"  # sorts after every character: [prefix, prefix + HIGHEST) is one bisect range
+INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as if 10× less likely
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One suggestion: the whole word, and the probability that it is the next word (the model's, or
+    its mix with the run's n-gram).
+
+    Suggestions are ranked by probability, except that a word found only by ignoring accents or
+    case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
+    """
+
+    word: str
+    prob: float
+
+
+def partial_word(typed: str) -> str:
+    """The word being typed at the end of the text ('' after a space): its trailing run of \\w.
+
+    Scans back from the end, so it costs the length of the word, not of the text (a regex search
+    for \\w*\\Z would try every position of a long line).
+    """
+    start = len(typed)
+    while start > 0 and (typed[start - 1].isalnum() or typed[start - 1] == "_"):  # exactly re's \w
+        start -= 1
+    return typed[start:]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, as a hurried typist types: 'Niño' → 'nino', 'Qué' → 'que'."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)).lower()
+
+
+def match_case(word: str, typed: str) -> str:
+    """Show a word in the case the typist chose: 'Pe' → 'Perro', 'PE' → 'PERRO'."""
+    if len(typed) > 1 and typed.isupper():
+        return word.upper()
+    if typed[:1].isupper() and word[:1].islower():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def joins(char: str) -> bool:
+    """True for characters that continue a word (so a tokenizer would merge across them)."""
+    return bool(WORD.match(char)) or unicodedata.combining(char) > 0
+
+
+class WordIndex:
+    """Vocabulary words sorted by a key, so the words with a given key prefix are one bisect range."""
+
+    def __init__(self, entries: list[tuple[str, str, int]]) -> None:  # (key, word, token id)
+        entries.sort()
+        self.keys = [key for key, _, _ in entries]
+        self.words = [word for _, word, _ in entries]
+        self.ids = torch.tensor([i for _, _, i in entries], dtype=torch.long)
+
+    def best(self, probs: Tensor, prefix: str, n: int) -> list[tuple[str, float]]:
+        """The n most likely words whose key starts with prefix, with their probabilities."""
+        lo = bisect_left(self.keys, prefix)
+        hi = bisect_left(self.keys, prefix + HIGHEST, lo)
+        if lo == hi:
+            return []
+        top = probs[self.ids[lo:hi]].topk(min(n, hi - lo))
+        return [(self.words[lo + i], p) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
