@@ -22,6 +22,7 @@ from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.gradnorms import GradientLog
 from seqtext.replicas import Replicas
+from seqtext.resume import clear_resume_state, load_resume_state, save_resume_state
 from seqtext.stopping import STOP_SIGNALS, stop_flag
 
 
@@ -145,7 +146,7 @@ def run_training(
     gradients = GradientLog(model, cfg.clip, getattr(task, "probe_gradients", None)) if cfg.log_gradients else None
     c = _Counters()
     if resume:
-        saved, tensors = checkpoint.load_resume_state(out, model, optimizer, device)
+        saved, tensors = load_resume_state(out, model, optimizer, device)
         c = _Counters.resumed(saved, out / "trainer_state.json")
         rng, tensors = team.own_resume(saved, tensors, out)
         torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
@@ -173,7 +174,7 @@ def run_training(
             "train_config": to_dict(cfg),
             "sources": rundir.sources(cfg),  # where the data is, so --resume from elsewhere finds it
         }
-        checkpoint.save_resume_state(out, model, optimizer, carried, state)
+        save_resume_state(out, model, optimizer, carried, state)
 
     emit(
         TrainEvent(
@@ -249,7 +250,7 @@ def run_training(
         if last_eval != c.step:
             _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged(), team)
     if team.writer:
-        checkpoint.clear_resume_state(out)
+        clear_resume_state(out)
     return TrainResult(
         out_dir=out,
         steps=c.step,

@@ -23,6 +23,7 @@ CORE = {
     "data": {"errors", "files", "textfiles", "tokenizer"},
     "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
     "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
+    "resume": {"config", "errors", "files", "runfiles"},  # what --resume needs, checked when read
     "rundir": {"checkpoint", "config", "distributed", "errors", "files", "runfiles"},
     "gradnorms": {"models"},
     "distributed": {"errors"},  # torchrun's environment, the process group, control messages between processes
@@ -36,6 +37,7 @@ CORE = {
         "errors",
         "gradnorms",
         "replicas",
+        "resume",
         "rundir",
         "runfiles",
         "stopping",
@@ -57,7 +59,7 @@ OWNERS = {
     "matplotlib": {"plots"},  # every figure; optional, imported only when one is drawn
     "tokenizers": {"tokenizer", "checkpoint", "data", "runfiles"},
     "datasets": {"data"},
-    "safetensors": {"checkpoint", "runfiles"},
+    "safetensors": {"checkpoint", "resume", "runfiles"},
     "filelock": {"files"},  # the run lock
     "platformdirs": {"keyboard"},  # the personal model's default place: the user's data directory
     "fastapi": {"serve"},

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import seqtext
-from seqtext import checkpoint, rundir
+from seqtext import resume, rundir
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig, from_dict
 from seqtext.data import read_prompt, read_texts
 from seqtext.errors import SeqtextError
@@ -169,7 +169,7 @@ def resume_state(run: Path) -> None:
         return  # training refuses what does not fit (runtime.check_fits); no need to allocate it here
     model = RNNLanguageModel(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), fused=True)
-    saved, _ = checkpoint.load_resume_state(run, model, optimizer, torch.device("cpu"))
+    saved, _ = resume.load_resume_state(run, model, optimizer, torch.device("cpu"))
     _Counters.resumed(saved, run / "trainer_state.json")
     torch.set_rng_state(torch.tensor(saved["torch_rng"], dtype=torch.uint8))
 
