@@ -106,8 +106,11 @@ class Terminal:
                 return
             seconds = 0
 
-    def _wait_for_prompt(self, seconds: float = 120.0) -> None:
-        """Keys sent before the next line's prompt is drawn would meet the terminal in cooked mode."""
+    def _wait_for_prompt(self, seconds: float = 30.0) -> None:
+        """Keys sent before the next line's prompt is drawn would meet the terminal in cooked mode.
+
+        The prompt may already have been drawn before type_line cleared the screen; then this waits out
+        its `seconds` and goes on (the prompt is there): short, or a test waits minutes for nothing."""
         deadline = time.monotonic() + seconds
         while b"> " not in self.screen and time.monotonic() < deadline and self.process.poll() is None:
             self._drain(0.2)

@@ -43,7 +43,9 @@ def train_classifier(
     With train_config.ensemble N > 1, train N members (seeds seed … seed+N-1, one validation split)
     one after another within the one --max-time, into one run directory.
     """
-    if train_config.ensemble > 1:
+    # --resume into a run of another kind hands over that run's options (a language model's, without
+    # `ensemble`); _train_one's run-directory check then refuses it naming the right command.
+    if getattr(train_config, "ensemble", 1) > 1:
         return _train_ensemble(model_config, train_config, resume=resume, callback=callback)
     return _train_one(model_config, train_config, resume=resume, callback=callback)
 
