@@ -8,28 +8,25 @@ import pytest
 from conftest import ROOT, needs_shared_data
 
 
+def smoke_report(script: str, *options: str) -> dict:
+    """Run a benchmark script's --smoke mode from the project root; its one JSON object."""
+    command = [sys.executable, str(ROOT / "scripts" / script), *options, "--smoke"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
 @needs_shared_data
 @pytest.mark.parametrize("script", ["bench_lm.py", "bench_keyboard.py"])
 def test_benchmark_smoke(script):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--smoke"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = smoke_report(script)
     assert report["benchmark"] == script.removesuffix(".py")
 
 
 @needs_shared_data
 def test_personal_keyboard_benchmark_smoke():
     """bench_keyboard.py --personal (scripts/keyboard_personal.py): the gain of learning and latency under load."""
-    command = [sys.executable, str(ROOT / "scripts" / "bench_keyboard.py"), "--personal", "--smoke"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_keyboard.py", "--personal")
     assert report["benchmark"] == "bench_keyboard_personal"
     personal = report["personal"]
     assert set(personal["by_weight"]) == {"0.1", "0.3"} and personal["chosen_weight"] in (0.1, 0.3)
@@ -60,15 +57,7 @@ def test_bench_serve_smoke():
     """The serving benchmark end to end on tiny models and the project's own corpora (no ../shared needed)."""
     pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
     pytest.importorskip("psutil", reason="needs psutil: pip install -e '.[bench]'")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_serve.py")
     assert report["benchmark"] == "bench_serve" and report["failures"] == 0
     results = report["results"]
     assert results["typing"]["requests"] > 0 and results["mixed"]["classify"]["requests"] > 0
@@ -101,15 +90,7 @@ def test_cell_study_smoke_writes_its_page(tmp_path):
 
 def test_bench_distributed_smoke():
     """One process against two under torchrun, end to end on the project's own corpus (no ../shared needed)."""
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_distributed.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = smoke_report("bench_distributed.py")
     assert report["benchmark"] == "bench_distributed" and report["global_batch"] == 8
     one, two = report["one_process"], report["processes"]
     assert (one["processes"], one["threads_per_process"], two["processes"], two["threads_per_process"]) == (1, 2, 2, 1)
