@@ -76,7 +76,8 @@ def word_probs(completer: Completer, lines: Sequence[str], limit: int = VALID_WO
     return torch.tensor(model, dtype=torch.float64), torch.tensor(ngram, dtype=torch.float64), torch.tensor(orders)
 
 
-def _nats(model: Tensor, ngram: Tensor, weight: float) -> float:
+def _nats(model: Tensor, ngram: Tensor, weight: float | Tensor) -> float:
+    """Mean −log p(word) of the mix with the n-gram's share `weight` (one for all, or one per word)."""
     return float(-torch.log((1 - weight) * model + weight * ngram + 1e-12).mean())
 
 
@@ -96,8 +97,7 @@ def choose_weights(completer: Completer, lines: Sequence[str], order: int) -> di
         if counts[-1] >= MIN_BUCKET:
             best = min(WEIGHTS, key=lambda w: _nats(model[at], ngram[at], w))
         weights.append(best)
-    chosen = torch.tensor(weights, dtype=torch.float64)[orders - 1]
-    mixed = float(-torch.log((1 - chosen) * model + chosen * ngram + 1e-12).mean())
+    mixed = _nats(model, ngram, torch.tensor(weights, dtype=torch.float64)[orders - 1])
     return {"weights": tuple(weights), "nats": nats, "words": len(model), "by_order": tuple(counts), "chosen": mixed}
 
 
