@@ -63,7 +63,9 @@ def build_tokenizer(texts: Sequence[str], level: str, max_vocab: int) -> Tokeniz
 
 def encode_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens (the caller adds <bos>/<eos>)."""
-    return [enc.ids for enc in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    # tokenizers ≥ 0.20 has encode_batch_fast: the same ids without offsets, about 15% faster
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    return [enc.ids for enc in encode(list(texts), add_special_tokens=False)]
 
 
 def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:

@@ -48,11 +48,7 @@ def prepare(text: str, config: ClassifierConfig) -> str:
 
 def encode_texts(tokenizer: Any, config: ClassifierConfig, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each prepared text (an empty text gives an empty list)."""
-    prepared = [prepare(t, config) for t in texts]
-    fast = getattr(tokenizer, "encode_batch_fast", None)  # tokenizers ≥ 0.20: no offsets, same ids, ~15% faster
-    if fast is None:
-        return encode_batch(tokenizer, prepared)
-    return [enc.ids for enc in fast(prepared, add_special_tokens=False)]
+    return encode_batch(tokenizer, [prepare(t, config) for t in texts])
 
 
 @torch.inference_mode()
