@@ -65,6 +65,9 @@ def test_pruning_fits_the_budget_and_keeps_the_frequent():
     assert sum(len(t.words) for t in pruned.tables) < sum(len(t.words) for t in full.tables)
 
 
+BUILT: dict = {}  # what ngram_run's training said about the n-gram it built
+
+
 @pytest.fixture(scope="module")
 def ngram_run(lines_file, tmp_path_factory):
     """A tiny word-level run with an n-gram; its vocabulary (max_vocab 30) lacks some words."""
@@ -75,14 +78,24 @@ def ngram_run(lines_file, tmp_path_factory):
         LMConfig(**{**TINY_MODEL, "level": "word", "max_vocab": 30}),
         TrainConfig(data=str(corpus), out=str(out), ngram=True, **TINY_TRAIN),
     )
-    assert result.extras["ngram"]["order"] == 4
+    BUILT.update(result.extras["ngram"])
     return out
+
+
+def test_the_order_below_is_tried_and_the_better_mix_kept(ngram_run):
+    summary = BUILT
+    nats = summary["nats_by_order"]
+    assert set(nats) == {3, 4}, "--ngram-order 4 tries the 4-gram and the 3-gram"
+    assert summary["order"] == min(nats, key=nats.__getitem__)
+    assert summary["nats_per_word_chosen"] == nats[summary["order"]]
+    assert load_ngram(ngram_run, seqtext.load(ngram_run).tokenizer).order == summary["order"]
 
 
 def test_training_saves_the_ngram_and_its_weight(ngram_run):
     lm = seqtext.load(ngram_run)
     assert (ngram_run / NGRAM_FILE).is_file()
-    assert len(lm.config.ngram_weights) == 4 and all(0 < w < 1 for w in lm.config.ngram_weights)
+    order = load_ngram(ngram_run, lm.tokenizer).order
+    assert len(lm.config.ngram_weights) == order and all(0 < w < 1 for w in lm.config.ngram_weights)
     saved = json.loads((ngram_run / "config.json").read_text())["model"]["ngram_weights"]
     assert tuple(saved) == lm.config.ngram_weights
 
@@ -225,7 +238,7 @@ def test_weights_that_do_not_fit_the_ngram_are_refused(ngram_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     config["model"]["ngram_weights"] = [0.3, 0.4]
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="ngram_weights has 2 values but the n-gram is of order 4"):
+    with pytest.raises(CheckpointError, match="ngram_weights has 2 values but the n-gram is of order [34]"):
         Completer(run)
     config["model"]["ngram_weights"] = [1.5] * 4
     (run / "config.json").write_text(json.dumps(config))

@@ -1,5 +1,9 @@
 """Build a run's n-gram after training: count the training text, prune to the size budget, save it
 beside the model, and choose the mixing weight that gives the validation words the highest likelihood.
+
+The order asked for is the highest one tried: pruning a 4-gram into the budget can cost more than its
+longer contexts bring, while the 3-gram may fit whole. Both are built and the one whose mix gives
+the validation words the higher likelihood is kept.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class NgramSummary:
     words_by_order: tuple[int, ...]  # validation words whose longest known context is of each order
     nats_per_word: dict[float, float]  # mean −log p(word) of the validation words with one weight for all
     nats_per_word_chosen: float  # the same with the chosen weights
+    nats_by_order: dict[int, float]  # each order tried: its mix's nats per validation word, chosen weights
 
 
 def keyboard_files_mb(run: Path) -> float:
@@ -104,15 +109,21 @@ def choose_weights(completer: Completer, lines: Sequence[str], order: int) -> di
 def build_run_ngram(
     run: Path, train_texts: Sequence[str], valid_texts: Sequence[str], order: int, ngram_mb: float | None
 ) -> NgramSummary:
-    """Build, save and weigh the n-gram of a finished word-level run; its config gets the weight."""
+    """Build, weigh and save the n-gram of a finished word-level run (of `order` or the order below,
+    whichever mixes better on the validation text); its config gets the weights."""
     lm = checkpoint.load(run)
     lines = [line for text in train_texts for line in text.split("\n")]
-    model: NgramModel = build_ngram(lines, order, budget_bytes=ngram_budget(run, ngram_mb))
-    save_ngram(run, model, lm.tokenizer)
-    completer = Completer(lm, ngram=False)
-    completer.use_ngram(model, (0.5,) * model.order)
     valid_lines = [line for text in valid_texts for line in text.split("\n") if line.strip()]
-    chosen = choose_weights(completer, valid_lines, model.order)
+    budget = ngram_budget(run, ngram_mb)
+    completer = Completer(lm, ngram=False)
+    tried: dict[int, tuple[NgramModel, dict]] = {}
+    for n in range(order - 1 if order >= 3 else order, order + 1):
+        model = build_ngram(lines, n, budget_bytes=budget)
+        completer.use_ngram(model, (0.5,) * model.order)
+        tried[n] = (model, choose_weights(completer, valid_lines, model.order))
+    best = min(tried, key=lambda n: (tried[n][1]["chosen"] if tried[n][1]["words"] else 0.0, -n))
+    model, chosen = tried[best]
+    save_ngram(run, model, lm.tokenizer)
     checkpoint.update_model_config(run, replace(lm.config, ngram_weights=chosen["weights"]))
     return NgramSummary(
         order=model.order,
@@ -122,4 +133,5 @@ def build_run_ngram(
         words_by_order=chosen["by_order"],
         nats_per_word={w: round(n, 5) for w, n in chosen["nats"].items()},
         nats_per_word_chosen=round(chosen["chosen"], 5),
+        nats_by_order={n: round(c["chosen"], 5) for n, (_, c) in tried.items()},
     )
