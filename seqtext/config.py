@@ -91,7 +91,7 @@ class TrainConfig:
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
-        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights"}
+        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax"}
     )
 
     data: str = ""
@@ -109,6 +109,7 @@ class TrainConfig:
     patience: int = 4  # evaluations without a better validation loss before stopping
     eval_every: int = 0  # optimizer steps between evaluations; 0 means twice per epoch
     teacher_forcing: float = 1.0
+    sampled_softmax: int = 0  # train the output layer on the targets and this many drawn words; 0: full softmax
     log_gradients: bool = False  # gradient norms (and, for language models, gradients through time) in metrics.jsonl
     precision: Precision = "auto"
     device: Device = "auto"
@@ -144,6 +145,12 @@ class TrainConfig:
             raise field_error("valid_fraction", f"must be in (0, 1) (got {self.valid_fraction})")
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
+        check_range("sampled_softmax", self.sampled_softmax, 0, MAX_VOCAB)
+        if self.sampled_softmax and self.teacher_forcing < 1.0:
+            raise ConfigError(
+                "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "
+                "drop one of --sampled-softmax and --teacher-forcing"
+            )
 
 
 SENTIMENT_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
@@ -237,6 +244,8 @@ class ClassifierTrainConfig(TrainConfig):
         # Inherited language-model options: refuse them rather than silently ignore them.
         if self.teacher_forcing != 1.0 or self.bptt != TrainConfig.bptt:
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
+        if self.sampled_softmax:
+            raise ConfigError("sampled_softmax trains a language model's output layer; a classifier has five labels")
         if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None:
             raise ConfigError("ngram, ngram_order and ngram_mb build a keyboard's n-gram; a classifier has none")
         if self.fp16_weights:

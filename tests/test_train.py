@@ -37,10 +37,13 @@ def test_same_seed_same_weights(lines_file, tmp_path):
     assert not all(torch.equal(wa[k], c[k]) for k in wa)
 
 
-@pytest.mark.parametrize(("corpus", "model"), [("lines_file", {}), ("prose_file", {"cell": "gru"})])
-def test_interrupted_and_resumed_run_ends_with_identical_weights(corpus, model, request, tmp_path):
+@pytest.mark.parametrize(
+    ("corpus", "model", "sampled"),
+    [("lines_file", {}, 0), ("prose_file", {"cell": "gru"}, 0), ("lines_file", {"level": "word"}, 10)],
+)
+def test_interrupted_and_resumed_run_ends_with_identical_weights(corpus, model, sampled, request, tmp_path):
     data = request.getfixturevalue(corpus)
-    options = {"epochs": 3, "patience": 0, "eval_every": 5}
+    options = {"epochs": 3, "patience": 0, "eval_every": 5, "sampled_softmax": sampled}
     straight = train_tiny(data, tmp_path / "straight", model, **options)
 
     def interrupt_at_step_7(event):

@@ -96,6 +96,14 @@ def train_lm_cmd(
             "loop)"
         ),
     ] = 1.0,
+    sampled_softmax: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Train the output layer on each batch's targets and N words drawn by frequency instead of the "
+            "whole vocabulary (faster word-level steps; evaluation stays exact); 0: the full softmax",
+        ),
+    ] = 0,
     log_gradients: Annotated[
         bool,
         typer.Option(
@@ -163,6 +171,7 @@ def train_lm_cmd(
         patience=patience,
         eval_every=eval_every,
         teacher_forcing=teacher_forcing,
+        sampled_softmax=sampled_softmax,
         log_gradients=log_gradients,
         precision=precision.value,
         device=device.value,

@@ -19,6 +19,7 @@ from seqtext.data import Window, check_lm_size, count_characters, lm_windows, lo
 from seqtext.errors import CorpusError
 from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
 from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
+from seqtext.lm.sampled import SampledSoftmax, token_counts
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
 from seqtext.rundir import check_out_dir, writes_run
 from seqtext.runfiles import problem
@@ -43,12 +44,14 @@ class LMTask:
         device: torch.device,
         precision: str,
         probe: ProbeWindows | None = None,
+        sampler: SampledSoftmax | None = None,
     ) -> None:
         self.model, self.train_windows, self.valid_windows = model, train, valid
         self.valid_chars, self.cfg, self.device, self.precision = valid_chars, cfg, device, precision
         self.steps_per_epoch = train.steps_per_epoch
         self.state: State | None = None
         self.probe = probe  # validation windows for the gradient through time (--log-gradients)
+        self.sampler = sampler  # --sampled-softmax: the training loss's output layer
 
     def windows(self, epoch: int, start: int) -> Iterator[Window]:
         return self.train_windows.epoch(epoch, self.cfg.seed, start)
@@ -61,6 +64,10 @@ class LMTask:
                 logits, state = self._scheduled_sampling(inputs, state)  # (B, T, V)
                 real = targets != PAD_ID
                 nll = F.cross_entropy(logits[real].float(), targets[real], reduction="none")  # (N,)
+            elif self.sampler is not None:
+                features, state = self.model.features(inputs, state)
+                real = targets != PAD_ID
+                nll = self.sampler.nll(features[real], targets[real], self.model.head)  # (N,)
             else:
                 nll, state = self.model.nll(inputs, targets, state, PAD_ID)  # (N,)
         self.state = detach_state(state)
@@ -152,6 +159,9 @@ def train_lm(
         train_texts, tokenizer, stream=stream, bptt=train_config.bptt, batch_size=train_config.batch_size
     )
     check_lm_size(train_windows, train_config.data, train_config.bptt, train_config.batch_size)
+    sampler = None
+    if train_config.sampled_softmax:  # counts of the whole corpus, the same on every process
+        sampler = SampledSoftmax(token_counts(train_windows, model_config.vocab_size), train_config.sampled_softmax)
     train_windows = shards.for_rank(train_windows, train_config.data)  # under torchrun: this process's share
     valid_windows = eval_windows(valid_texts, tokenizer, stream=stream, bptt=train_config.bptt)
     valid_chars = count_characters(valid_texts, stream=stream)
@@ -173,7 +183,7 @@ def train_lm(
             raise CorpusError(f"--log-gradients: {exc}; lower --bptt or give more validation text") from exc
     check_fits(on_meta(RNNLanguageModel, model_config), device)
     model = RNNLanguageModel(model_config).to(device)
-    task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe)
+    task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe, sampler)
     return run_training(
         task,
         tokenizer,
