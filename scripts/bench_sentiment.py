@@ -16,8 +16,9 @@ logistic regression, and a fastText-style model (mean of hashed word and bigram 
 SGD with fastText's linearly decaying rate, in torch). It measures exact-phrase memory (dev phrases
 found verbatim in the training phrases: the training label against the model there), and times
 `seqtext classify` on 200k phrases (end to end, and the in-process API) for the single model and the
-ensemble. --init-from-lm also pre-trains a word language model on the training sentences for
---lm-time and trains a classifier from it (`--init-from`, the ULMFiT recipe; one seed).
+ensemble. --init-from-lm also pre-trains a word language model for --lm-time on all the unlabelled English
+here (the training sentences, wikitext-2's valid and test articles, tinyshakespeare; never the dev
+sentences) and trains a classifier from it (`--init-from`, the ULMFiT recipe; one seed).
 
 Runtime on a 2-core CPU: seeds × (3 trainings of at most --max-time, plus the teacher's pass over the
 training phrases) + about 5 minutes (baselines, evaluation, timing). Prints one JSON object and
@@ -94,6 +95,20 @@ def train_seqtext(train: Path, out: Path, max_time: str, extra: list[str]) -> di
     }
 
 
+def lm_summary(run: Path) -> dict:
+    """The pre-trained language model's size, steps, time and best validation perplexity."""
+    record = [json.loads(x) for x in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    evaluated = [r for r in record if r.get("val_loss") is not None]
+    best = min(evaluated, key=lambda r: r["val_loss"]) if evaluated else {}
+    return {
+        "steps": record[-1]["step"],
+        "seconds": record[-1]["seconds"],
+        "epochs": record[-1].get("epoch"),
+        "val_perplexity": math.exp(best["val_loss"]) if best else None,
+        "tokens_per_s": record[-1].get("tokens_per_s"),
+    }
+
+
 def classify_speed(run: Path, texts: list[str], folder: Path) -> dict:
     """Phrases per second of `seqtext classify` end to end (process start included) and of the API."""
     phrases = (texts * math.ceil(200_000 / len(texts)))[:200_000] if len(texts) > 1000 else texts
@@ -111,8 +126,17 @@ def classify_speed(run: Path, texts: list[str], folder: Path) -> dict:
     }
 
 
-def pretrain_lm(train: Path, out: Path, lm_time: str, folder: Path) -> Path:
-    """A word LM on the training sentences (the longest phrase of each SentenceId), read as the classifier reads."""
+ENGLISH = DATA / "english"
+UNLABELLED = [  # all the unlabelled English here but the training sentences; never the dev sentences
+    ENGLISH / "wikitext-2" / "valid.txt",
+    ENGLISH / "wikitext-2" / "test.txt",
+    ENGLISH / "tinyshakespeare.txt",
+]
+
+
+def pretrain_lm(train: Path, unlabelled: list[Path], out: Path, lm_time: str, lm_vocab: int, folder: Path) -> Path:
+    """A word LM on the training sentences (the longest phrase of each SentenceId) and the lines of
+    `unlabelled` (UNLABELLED: all the other English here), read as the classifier reads."""
     from seqtext.sentiment.classification import prepare
 
     texts, _, groups = read_rows(train)
@@ -121,11 +145,14 @@ def pretrain_lm(train: Path, out: Path, lm_time: str, folder: Path) -> Path:
         if len(text) > len(longest.get(group, "")):
             longest[group] = text
     config = seqtext.ClassifierConfig()
-    (folder / "sentences.txt").write_text("".join(prepare(t, config) + "\n" for t in longest.values()), "utf-8")
+    lines = list(longest.values())
+    for path in unlabelled:
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    (folder / "sentences.txt").write_text("".join(prepare(t, config) + "\n" for t in lines), "utf-8")
     seqtext_cli(
         "train", "lm", str(folder / "sentences.txt"), "--out", str(out), "--level", config.level,
         "--cell", config.cell, "--layers", str(config.layers), "--embed-dim", str(config.embed_dim),
-        "--hidden-dim", str(config.hidden_dim), "--max-vocab", str(config.max_vocab), "--sample-by", "line",
+        "--hidden-dim", str(config.hidden_dim), "--max-vocab", str(lm_vocab), "--sample-by", "line",
         "--max-time", lm_time,
     )  # fmt: skip
     return out
@@ -138,6 +165,7 @@ def main() -> None:
     parser.add_argument("--ensemble", type=int, default=3, help="members of the ensemble (and teacher); 0 skips both")
     parser.add_argument("--init-from-lm", action="store_true", help="also pre-train a word LM and fine-tune from it")
     parser.add_argument("--lm-time", default="5m", help="budget of the language-model pre-training")
+    parser.add_argument("--lm-vocab", type=int, default=30_000, help="the LM's (and so the classifier's) words")
     parser.add_argument("--fasttext-epochs", type=int, default=10)
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small slices (for the tests)")
     args = parser.parse_args()
@@ -183,12 +211,16 @@ def main() -> None:
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
         if args.init_from_lm:
-            lm = pretrain_lm(train, folder / "lm", args.lm_time, folder)
+            lm = pretrain_lm(
+                train, [] if args.smoke else UNLABELLED, folder / "lm", args.lm_time, args.lm_vocab, folder
+            )
             ulm = folder / "clf_ulm"
             result = train_seqtext(train, ulm, args.max_time, ["--init-from", str(lm)])  # the LM decides the sizes
             report["seqtext_init_from_lm"] = {
                 **result,
                 "lm_time": args.lm_time,
+                "lm_vocab": args.lm_vocab,
+                "lm": lm_summary(lm),
                 **evaluate_run(ulm, dev_phrases, dev_sentences),
             }  # a single run (seed 0)
     print(json.dumps(report, indent=2))
@@ -250,23 +282,34 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         f"python scripts/bench_sentiment.py --max-time {args.max_time} --seeds {args.seeds} --ensemble {args.ensemble}"
     )
     if args.init_from_lm:
-        command += f" --init-from-lm --lm-time {args.lm_time}"
+        command += f" --init-from-lm --lm-time {args.lm_time} --lm-vocab {args.lm_vocab}"
     names = [n for n in ("single", "ensemble", "distilled") if f"seqtext_{n}" in report]
     ft, lr, mj = report["fasttext"], report["tfidf_lr"], report["majority"]
+    ulm = report.get("seqtext_init_from_lm")
+    recipes = names + (["init-from-LM (seed 0)"] if ulm else [])
 
     def cell(data: str, key: str) -> str:
         ours = [report[f"seqtext_{n}"]["mean_std"][f"{data}.{key}"] for n in names]
         return " / ".join(
-            [*(f"{m['mean']:.3f} ± {m['std']:.3f}" for m in ours), *(f"{r[data][key]:.3f}" for r in (ft, lr, mj))]
+            [
+                *(f"{m['mean']:.3f} ± {m['std']:.3f}" for m in ours),
+                *([f"{ulm[data][key]:.3f}"] if ulm else []),
+                *(f"{r[data][key]:.3f}" for r in (ft, lr, mj)),
+            ]
         )
 
-    minutes = " / ".join(f"{report[f'seqtext_{n}']['mean_std']['train_seconds']['mean'] / 60:.1f}" for n in names)
+    minutes = " / ".join(
+        [
+            *(f"{report[f'seqtext_{n}']['mean_std']['train_seconds']['mean'] / 60:.1f}" for n in names),
+            *([f"{ulm['train_seconds'] / 60:.1f} (+ LM {ulm['lm']['seconds'] / 60:.0f})"] if ulm else []),
+        ]
+    )
     speed = report["classify"]["cli_phrases_per_s"], report["classify"]["api_phrases_per_s"]
     ensemble_speed = report.get("classify_ensemble", {}).get("cli_phrases_per_s")
     memory = report["phrase_memory"]
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['machine']}, {report['threads']} threads | "
-        f"{' / '.join(names)} | {cell('dev_phrases', 'accuracy')} | {cell('sst5_sentences', 'accuracy')} | "
+        f"{' / '.join(recipes)} | {cell('dev_phrases', 'accuracy')} | {cell('sst5_sentences', 'accuracy')} | "
         f"{cell('sst5_sentences', 'binary_accuracy')} | {minutes} min | {speed[0]:,.0f} / {speed[1]:,.0f}"
         + (f" (ensemble CLI {ensemble_speed:,.0f})" if ensemble_speed else "")
         + f" | {memory['dev_phrases_seen_in_training']:.1%}: lookup {memory['lookup_accuracy_on_seen']:.3f}, "
