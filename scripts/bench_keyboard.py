@@ -77,12 +77,19 @@ def score(suggest, lines: list[str], latency_lines: list[str]) -> dict:
     return metrics
 
 
-def train_model(train: Path, valid: Path, out: Path, seconds: float, smoke: bool) -> dict:
-    """`seqtext train lm --preset keyboard` with the benchmark's budget: the LSTM, then the run's n-gram."""
+def train_model(train: Path, valid: Path, out: Path, seconds: float, smoke: bool, changes: dict) -> dict:
+    """`seqtext train lm --preset keyboard` with the benchmark's budget (and `changes`, as if typed after
+    the preset: a trial): the LSTM, then the run's n-gram."""
     typed = {"data", "valid", "out", "max_time"}
     model, config = with_preset(
         "keyboard", LMConfig(), TrainConfig(data=str(train), valid=str(valid), out=str(out), max_time=seconds), typed
     )
+    model_fields = {f.name for f in dataclasses.fields(LMConfig)}
+    unknown = set(changes) - model_fields - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        sys.exit(f"--set: no option {', '.join(sorted(unknown))} in LMConfig or TrainConfig")
+    model = dataclasses.replace(model, **{k: v for k, v in changes.items() if k in model_fields})
+    config = dataclasses.replace(config, **{k: v for k, v in changes.items() if k not in model_fields})
     if smoke:
         model = dataclasses.replace(model, embed_dim=16, hidden_dim=32, max_vocab=2000)
         config = dataclasses.replace(config, batch_size=16)
@@ -148,6 +155,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, nargs="+", default=[3, 4, 5], help="unpruned n-gram orders to compare")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small subsets, no row written")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="a trial: change the preset (dropout=0.25)"
+    )
     args = parser.parse_args()
     os.chdir(ROOT)
     if args.threads:
@@ -168,10 +178,11 @@ def main() -> None:
         if args.model is None:
             if (args.out / "config.json").exists():
                 sys.exit(f"{args.out} already holds a run: pass --model {args.out}, or another --out")
-            training = train_model(train_file, valid_file, args.out, parse_duration(args.max_time), args.smoke)
+            changes = dict(setting(s) for s in args.set)
+            training = train_model(train_file, valid_file, args.out, parse_duration(args.max_time), args.smoke, changes)
         run, built = with_ngram(args.model or args.out, Path(tmp), train_file, valid_file)
         report = measure(run, lines, valid_lines, train_lines, args.orders, Path(tmp))
-        report.update(training=training, ngram_built_by_benchmark=built)
+        report.update(training=training, ngram_built_by_benchmark=built, trial=dict(setting(s) for s in args.set))
     report.update(
         data=f"tatoeba_es_train.txt ({len(train_lines):,} lines), tatoeba_es_valid.txt (first {len(lines):,})",
         threads=torch.get_num_threads(),
@@ -182,6 +193,15 @@ def main() -> None:
     print(json.dumps(report, indent=2, ensure_ascii=False))
     if not args.smoke:
         write_row(report, args)
+
+
+def setting(text: str) -> tuple[str, object]:
+    """FIELD=VALUE of --set, the value read as JSON where it is JSON (0.25, 4096, true) and as text otherwise."""
+    field, _, value = text.partition("=")
+    try:
+        return field.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return field.replace("-", "_"), value
 
 
 def measure(
@@ -244,6 +264,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         f" --model {args.model}" if args.model else f" --max-time {args.max_time}"
     )
     command += f" --lines {args.lines}" if args.lines else ""
+    command += "".join(f" --set {s}" for s in args.set) if not args.model else ""
     n, v, t = report["ngram"], report["vs_ngram"], report["targets"]
     precision = (report["training"] or {}).get("precision", "-")
 
