@@ -19,7 +19,7 @@ from seqtext.files import replacing
 from seqtext.schema import check_finite, check_range, check_types, field_error, shown
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
-Level = Literal["char", "word"]
+Level = Literal["char", "word", "subword"]  # subword: classifiers only
 Cell = Literal["rnn", "lstm", "gru"]
 SampleBy = Literal["auto", "line", "stream"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -79,6 +79,8 @@ class LMConfig:
 
     def __post_init__(self) -> None:
         _check_recurrent_stack(self)
+        if self.level == "subword":
+            raise field_error("level", "subword is for classifiers; a language model is char or word level")
         if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
             raise field_error(
                 "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
@@ -175,7 +177,7 @@ class ClassifierConfig:
     pooling: Pooling = "max"
     dropout: float = 0.3
     lowercase: bool = True  # applied before the tokenizer, in training and inference alike
-    max_vocab: int = 20_000  # word level only
+    max_vocab: int = 20_000  # word and subword levels
     labels: tuple[str, ...] = ()
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
 

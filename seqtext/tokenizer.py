@@ -1,4 +1,4 @@
-"""Character- and word-level tokenizers (Hugging Face `tokenizers`), saved as tokenizer.json.
+"""Character-, word- and sub-word-level tokenizers (Hugging Face `tokenizers`), saved as tokenizer.json.
 
 Every tokenizer has the same special ids: <pad>=0, <unk>=1, <bos>=2, <eos>=3. Text is NFC-normalised,
 so "niño" typed with a combining tilde and with "ñ" are the same tokens.
@@ -13,6 +13,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 SPACE_MARK = "▁"  # word level: marks a word that follows a space, so decoding restores the spacing
+SUBWORD_PREFIX = "##"  # sub-word level: marks a piece that continues a word
 
 # Word level: a word or one punctuation character, each optionally preceded by the space mark.
 _WORD_PIECES = Regex(rf"{SPACE_MARK}?\w+|{SPACE_MARK}?[^\w{SPACE_MARK}]|{SPACE_MARK}")
@@ -54,10 +55,31 @@ def build_word_tokenizer(texts: Iterable[str], max_vocab: int) -> Tokenizer:
     return tok
 
 
+def build_subword_tokenizer(texts: Iterable[str], max_vocab: int) -> Tokenizer:
+    """Words as the word level cuts them, then WordPiece: a word in the `max_vocab` pieces stays whole,
+    any other is spelled in pieces ("▁x ##y ##zzy"), so a word never seen in training is not <unk>."""
+    tok = Tokenizer(models.WordPiece(unk_token="<unk>", continuing_subword_prefix=SUBWORD_PREFIX))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=SPACE_MARK, prepend_scheme="never"),
+            pre_tokenizers.Split(_WORD_PIECES, behavior="isolated"),
+        ]
+    )
+    tok.decoder = decoders.WordPiece(prefix=SUBWORD_PREFIX, cleanup=False)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=max_vocab, special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix=SUBWORD_PREFIX
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
 def build_tokenizer(texts: Sequence[str], level: str, max_vocab: int) -> Tokenizer:
-    """Train the tokenizer of `level` ('char' or 'word') on the training texts."""
+    """Train the tokenizer of `level` ('char', 'word' or 'subword') on the training texts."""
     if level == "char":
         return build_char_tokenizer(texts)
+    if level == "subword":
+        return build_subword_tokenizer(texts, max_vocab)
     return build_word_tokenizer(texts, max_vocab)
 
 
@@ -74,9 +96,10 @@ def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
 
 
 def tokenizer_level(tokenizer: Tokenizer) -> str | None:
-    """'char' or 'word' for a tokenizer built here (told apart by its decoder); None for any other."""
+    """'char', 'word' or 'subword' for a tokenizer built here (told apart by its decoder); None for any other."""
     decoder = tokenizer.decoder
-    return {"Fuse": "char", "Metaspace": "word"}.get(type(decoder).__name__) if decoder is not None else None
+    names = {"Fuse": "char", "Metaspace": "word", "WordPiece": "subword"}
+    return names.get(type(decoder).__name__) if decoder is not None else None
 
 
 def to_json(tokenizer: Tokenizer) -> str:

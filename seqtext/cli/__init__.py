@@ -79,6 +79,12 @@ class Level(str, Enum):
     word = "word"
 
 
+class ClassifierLevel(str, Enum):
+    char = "char"
+    word = "word"
+    subword = "subword"
+
+
 class Cell(str, Enum):
     rnn = "rnn"
     lstm = "lstm"

@@ -17,8 +17,8 @@ from rich.table import Table
 from seqtext import distributed
 from seqtext.cli import (
     Cell,
+    ClassifierLevel,
     Device,
-    Level,
     Precision,
     app,
     curves_when_done,
@@ -63,7 +63,10 @@ def train_classifier_cmd(
         str, typer.Argument(help="Labelled table: Kaggle train.tsv (PhraseId SentenceId Phrase Sentiment), csv, jsonl")
     ],
     out: Annotated[Path, typer.Option(help="Run directory to write")] = Path("runs/classifier"),
-    level: Annotated[Level, typer.Option(help="Tokenize by word or by character")] = Level.word,
+    level: Annotated[
+        ClassifierLevel,
+        typer.Option(help="Tokenize by word, by character, or by word with unseen words spelled in pieces (subword)"),
+    ] = ClassifierLevel.word,
     cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = Cell.lstm,
     layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = 1,
     embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = 256,
@@ -74,7 +77,7 @@ def train_classifier_cmd(
     ] = Pooling.max,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head")] = 0.3,
     lowercase: Annotated[bool, typer.Option(help="Lower-case texts before tokenizing (training and use)")] = True,
-    max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = 20_000,
+    max_vocab: Annotated[int, typer.Option(help="Word and subword levels: keep the most frequent N tokens")] = 20_000,
     labels: Annotated[
         str | None, typer.Option(help="Label names in id order, comma-separated (default: the 5 sentiment labels)")
     ] = None,

@@ -43,7 +43,7 @@ def prepare(text: str, config: ClassifierConfig) -> str:
     text = " ".join(text.split())
     if config.lowercase:
         text = text.lower()
-    return " " + text if config.level == "word" and text else text
+    return " " + text if config.level in ("word", "subword") and text else text
 
 
 def encode_texts(tokenizer: Any, config: ClassifierConfig, texts: Sequence[str]) -> list[list[int]]:
