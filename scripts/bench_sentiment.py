@@ -207,6 +207,7 @@ def main() -> None:
                 runs.append({"seed": seed, **result, **evaluate_run(run, dev_phrases, dev_sentences)})
             report[f"seqtext_{name}"] = {"mean_std": mean_std(runs), "runs": runs}
         report["phrase_memory"] = phrase_memory(train_rows, read_rows(dev_phrases)[:2], folder / "single-0")
+        report["unknown_words"] = unknown_words(tests, folder / "single-0")
         report["classify"] = classify_speed(folder / "single-0", tests["dev_phrases"][0], folder)
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
@@ -268,6 +269,30 @@ def phrase_memory(train: tuple, dev: tuple, run: Path) -> dict:
         "lookup_then_model_accuracy": accuracy(combined, every),
         "model_run": "single, seed 0",
     }
+
+
+def unknown_words(tests: dict[str, tuple], run: Path) -> dict:
+    """Where sub-word information could help: for each dev set, the share of tokens outside the model's
+    vocabulary, the share of texts holding one, and the model's accuracy on those texts and the others.
+    A perfect treatment of unknown words gains at most share × (accuracy elsewhere − accuracy on them)."""
+    from seqtext.sentiment.classification import encode_texts
+    from seqtext.tokenizer import UNK_ID
+
+    clf = seqtext.load(run)
+    report = {}
+    for name, (texts, labels) in tests.items():
+        ids = encode_texts(clf.tokenizer, clf.config, texts)
+        right = [p.label == y for p, y in zip(seqtext.classify(clf, texts), labels, strict=True)]
+        holding = [UNK_ID in row for row in ids]
+        with_unknown = [r for r, h in zip(right, holding, strict=True) if h]
+        without = [r for r, h in zip(right, holding, strict=True) if not h]
+        report[name] = {
+            "unknown_token_share": sum(row.count(UNK_ID) for row in ids) / max(1, sum(map(len, ids))),
+            "texts_with_unknown_share": len(with_unknown) / max(1, len(texts)),
+            "accuracy_with_unknown": sum(with_unknown) / max(1, len(with_unknown)),
+            "accuracy_without": sum(without) / max(1, len(without)),
+        }
+    return report
 
 
 def slice_file(path: Path, folder: Path, rows: int) -> Path:
