@@ -238,7 +238,7 @@ def test_weights_that_do_not_fit_the_ngram_are_refused(ngram_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     config["model"]["ngram_weights"] = [0.3, 0.4]
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="ngram_weights has 2 values but the n-gram is of order [34]"):
+    with pytest.raises(CheckpointError, match=r"ngram_weights has 2 values but the n-gram is of order [34]"):
         Completer(run)
     config["model"]["ngram_weights"] = [1.5] * 4
     (run / "config.json").write_text(json.dumps(config))
