@@ -90,8 +90,9 @@ class RNNLanguageModel(nn.Module):
         Text of any length: the RNN reads it in chunks and the head runs once, so a 100k-token
         prompt needs no (T, V) logits. Used where only the next token matters (completion).
         """
-        if ids.size(1) == 1 and not self.training:
-            last, state = self._step(ids[:, 0], state)
+        if 1 <= ids.size(1) <= STEPPED_READ and not self.training:
+            for t in range(ids.size(1)):
+                last, state = self._step(ids[:, t], state)
         else:
             out = torch.empty(0)
             for start in range(0, ids.size(1), chunk):
@@ -136,6 +137,11 @@ class RNNLanguageModel(nn.Module):
             hs.append(x)
         return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
 
+
+# Up to this many tokens, inference reads them cell step by cell step: the fused nn.LSTM's set-up cost
+# about 1.5 ms per call on one CPU thread, more than a few steps (a keystroke that ends a word with
+# punctuation reads two tokens: "calle" + ".").
+STEPPED_READ = 8
 
 CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
 

@@ -13,7 +13,7 @@ from seqtext.config import LMConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer, Completion, completer_for, partial_word
 from seqtext.keyboard.typist import simulate_typing
-from seqtext.models import RNNLanguageModel
+from seqtext.models import STEPPED_READ, RNNLanguageModel
 from seqtext.tokenizer import build_word_tokenizer
 
 WORD = re.compile(r"\w+")
@@ -82,14 +82,17 @@ def test_model_read_matches_forward(cell, layers):
         level="word", cell=cell, layers=layers, embed_dim=12, hidden_dim=16, tie_weights=True, vocab_size=40
     )
     model = RNNLanguageModel(config).eval()
-    ids = torch.randint(4, 40, (3, 7), generator=torch.Generator().manual_seed(0))
+    long = STEPPED_READ + 3  # read by the fused kernel, in chunks; shorter reads go cell step by cell step
+    ids = torch.randint(4, 40, (3, long + 3), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         full, _ = model(ids)
-        logits, state = model.read(ids[:, :5], chunk=2)  # chunked read of a prefix
-        for t in (5, 6):  # then single steps (the per-keystroke path)
-            logits, state = model.read(ids[:, t : t + 1], state)
+        logits, state = model.read(ids[:, :long], chunk=4)  # chunked read of a prefix
+        logits, state = model.read(ids[:, long : long + 2], state)  # two tokens ("calle" + ".")
+        logits, state = model.read(ids[:, long + 2 :], state)  # then a single step (the per-keystroke path)
         first, _ = model.read(ids[:, :1])
+        stepped, _ = model.read(ids[:, :3])
     assert torch.allclose(logits, full[:, -1], atol=1e-5) and torch.allclose(first, full[:, 0], atol=1e-5)
+    assert torch.allclose(stepped, full[:, 2], atol=1e-5)
 
 
 def test_suggests_perro_for_the_readme_example(word_lm):
