@@ -17,6 +17,7 @@ import seqtext
 from seqtext.cli import app
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 from seqtext.errors import CheckpointError, ConfigError, TrainingStopped
+from seqtext.runtime import resolve_precision
 from seqtext.sentiment.classification import average_proba, encode_texts, predict_proba
 from seqtext.sentiment.distill import soft_labels
 from seqtext.sentiment.ensemble import members
@@ -230,6 +231,13 @@ def test_fast_encoding_gives_the_ids_of_the_plain_one(ensemble_run):
     assert encode_texts(clf.tokenizer, clf.config, texts) == plain  # encode_batch takes encode_batch_fast
 
 
+def model_probs(run, texts):
+    """What the run's model alone says of each text (its phrase memory set aside), as classify computes it."""
+    clf = seqtext.load(run)
+    ids = encode_texts(clf.tokenizer, clf.config, texts)
+    return average_proba(clf, ids, precision=resolve_precision("auto", clf.device)).tolist()
+
+
 def test_phrase_memory_answers_training_phrases_with_their_label(tmp_path):
     run = train(tmp_path / "memory", phrase_memory=True).out_dir
     phrases = json.loads((run / "phrase_memory.json").read_text())["phrases"]
@@ -237,6 +245,11 @@ def test_phrase_memory_answers_training_phrases_with_their_label(tmp_path):
     got = seqtext.classify(run, [text.upper(), "zzz never seen qqq"])
     assert got[0].label == label and got[0].probs[label] == 1.0
     assert max(got[1].probs) < 1.0  # the model answers the rest
+    # The model reads only what the memory does not answer: the others' answers are those of the model alone.
+    others = ["zzz never seen qqq", "qqq fun zzz", "an utterly unseen zzz sentence"]  # not in the memory
+    mixed = seqtext.classify(run, [others[0], text, others[1], text.upper(), others[2]])
+    assert [mixed[i].probs for i in (0, 2, 4)] == model_probs(run, others)
+    assert mixed[1].label == mixed[3].label == label
     plain = train(tmp_path / "plain").out_dir
     assert seqtext.evaluate(run, PHRASES).accuracy > seqtext.evaluate(plain, PHRASES).accuracy
     assert not (tmp_path / "plain" / "phrase_memory.json").exists()  # --no-phrase-memory

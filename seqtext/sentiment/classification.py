@@ -19,7 +19,7 @@ from seqtext.errors import ConfigError
 from seqtext.runtime import autocast, eval_mode, resolve_precision
 from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad
-from seqtext.sentiment.memory import remembered
+from seqtext.sentiment.memory import as_probabilities, recall
 from seqtext.tokenizer import encode_batch
 
 BATCH_SIZE = 1024  # texts per forward pass at inference: big batches amortise the per-step overhead
@@ -95,9 +95,14 @@ def classify(
     if isinstance(texts, str):
         raise ConfigError("classify takes a list of texts; wrap a single text in a list: [text]")
     clf = as_loaded(source, "classifier", "classify")
-    ids = encode_texts(clf.tokenizer, clf.config, texts)
     precision = resolve_precision(precision, clf.device)
-    probs = remembered(clf, texts, average_proba(clf, ids, batch_size=batch_size, precision=precision))
+    recalled = recall(clf, texts)  # the phrase memory answers these: the model reads only the others
+    rest = [i for i in range(len(texts)) if i not in recalled] if recalled else range(len(texts))
+    ids = encode_texts(clf.tokenizer, clf.config, [texts[i] for i in rest])
+    probs = average_proba(clf, ids, batch_size=batch_size, precision=precision)
+    if recalled:
+        probs = torch.zeros(len(texts), probs.size(-1)).index_copy_(0, torch.tensor(rest, dtype=torch.long), probs)
+        as_probabilities(recalled, probs)
     names = clf.config.labels
     best = probs.argmax(dim=-1).tolist()
     return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]

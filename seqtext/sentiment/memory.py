@@ -71,14 +71,22 @@ def read_memory(clf: Loaded) -> dict[str, int]:
     return phrases
 
 
-def remembered(clf: Loaded, texts: Sequence[str], probs: torch.Tensor) -> torch.Tensor:
-    """`probs` with the rows of remembered phrases replaced by their training label (probability 1)."""
+def recall(clf: Loaded, texts: Sequence[str]) -> dict[int, int]:
+    """The training label of each text the phrase memory holds, by the text's index (empty without one)."""
     phrases = read_memory(clf)
     if not phrases:
-        return probs
-    found = [(i, phrases[k]) for i, t in enumerate(texts) if (k := phrase_key(t)) in phrases]
-    if found:
-        rows, labels = torch.tensor([i for i, _ in found]), torch.tensor([label for _, label in found])
-        probs = probs.clone()
-        probs[rows] = torch.nn.functional.one_hot(labels, probs.size(-1)).to(probs.dtype)
+        return {}
+    return {i: phrases[k] for i, t in enumerate(texts) if (k := phrase_key(t)) in phrases}
+
+
+def as_probabilities(recalled: dict[int, int], probs: torch.Tensor) -> torch.Tensor:
+    """`probs` (N, C) with the rows of recalled texts set to their training label (probability 1), in place."""
+    if recalled:
+        labels = torch.tensor(list(recalled.values()))
+        probs[list(recalled)] = torch.nn.functional.one_hot(labels, probs.size(-1)).to(probs.dtype)
     return probs
+
+
+def remembered(clf: Loaded, texts: Sequence[str], probs: torch.Tensor) -> torch.Tensor:
+    """`probs` with the rows of remembered phrases replaced by their training label (probability 1)."""
+    return as_probabilities(recall(clf, texts), probs.clone())
