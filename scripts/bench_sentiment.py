@@ -3,6 +3,7 @@ majority, TF-IDF + LR and fastText-style baselines.
 
     python -m pip install -e ".[bench]"     # scikit-learn, for the TF-IDF baseline
     python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--init-from-lm] [--smoke]
+                                      [--options "--level subword"]   # a trial: options for every training
 
 For each seed 0..N-1 it trains `seqtext train classifier train.tsv --out RUN --max-time T --seed S`
 (the defaults are the recommended recipe), an ensemble (`--ensemble K`, the same T for all K
@@ -14,7 +15,9 @@ the non-neutral ones); every figure is reported per seed and as mean ± sample s
 In the same run, on the same training phrases: the majority class, TF-IDF (word 1-2-grams) +
 logistic regression, and a fastText-style model (mean of hashed word and bigram embeddings → linear,
 SGD with fastText's linearly decaying rate, in torch). It measures exact-phrase memory (dev phrases
-found verbatim in the training phrases: the training label against the model there), and times
+found verbatim in the training phrases: the training label against the model there), the model's
+accuracy on dev texts with and without a word unseen in training (where sub-word information could
+help), and times
 `seqtext classify` on 200k phrases (end to end, and the in-process API) for the single model and the
 ensemble. --init-from-lm also pre-trains a word language model for --lm-time on all the unlabelled English
 here (the training sentences, wikitext-2's valid and test articles, tinyshakespeare; never the dev
@@ -33,6 +36,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -168,6 +172,9 @@ def main() -> None:
     parser.add_argument("--lm-vocab", type=int, default=30_000, help="the LM's (and so the classifier's) words")
     parser.add_argument("--fasttext-epochs", type=int, default=10)
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small slices (for the tests)")
+    parser.add_argument(
+        "--options", default="", help='a trial: more options for every seqtext training ("--level subword")'
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -178,6 +185,7 @@ def main() -> None:
             train = ROOT / "corpora" / "frases_sentimiento.tsv"
             dev_phrases, dev_sentences = slice_file(DEV_PHRASES, folder, 400), slice_file(DEV_SENTENCES, folder, 200)
             extra = ["--embed-dim", "16", "--hidden-dim", "16"]
+        extra += shlex.split(args.options)
         train_rows = read_rows(train)
         tests = {"dev_phrases": read_rows(dev_phrases)[:2], "sst5_sentences": read_rows(dev_sentences)[:2]}
         report: dict = {
@@ -207,7 +215,7 @@ def main() -> None:
                 runs.append({"seed": seed, **result, **evaluate_run(run, dev_phrases, dev_sentences)})
             report[f"seqtext_{name}"] = {"mean_std": mean_std(runs), "runs": runs}
         report["phrase_memory"] = phrase_memory(train_rows, read_rows(dev_phrases)[:2], folder / "single-0")
-        report["unknown_words"] = unknown_words(tests, folder / "single-0")
+        report["unseen_words"] = {"single, seed 0": unseen_words(train_rows[0], tests, folder / "single-0")}
         report["classify"] = classify_speed(folder / "single-0", tests["dev_phrases"][0], folder)
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
@@ -224,6 +232,7 @@ def main() -> None:
                 "lm": lm_summary(lm),
                 **evaluate_run(ulm, dev_phrases, dev_sentences),
             }  # a single run (seed 0)
+            report["unseen_words"]["init-from-LM"] = unseen_words(train_rows[0], tests, ulm)
     print(json.dumps(report, indent=2))
     if not args.smoke:
         write_row(report, args)
@@ -271,25 +280,24 @@ def phrase_memory(train: tuple, dev: tuple, run: Path) -> dict:
     }
 
 
-def unknown_words(tests: dict[str, tuple], run: Path) -> dict:
-    """Where sub-word information could help: for each dev set, the share of tokens outside the model's
-    vocabulary, the share of texts holding one, and the model's accuracy on those texts and the others.
-    A perfect treatment of unknown words gains at most share × (accuracy elsewhere − accuracy on them)."""
-    from seqtext.sentiment.classification import encode_texts
-    from seqtext.tokenizer import UNK_ID
-
+def unseen_words(train_texts: list[str], tests: dict[str, tuple], run: Path) -> dict:
+    """Where sub-word information could help: for each dev set, the share of words never seen in the
+    training phrases (case aside), the share of texts holding one, and the model's accuracy on those
+    texts and on the others. A perfect treatment of unseen words gains at most
+    share × (accuracy elsewhere − accuracy on them)."""
+    seen = {word for text in train_texts for word in text.lower().split()}
     clf = seqtext.load(run)
     report = {}
     for name, (texts, labels) in tests.items():
-        ids = encode_texts(clf.tokenizer, clf.config, texts)
+        words = [text.lower().split() for text in texts]
         right = [p.label == y for p, y in zip(seqtext.classify(clf, texts), labels, strict=True)]
-        holding = [UNK_ID in row for row in ids]
-        with_unknown = [r for r, h in zip(right, holding, strict=True) if h]
+        holding = [any(w not in seen for w in row) for row in words]
+        with_unseen = [r for r, h in zip(right, holding, strict=True) if h]
         without = [r for r, h in zip(right, holding, strict=True) if not h]
         report[name] = {
-            "unknown_token_share": sum(row.count(UNK_ID) for row in ids) / max(1, sum(map(len, ids))),
-            "texts_with_unknown_share": len(with_unknown) / max(1, len(texts)),
-            "accuracy_with_unknown": sum(with_unknown) / max(1, len(with_unknown)),
+            "unseen_word_share": sum(w not in seen for row in words for w in row) / max(1, sum(map(len, words))),
+            "texts_with_unseen_share": len(with_unseen) / max(1, len(texts)),
+            "accuracy_with_unseen": sum(with_unseen) / max(1, len(with_unseen)),
             "accuracy_without": sum(without) / max(1, len(without)),
         }
     return report
@@ -308,6 +316,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     )
     if args.init_from_lm:
         command += f" --init-from-lm --lm-time {args.lm_time} --lm-vocab {args.lm_vocab}"
+    if args.options:
+        command += f" --options {shlex.quote(args.options)}"
     names = [n for n in ("single", "ensemble", "distilled") if f"seqtext_{n}" in report]
     ft, lr, mj = report["fasttext"], report["tfidf_lr"], report["majority"]
     ulm = report.get("seqtext_init_from_lm")
