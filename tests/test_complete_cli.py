@@ -142,5 +142,5 @@ def test_preset_keyboard_with_an_override(lines_file, tmp_path):
     assert (model["hidden_dim"], model["embed_dim"], model["max_vocab"], train["batch_size"]) == (32, 16, 60, 8)
     assert (model["level"], model["cell"], model["layers"]) == (preset["level"], preset["cell"], preset["layers"])
     assert (model["tie_weights"], model["dropout"]) == (preset["tie_weights"], preset["dropout"])
-    assert train["lr"] == preset["lr"]
+    assert (train["lr"], train["sampled_softmax"]) == (preset["lr"], preset["sampled_softmax"])
     assert invoke("train", "lm", lines_file, "--out", tmp_path / "x", "--preset", "phone").exit_code == 2
