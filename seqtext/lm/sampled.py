@@ -1,7 +1,7 @@
 """Sampled softmax (Jean et al. 2015) for training word-level language models on a CPU.
 
 A word model's output layer scores every vocabulary word at every target: for the keyboard's 20k
-words that is most of a training step. Here each step scores the targets against one shared set of
+words about a third of a training step on a CPU. Here each step scores the targets against one shared set of
 words drawn by frequency (unigram counts to the power 0.75, with replacement, `samples` draws), each
 logit corrected by the log-probability that its word was drawn, so the loss estimates the full
 softmax's cross-entropy (TensorFlow's sampled_softmax_loss, with accidental hits removed):
@@ -39,10 +39,11 @@ class SampledSoftmax:
     def __init__(self, counts: Tensor, samples: int) -> None:
         q = counts.double().clamp(min=1) ** POWER  # every word can be drawn, however rare
         q[PAD_ID] = 0.0  # padding is never a target
-        self.q = (q / q.sum()).float()  # (V,)
+        q /= q.sum()
+        self.q = q.float()  # (V,)
         self.samples = samples
         # log P(w ∈ S) = log(1 − (1 − q_w)^K) for K draws with replacement
-        self.log_drawn = torch.log(-torch.expm1(samples * torch.log1p(-(q / q.sum())))).float()  # (V,)
+        self.log_drawn = torch.log(-torch.expm1(samples * torch.log1p(-q))).float()  # (V,)
         self.log_drawn[PAD_ID] = 0.0
 
     def nll(self, features: Tensor, targets: Tensor, head: nn.Linear) -> Tensor:
