@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import gc
 import json
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -218,7 +221,10 @@ def _classify_all(clf: Any, sources: list[Any], stream: IO[str], output_format: 
 
     total = None if any(s.total is None for s in sources) else sum(s.total or 0 for s in sources)
     columns = (TextColumn("[bold]classify[/]"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+    with (
+        Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress,
+        no_cycle_collection(),
+    ):
         bar = progress.add_task("classify", total=total)
         write = None  # the header waits for the first chunk, which is where bad columns are found
         for source in sources:
@@ -229,6 +235,20 @@ def _classify_all(clf: Any, sources: list[Any], stream: IO[str], output_format: 
                 progress.advance(bar, len(texts))
     if write is None:  # no rows at all: still a well-formed (header-only) output
         _writer(stream, output_format, clf.config.labels)
+
+
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused: classifying a chunk makes hundreds of thousands of small objects
+    (a prediction and its probabilities per text) and no cycles, and the collector's passes over them
+    took about a tenth of `seqtext classify`'s time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _writer(stream: IO[str], fmt: OutputFormat, labels: tuple[str, ...]) -> Any:
@@ -247,9 +267,8 @@ def _writer(stream: IO[str], fmt: OutputFormat, labels: tuple[str, ...]) -> Any:
         out.writerow(header)
         return lambda text, p, _id: out.writerow([p.label, p.name, *(f"{x:.4f}" for x in p.probs), text])
     stream.write("\t".join(header) + "\n")  # tsv: tabs and line breaks inside a text become spaces
-    return lambda text, p, _id: stream.write(
-        "\t".join([str(p.label), p.name, *(f"{x:.4f}" for x in p.probs), " ".join(text.split())]) + "\n"
-    )
+    row = "%d\t%s" + "\t%.4f" * len(labels) + "\t%s\n"  # one format for the whole row: 2× the f-strings' speed
+    return lambda text, p, _id: stream.write(row % (p.label, p.name, *p.probs, " ".join(text.split())))
 
 
 def show_classifier_metrics(metrics: Any, title: str, *, as_json: bool, plot: Path | None) -> None:
