@@ -17,7 +17,7 @@ def smoke_report(script: str, *options: str) -> dict:
 
 
 @needs_shared_data
-@pytest.mark.parametrize("script", ["bench_lm.py", "bench_keyboard.py"])
+@pytest.mark.parametrize("script", ["bench_lm.py", "bench_keyboard.py", "bench_classify.py"])
 def test_benchmark_smoke(script):
     report = smoke_report(script)
     assert report["benchmark"] == script.removesuffix(".py")
