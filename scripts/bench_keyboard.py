@@ -6,9 +6,9 @@ against unpruned interpolated Kneser-Ney n-grams of the same text.
 
 Trains `seqtext train lm ../shared/data/spanish/tatoeba_es_train.txt --preset keyboard --valid
 ../shared/data/spanish/tatoeba_es_valid.txt --max-time 15m --out runs/bench-keyboard` (which also
-builds the run's pruned n-gram and chooses its mixing weight), or takes an existing run with --model
-(a run without an n-gram gets one built in a temporary copy). Scores with the same typist simulation
-(specs/completion-metrics.md, k = 3) on the validation file: the combination, the LSTM alone
+builds the run's n-gram, pruned to the size budget, and chooses its mixing weight), or takes an
+existing run with --model (a run without an n-gram gets one built in a temporary copy). Scores with
+the same typist simulation (specs/completion-metrics.md, k = 3) on the validation file: the combination, the LSTM alone
 (--no-ngram), the run's n-gram alone, and unpruned modified Kneser-Ney n-grams of orders 3, 4 and 5
 (seqtext.keyboard.ngram, no size budget): keystroke savings, next-word top-1/top-3, per-keystroke
 latency p50/p99 overall and with 10 and 200 words of context, and the megabytes each loads from disk.
@@ -159,6 +159,8 @@ def main() -> None:
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="a trial: change the preset (dropout=0.25)"
     )
     args = parser.parse_args()
+    if args.model and args.set:
+        sys.exit("--set changes how the preset trains; --model scores a run as it was trained: pass one")
     os.chdir(ROOT)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -285,7 +287,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         f"{precision} | LSTM + {c['ngram_order']}-gram (weights {weights}) | {cell(c)} | "
         f"{v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, top-3 ×{v['top3_ratio']:.2f}; {verdict} |",
         f"|  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
-        f"|  |  |  | the run's pruned {report['run_ngram']['order']}-gram alone | {cell(report['run_ngram'])} |  |",
+        f"|  |  |  | the run's {report['run_ngram']['order']}-gram alone ({report['run_ngram']['model_mb']:.1f} MB) | "
+        f"{cell(report['run_ngram'])} |  |",
         f"|  |  |  | KN {n['best_order']}-gram, unpruned | {cell(n)} |  |",
     ]
     append_row(
