@@ -38,12 +38,13 @@ from benchmarks_md import append_row  # scripts/ is on sys.path when a script ru
 from keyboard_diagnosis import NgramSuggester, diagnose
 
 import seqtext
-from seqtext.config import KEYBOARD_MB, LMConfig, TrainConfig, parse_duration, with_preset
+from seqtext.config import KEYBOARD_MB, LMConfig, TrainConfig, parse_duration
 from seqtext.keyboard.building import build_run_ngram, keyboard_files_mb
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.ngram import build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.typist import percentile, simulate_typing
+from seqtext.presets import with_preset
 from seqtext.tokenizer import SPACE_MARK
 
 ROOT = Path(__file__).resolve().parent.parent

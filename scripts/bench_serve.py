@@ -43,8 +43,9 @@ from serve_clients import BATCH, phase
 from serve_harness import serving
 
 import seqtext
-from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig, with_preset
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.keyboard.completion import Completer
+from seqtext.presets import with_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("..") / "shared" / "data"  # relative to the project root, as in the docs

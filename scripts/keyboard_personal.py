@@ -39,9 +39,10 @@ import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 
 import seqtext
-from seqtext.config import LMConfig, TrainConfig, parse_duration, with_preset
+from seqtext.config import LMConfig, TrainConfig, parse_duration
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.typist import simulate_typing
+from seqtext.presets import with_preset
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("..") / "shared" / "data" / "spanish"  # relative to the project root, as in the docs

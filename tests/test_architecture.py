@@ -16,6 +16,7 @@ CORE = {
     "files": {"errors"},  # paths checked before work, atomic writes, the run lock
     "schema": {"errors"},  # typed dataclass fields, checked
     "config": {"errors", "files", "schema"},
+    "presets": {"config", "errors"},  # --preset's recipes
     "runtime": {"errors"},
     "tokenizer": set(),
     "textfiles": {"errors", "files"},  # UTF-8 text or a clear refusal

@@ -52,7 +52,7 @@ def test_help_lists_the_commands():
 
 def test_train_lm_flags_mirror_the_configs():
     command = typer.main.get_command(app).commands["train"].commands["lm"]
-    # --preset is no config field: it chooses values for the fields (config.PRESETS), which are then stored;
+    # --preset is no config field: it chooses values for the fields (presets.PRESETS), which are then stored;
     # nor is --plot: it draws what the run recorded once training stops, and changes nothing in the run
     flags = {p.name for p in command.params} - {"ctx", "data", "resume", "preset", "plot"}
     fields = {f.name for f in dataclasses.fields(LMConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}

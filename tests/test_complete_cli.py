@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import seqtext
 from seqtext.cli import app
 from seqtext.cli.keyboard import keyboard_app
-from seqtext.config import PRESETS
+from seqtext.presets import PRESETS
 
 runner = CliRunner()
 

@@ -28,12 +28,13 @@ from seqtext.cli import (
     training_progress,
     typed_over,
 )
-from seqtext.config import LMConfig, TrainConfig, with_preset
+from seqtext.config import LMConfig, TrainConfig
 from seqtext.distributed import writes
+from seqtext.presets import with_preset
 
 
 class Preset(str, Enum):
-    keyboard = "keyboard"  # values in seqtext.config.PRESETS
+    keyboard = "keyboard"  # values in seqtext.presets.PRESETS
 
 
 @train_app.command("lm")
