@@ -1,2 +1,2 @@
 """The keyboard: whole-word suggestions for the word being typed, and the typist simulation that
-scores them (specs/completion-metrics.md)."""
+scores them (docs/keystroke-savings.md)."""

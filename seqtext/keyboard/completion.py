@@ -1,7 +1,7 @@
 """Keyboard completion: whole-word suggestions for the word being typed, one keystroke at a time.
 
 `typed` is the exact text typed so far; a suggestion is a whole word (a maximal run of `\\w`
-characters, specs/completion-metrics.md) that replaces the partial word at the end of `typed`.
+characters, docs/keystroke-savings.md) that replaces the partial word at the end of `typed`.
 
 - Word models: the next-word distribution after the committed words, restricted to the vocabulary
   words that start with the typed prefix: a sorted vocabulary and bisect, no scan. After a space the

@@ -1,4 +1,4 @@
-"""The typist of specs/completion-metrics.md: type a text word by word, take a suggestion as soon as
+"""The typist of docs/keystroke-savings.md: type a text word by word, take a suggestion as soon as
 it is offered, and count keystrokes, first-query hits and the time of every call.
 """
 
@@ -16,7 +16,7 @@ from seqtext.keyboard.completion import WORD
 
 @dataclass(frozen=True)
 class KeyboardMetrics:
-    """The typist simulation of specs/completion-metrics.md on one text."""
+    """The typist simulation of docs/keystroke-savings.md on one text."""
 
     ksr: float  # keystroke savings rate: 1 − keystrokes / characters
     next_word_top1: float
