@@ -1,14 +1,17 @@
-"""The README's file tree is the package's layout: every module is in it and everything in it exists."""
+"""The README starts with the two set-up commands, and the layout in docs/development.md is the package's."""
 
 import re
 
 from conftest import ROOT
 
 ENTRY = re.compile(r"^(?P<indent>(?:│   |    )*)[├└]── (?P<name>[\w.]+/?)")
+SETUP_COMMANDS = ["sh scripts/demo.sh", "sh scripts/test.sh"]
 
 
-def readme_tree() -> set[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def layout_tree() -> set[str]:
+    """The paths named by the `seqtext/` file tree of docs/development.md."""
+    text = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    assert "```text\nseqtext/\n" in text, "docs/development.md has no ```text block starting with seqtext/"
     block = text[text.index("```text\nseqtext/\n") :].split("```")[1]
     paths, parents = set(), ["seqtext"]
     for line in block.splitlines()[2:]:
@@ -24,8 +27,8 @@ def readme_tree() -> set[str]:
     return paths
 
 
-def test_readme_tree_lists_every_module():
-    listed = readme_tree()
+def test_layout_tree_lists_every_module():
+    listed = layout_tree()
     package = ROOT / "seqtext"
     modules = {
         str(p.relative_to(ROOT))
@@ -33,6 +36,21 @@ def test_readme_tree_lists_every_module():
         if p.name != "__init__.py" or p.parent == package
         if "cli" not in p.relative_to(package).parts  # the tree names cli/ as one entry
     }
-    assert modules - listed == set(), "modules missing from the README's file tree"
-    missing = {p for p in listed if p.startswith("seqtext") and not (ROOT / p).exists()}
-    assert missing == set(), "the README's file tree names files that do not exist"
+    unlisted = sorted(modules - listed)
+    assert not unlisted, f"modules missing from the file tree of docs/development.md: {', '.join(unlisted)}"
+    missing = sorted(p for p in listed if p.startswith("seqtext") and not (ROOT / p).exists())
+    assert not missing, f"the file tree of docs/development.md names files that do not exist: {', '.join(missing)}"
+
+
+def test_readme_starts_with_the_title_then_the_two_setup_commands():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0].startswith("# "), "the README's first line is its title"
+    first_block = text.index("```")
+    intro = text[:first_block]
+    assert intro.count("\n\n") <= 2, "only the title and one paragraph come before the set-up commands"
+    block = text[first_block:].split("```")[1]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()[1:] if line.strip()]
+    assert commands == SETUP_COMMANDS
+    for command in commands:
+        assert (ROOT / command.split()[-1]).is_file(), f"{command}: no such script"
