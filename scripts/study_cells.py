@@ -33,10 +33,10 @@ from bench_lm import split_lines  # scripts/ is on sys.path when a script runs
 
 import seqtext
 from seqtext import LMConfig, TrainConfig
-from seqtext.checkpoint import read_metrics
 from seqtext.errors import TrainingStopped
 from seqtext.models import count_parameters
 from seqtext.plots import plot_curves, plot_gradients
+from seqtext.runs.checkpoint import read_metrics
 from seqtext.runtime import pick_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent

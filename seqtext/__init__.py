@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "load": "seqtext.checkpoint",
-    "Loaded": "seqtext.checkpoint",
+    "load": "seqtext.runs.checkpoint",
+    "Loaded": "seqtext.runs.checkpoint",
     "LMConfig": "seqtext.config",
     "TrainConfig": "seqtext.config",
     "train_lm": "seqtext.pipeline",
@@ -35,8 +35,8 @@ _API = {
     "SeqtextError": "seqtext.errors",
     "gradients": "seqtext.lm.gradients",
     "GradientReport": "seqtext.lm.gradients",
-    "inspect_run": "seqtext.inspection",
-    "RunSummary": "seqtext.inspection",
+    "inspect_run": "seqtext.runs.inspection",
+    "RunSummary": "seqtext.runs.inspection",
     "plot_curves": "seqtext.plots",
     "plot_gradients": "seqtext.plots",
 }

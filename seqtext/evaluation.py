@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from seqtext.checkpoint import Loaded, as_loaded, load
 from seqtext.data import read_texts
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.typist import simulate_typing
 from seqtext.lm.evaluation import LMMetrics, evaluate_lm
+from seqtext.runs.checkpoint import Loaded, as_loaded, load
 from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from seqtext import checkpoint, distributed
+from seqtext import distributed
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import ConfigError
 from seqtext.keyboard.building import build_run_ngram
 from seqtext.lm import training
 from seqtext.rundir import writes_run
+from seqtext.runs import checkpoint
 from seqtext.train import Callback, TrainResult
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtext import checkpoint
 from seqtext.errors import ConfigError
 from seqtext.files import check_output_file, replacing
+from seqtext.runs import checkpoint
 
 MISSING = (
     'needs matplotlib, an optional extra; install it with: pip install "seqtext[plot]" (or pip install matplotlib)'

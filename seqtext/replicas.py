@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from seqtext import distributed, runfiles
+from seqtext import distributed
 from seqtext.errors import ConfigError
+from seqtext.runs import runfiles
 
 UNKNOWN_SIGNAL = 255  # a stop asked for by code, not by a signal
 

@@ -14,10 +14,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqtext import checkpoint, distributed, runfiles
+from seqtext import distributed
 from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.files import run_lock
+from seqtext.runs import checkpoint, runfiles
 
 F = TypeVar("F", bound=Callable[..., Any])
 KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}

@@ -17,12 +17,13 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from seqtext import checkpoint, distributed, rundir, runfiles
+from seqtext import distributed, rundir
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.gradnorms import GradientLog
 from seqtext.replicas import Replicas
-from seqtext.resume import clear_resume_state, load_resume_state, save_resume_state
+from seqtext.runs import checkpoint, runfiles
+from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resume_state
 from seqtext.stopping import STOP_SIGNALS, stop_flag
 
 

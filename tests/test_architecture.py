@@ -22,29 +22,17 @@ CORE = {
     "textfiles": {"errors", "files"},  # UTF-8 text or a clear refusal
     "models": {"config"},
     "data": {"errors", "files", "textfiles", "tokenizer"},
-    "runfiles": {"config", "errors", "schema", "tokenizer"},  # run directories read as untrusted input
-    "checkpoint": {"__init__", "config", "errors", "files", "models", "runfiles", "schema", "tokenizer"},
-    "resume": {"config", "errors", "files", "runfiles"},  # what --resume needs, checked when read
-    "rundir": {"checkpoint", "config", "distributed", "errors", "files", "runfiles"},
+    # the run directory: saved, read back as untrusted input, resume state, inspected
+    "runs": {"__init__", "config", "errors", "files", "models", "schema", "tokenizer"},
+    "rundir": {"runs", "config", "distributed", "errors", "files"},
     "gradnorms": {"models"},
     "distributed": {"errors"},  # torchrun's environment, the process group, control messages between processes
     "shards": {"data", "distributed", "errors", "tokenizer"},  # each process's share of every epoch
-    "replicas": {"distributed", "errors", "runfiles"},  # DDP and the decisions the processes take together
+    "replicas": {"distributed", "errors", "runs"},  # DDP and the decisions the processes take together
     "stopping": {"distributed"},  # Ctrl-C and SIGTERM stop training between steps
-    "train": {
-        "checkpoint",
-        "config",
-        "distributed",
-        "errors",
-        "gradnorms",
-        "replicas",
-        "resume",
-        "rundir",
-        "runfiles",
-        "stopping",
-    },  # the loop: every model kind, one process or several
-    "inspection": {"checkpoint", "config", "models"},
-    "plots": {"checkpoint", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
+    # the loop: every model kind, one process or several
+    "train": {"runs", "config", "distributed", "errors", "gradnorms", "replicas", "rundir", "stopping"},
+    "plots": {"runs", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
 FACADE = {"evaluation", "pipeline"}  # public functions that span the areas (evaluate(), train_lm() with its n-gram)
@@ -58,9 +46,9 @@ OWNERS = {
     "rich": {"cli"},
     "prompt_toolkit": {"cli"},  # the interactive keyboard of `seqtext complete`
     "matplotlib": {"plots"},  # every figure; optional, imported only when one is drawn
-    "tokenizers": {"tokenizer", "checkpoint", "data", "runfiles"},
+    "tokenizers": {"tokenizer", "data", "runs"},
     "datasets": {"data"},
-    "safetensors": {"checkpoint", "resume", "runfiles"},
+    "safetensors": {"runs"},
     "filelock": {"files"},  # the run lock
     "platformdirs": {"keyboard"},  # the personal model's default place: the user's data directory
     "fastapi": {"serve"},
@@ -121,7 +109,8 @@ FILES = sorted(PACKAGE.rglob("*.py"))
 def test_every_file_belongs_to_a_known_unit():
     known = set(CORE) | AREAS | FACADE | EDGE | {"__init__"}
     assert {unit_of(path) for path in FILES} <= known, "add a new module to the map above"
-    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"} == AREAS | {"cli", "serve"}
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == AREAS | {"cli", "serve", "runs"}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -155,7 +144,7 @@ def test_the_rules_catch_what_they_forbid(unit, imports):
 
 
 def test_the_rules_allow_the_intended_direction():
-    assert not violations("keyboard", {"checkpoint", "models", "keyboard"})
-    assert not violations("evaluation", {"lm", "keyboard", "sentiment", "checkpoint"})
+    assert not violations("keyboard", {"runs", "models", "keyboard"})
+    assert not violations("evaluation", {"lm", "keyboard", "sentiment", "runs"})
     assert not violations("cli", {"__init__", "lm", "evaluation", "cli", "serve"})
-    assert not violations("serve", {"__init__", "checkpoint", "keyboard", "lm", "sentiment", "serve"})
+    assert not violations("serve", {"__init__", "runs", "keyboard", "lm", "sentiment", "serve"})

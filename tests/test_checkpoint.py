@@ -5,8 +5,8 @@ import torch
 from conftest import copy_run
 
 import seqtext
-from seqtext.checkpoint import FORMAT_VERSION
 from seqtext.errors import CheckpointError
+from seqtext.runs.checkpoint import FORMAT_VERSION
 
 
 def test_run_is_exactly_these_files(char_run):

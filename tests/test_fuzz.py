@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import seqtext
-from seqtext import resume, rundir
+from seqtext import rundir
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig, from_dict
 from seqtext.data import read_prompt, read_texts
 from seqtext.errors import SeqtextError
 from seqtext.models import RNNLanguageModel, on_meta
+from seqtext.runs import resume
 from seqtext.sentiment.inputs import read_inputs
 from seqtext.sentiment.labelled import read_labelled
 from seqtext.textfiles import text_lines

@@ -12,11 +12,11 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import seqtext
-from seqtext import checkpoint
 from seqtext.cli import app
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, SeqtextError, TrainingStopped
 from seqtext.models import RNNLanguageModel
+from seqtext.runs import checkpoint
 
 CLASSIFIER = FIXTURES / "run-0.1.0-classifier"
 

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 import seqtext
 from seqtext.cli import app
-from seqtext.inspection import MONITOR
 from seqtext.lm.training import LMTask
 from seqtext.models import count_parameters
+from seqtext.runs.inspection import MONITOR
 from seqtext.sentiment.training import ClassifierTask
 
 runner = CliRunner()

@@ -52,7 +52,7 @@ def inspect_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout")] = False,
 ) -> None:
     """A run at a glance: model, parameters per layer, vocabulary, recipe, best figures, files."""
-    from seqtext.inspection import inspect_run
+    from seqtext.runs.inspection import inspect_run
 
     summary = inspect_run(run)
     if as_json:

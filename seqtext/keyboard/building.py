@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqtext import checkpoint
 from seqtext.config import KEYBOARD_MB
 from seqtext.keyboard.completion import WORD, Completer
 from seqtext.keyboard.ngram import NgramModel, build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, save_ngram
+from seqtext.runs import checkpoint
 
 WEIGHTS = tuple(i / 20 for i in range(1, 20))  # the n-gram's share, tried on the validation words
 MIN_NGRAM_MB = 1.0

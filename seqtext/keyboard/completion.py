@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
@@ -48,6 +47,7 @@ from seqtext.keyboard.words import (
     partial_word,
 )
 from seqtext.models import State, select_state
+from seqtext.runs.checkpoint import Loaded, as_loaded
 from seqtext.runtime import intra_op_threads
 from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
 

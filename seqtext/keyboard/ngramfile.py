@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from seqtext import checkpoint, runfiles
 from seqtext.errors import CheckpointError
 from seqtext.keyboard.ngram import BOS, NgramModel, Order
+from seqtext.runs import checkpoint, runfiles
 from seqtext.schema import shown
 
 NGRAM_FILE = "ngram.safetensors"

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import MAX_SEED
 from seqtext.errors import ConfigError
+from seqtext.runs.checkpoint import Loaded, as_loaded
 from seqtext.schema import check_finite
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode, encode_batch
 

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqtext.checkpoint import Loaded, as_loaded, read_train_config
 from seqtext.config import TrainConfig
 from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
 from seqtext.gradnorms import group_norms
 from seqtext.models import RNNLanguageModel, detach_state, layer_step, parameter_groups
+from seqtext.runs.checkpoint import Loaded, as_loaded, read_train_config
 from seqtext.runtime import eval_mode
 from seqtext.tokenizer import PAD_ID
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from seqtext import checkpoint, distributed, shards
+from seqtext import distributed, shards
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
 from seqtext.errors import CorpusError
@@ -22,7 +22,8 @@ from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_nor
 from seqtext.lm.sampled import SampledSoftmax, token_counts
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
 from seqtext.rundir import check_out_dir, writes_run
-from seqtext.runfiles import problem
+from seqtext.runs import checkpoint
+from seqtext.runs.runfiles import problem
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.train import Callback, TrainResult, run_training

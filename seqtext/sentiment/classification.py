@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from seqtext.checkpoint import Loaded, as_loaded
 from seqtext.config import ClassifierConfig
 from seqtext.errors import ConfigError
+from seqtext.runs.checkpoint import Loaded, as_loaded
 from seqtext.runtime import autocast, eval_mode, resolve_precision
 from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad

@@ -13,10 +13,10 @@ from __future__ import annotations
 import weakref
 from pathlib import Path
 
-from seqtext import checkpoint, runfiles
-from seqtext.checkpoint import Loaded
 from seqtext.config import MAX_MEMBERS, write_json
 from seqtext.errors import CheckpointError
+from seqtext.runs import checkpoint, runfiles
+from seqtext.runs.checkpoint import Loaded
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT = 1

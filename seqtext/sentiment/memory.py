@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from seqtext import runfiles
-from seqtext.checkpoint import Loaded
 from seqtext.config import MAX_JSON_BYTES, write_json
 from seqtext.errors import ConfigError
+from seqtext.runs import runfiles
+from seqtext.runs.checkpoint import Loaded
 
 MEMORY_FILE = "phrase_memory.json"
 FORMAT = 1

@@ -11,12 +11,13 @@ from typing import Any
 
 import torch
 
-from seqtext import checkpoint, distributed, shards
-from seqtext.checkpoint import Loaded, as_loaded
+from seqtext import distributed, shards
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict, write_json
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
 from seqtext.rundir import check_out_dir, saved_configs, writes_run
+from seqtext.runs import checkpoint
+from seqtext.runs.checkpoint import Loaded, as_loaded
 from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.sentiment.classification import average_proba, encode_texts, prepare
 from seqtext.sentiment.ensemble import member_dir, write_ensemble

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import seqtext
-from seqtext.checkpoint import Loaded
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
+from seqtext.runs.checkpoint import Loaded
 from seqtext.runtime import pick_device
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 The only module that writes files inside a run directory. Every file is written to a temporary name
 and renamed into place (`seqtext.files.replacing`), so a crash while saving leaves the previous file
-intact. Everything read back is untrusted and checked by `seqtext.runfiles` before it is used.
+intact. Everything read back is untrusted and checked by `seqtext.runs.runfiles` before it is used.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from safetensors.torch import load_model, save_file, save_model
 from tokenizers import Tokenizer
 from torch import nn
 
-from seqtext import __version__, runfiles
+from seqtext import __version__
 from seqtext.config import (
     ClassifierConfig,
     ClassifierTrainConfig,
@@ -30,6 +30,7 @@ from seqtext.config import (
 from seqtext.errors import CheckpointError
 from seqtext.files import replacing
 from seqtext.models import RNNClassifier, RNNLanguageModel, implied_by_weights, on_meta
+from seqtext.runs import runfiles
 from seqtext.schema import shown
 from seqtext.tokenizer import SPECIAL_TOKENS
 

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtext import checkpoint
 from seqtext.config import to_dict
 from seqtext.models import count_parameters, parameter_groups
+from seqtext.runs import checkpoint
 
 # The validation figure that picked the kept checkpoint: the tasks' `monitor` (a test holds them equal).
 MONITOR = {"lm": ("val_loss", "min"), "classifier": ("val_accuracy", "max")}

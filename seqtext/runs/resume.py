@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from seqtext import runfiles
 from seqtext.config import write_json
 from seqtext.errors import CheckpointError
 from seqtext.files import replacing
+from seqtext.runs import runfiles
 
 RESUME_FILES = ("optimizer.safetensors", "trainer_state.json")
 ADAMW_SLOTS = ("step", "exp_avg", "exp_avg_sq")
