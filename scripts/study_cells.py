@@ -36,7 +36,7 @@ from seqtext import LMConfig, TrainConfig
 from seqtext.errors import TrainingStopped
 from seqtext.models import count_parameters
 from seqtext.plots import plot_curves, plot_gradients
-from seqtext.runs.checkpoint import read_metrics
+from seqtext.runs.reading import read_metrics
 from seqtext.runtime import pick_device, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "load": "seqtext.runs.checkpoint",
-    "Loaded": "seqtext.runs.checkpoint",
+    "load": "seqtext.runs.loading",
+    "Loaded": "seqtext.runs.loading",
     "LMConfig": "seqtext.config",
     "TrainConfig": "seqtext.config",
     "train_lm": "seqtext.pipeline",

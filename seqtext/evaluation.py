@@ -13,7 +13,7 @@ from seqtext.data import read_texts
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.typist import simulate_typing
 from seqtext.lm.evaluation import LMMetrics, evaluate_lm
-from seqtext.runs.checkpoint import Loaded, as_loaded, load
+from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
 
 

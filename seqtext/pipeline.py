@@ -15,7 +15,8 @@ from seqtext.errors import ConfigError
 from seqtext.keyboard.building import build_run_ngram
 from seqtext.lm import training
 from seqtext.rundir import writes_run
-from seqtext.runs import checkpoint
+from seqtext.runs import reading, saving
+from seqtext.runs.loading import load
 from seqtext.train import Callback, TrainResult
 
 
@@ -42,10 +43,10 @@ def train_lm(
     if not distributed.writes():
         return result  # under torchrun the other processes are done: rank 0 alone writes the run
     if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
-        checkpoint.save_weights_fp16(out, checkpoint.load(out).model)
+        saving.save_weights_fp16(out, load(out).model)
     if not train_config.ngram:
         return result
-    saved = checkpoint.model_config(out, checkpoint.read_header(out))  # sample_by resolved by training
+    saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
     train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
     summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
     return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})

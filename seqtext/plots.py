@@ -15,7 +15,7 @@ from typing import Any
 
 from seqtext.errors import ConfigError
 from seqtext.files import check_output_file, replacing
-from seqtext.runs import checkpoint
+from seqtext.runs.reading import read_header, read_metrics
 
 MISSING = (
     'needs matplotlib, an optional extra; install it with: pip install "seqtext[plot]" (or pip install matplotlib)'
@@ -94,8 +94,8 @@ def read_runs(runs: Sequence[str | Path]) -> list[RunCurves]:
     """The metrics.jsonl of each run, with a label naming the run and its model."""
     curves = []
     for run in runs:
-        header = checkpoint.read_header(Path(run))
-        records = checkpoint.read_metrics(Path(run))
+        header = read_header(Path(run))
+        records = read_metrics(Path(run))
         if not records:
             raise ConfigError(f"{run} has no metrics yet (metrics.jsonl is missing or empty): it was never evaluated")
         curves.append(RunCurves(str(run), f"{run} · {model_label(header['model'])}", records))

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seqtext import distributed
 from seqtext.errors import ConfigError
-from seqtext.runs import runfiles
+from seqtext.runs import checks
 
 UNKNOWN_SIGNAL = 255  # a stop asked for by code, not by a signal
 
@@ -131,7 +131,7 @@ class Replicas:
         file = out / "trainer_state.json"
         started = saved.get("world_size", 1)
         if type(started) is not int or started < 1:
-            raise runfiles.problem(file, 'field "world_size" is not a positive whole number (a foreign or edited file)')
+            raise checks.problem(file, 'field "world_size" is not a positive whole number (a foreign or edited file)')
         if started != self.size:
             raise ConfigError(
                 f"{out} was trained on {started} process(es) and is resumed on {self.size}; a run resumes on the "
@@ -147,13 +147,13 @@ class Replicas:
             return saved["torch_rng"], {k: v for k, v in tensors.items() if not k.startswith("rank")}
         rngs = saved.get("rank_rngs")
         if not isinstance(rngs, list) or len(rngs) != self.size - 1:
-            raise runfiles.problem(file, f'field "rank_rngs" does not hold {self.size - 1} random-generator states')
+            raise checks.problem(file, f'field "rank_rngs" does not hold {self.size - 1} random-generator states')
         rng = rngs[rank - 1]
         if (
             not isinstance(rng, list)
             or len(rng) != len(saved["torch_rng"])
             or not all(type(b) is int and 0 <= b < 256 for b in rng)
         ):
-            raise runfiles.problem(file, 'field "rank_rngs" is not a list of random-generator states of this torch')
+            raise checks.problem(file, 'field "rank_rngs" is not a list of random-generator states of this torch')
         prefix = f"rank{rank}."
         return rng, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

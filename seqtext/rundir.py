@@ -18,7 +18,8 @@ from seqtext import distributed
 from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.files import run_lock
-from seqtext.runs import checkpoint, runfiles
+from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
+from seqtext.runs.resume import saved_run
 
 F = TypeVar("F", bound=Callable[..., Any])
 KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
@@ -54,12 +55,12 @@ def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: Trai
                 "to continue an interrupted run"
             )
         return None
-    saved_model, saved_train, sources = _saved(out)
+    saved_model, saved_train, sources = saved_run(out)
     if type(saved_model) is not type(model_config):
-        kind = next(k for k, cls in checkpoint.CONFIG_TYPES.items() if isinstance(saved_model, cls))
+        kind = next(k for k, cls in CONFIG_TYPES.items() if isinstance(saved_model, cls))
         raise CheckpointError(
             f"{out} holds an interrupted {KIND_NAMES[kind]} run; resume it with: "
-            f"{checkpoint.COMMAND_FOR_KIND[kind]} --out {out} --resume"
+            f"{COMMAND_FOR_KIND[kind]} --out {out} --resume"
         )
     for name, saved, given in [
         *_differences(saved_model, model_config, {"vocab_size", "sample_by"}),
@@ -107,26 +108,3 @@ def sources(train_config: TrainConfig) -> dict[str, dict[str, Any]]:
         for name, path in named.items()
         if path and os.path.isfile(path)
     }
-
-
-def _saved(out: Path) -> tuple[Any, TrainConfig, dict[str, str]]:
-    if not (out / "trainer_state.json").is_file():
-        raise CheckpointError(
-            f"{out} has nothing to resume (no trainer_state.json): the run finished or never saved a step. "
-            "Start a new run with another --out."
-        )
-    file = out / "trainer_state.json"
-    state = runfiles.json_file(out, "trainer_state.json")
-    kind = runfiles.choice(file, state, "kind", checkpoint.CONFIG_TYPES)
-    model_config = runfiles.config_from(checkpoint.CONFIG_TYPES[kind], state.get("model_config"), file, "model_config.")
-    train_config = runfiles.config_from(
-        checkpoint.TRAIN_CONFIG_TYPES[kind], state.get("train_config"), file, "train_config."
-    )
-    known = state.get("sources")  # checked where it is used; older runs lack it
-    return model_config, train_config, known if isinstance(known, dict) else {}
-
-
-def saved_configs(out: Path) -> tuple[Any, TrainConfig]:
-    """The model and training configs an interrupted run was started with (what --resume continues)."""
-    model_config, train_config, _ = _saved(out)
-    return model_config, train_config

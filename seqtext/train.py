@@ -22,7 +22,7 @@ from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.gradnorms import GradientLog
 from seqtext.replicas import Replicas
-from seqtext.runs import checkpoint, runfiles
+from seqtext.runs import checks, saving
 from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resume_state
 from seqtext.stopping import STOP_SIGNALS, stop_flag
 
@@ -98,12 +98,12 @@ class _Counters:
     @classmethod
     def resumed(cls, saved: dict[str, Any], file: Path) -> _Counters:
         """The counters of trainer_state.json, every one checked (a type, a sign, a missing entry)."""
-        c = runfiles.config_from(cls, {f.name: saved[f.name] for f in fields(cls) if f.name in saved}, file)
+        c = checks.config_from(cls, {f.name: saved[f.name] for f in fields(cls) if f.name in saved}, file)
         for f in fields(cls):
             if f.name != "best_score" and isinstance(getattr(c, f.name), int | float) and getattr(c, f.name) < 0:
-                raise runfiles.problem(file, f'field "{f.name}" cannot be negative (got {getattr(c, f.name)})')
+                raise checks.problem(file, f'field "{f.name}" cannot be negative (got {getattr(c, f.name)})')
         if c.best_step > c.step:
-            raise runfiles.problem(file, f'field "best_step" ({c.best_step}) is after field "step" ({c.step})')
+            raise checks.problem(file, f'field "best_step" ({c.best_step}) is after field "step" ({c.step})')
         return c
 
     def epochs_done(self, steps_per_epoch: int) -> float:
@@ -154,9 +154,9 @@ def run_training(
         task.restore(tensors)
     distributed.setup_done()
     if team.writer and resume:
-        checkpoint.truncate_metrics(out, c.step)
+        saving.truncate_metrics(out, c.step)
     elif team.writer:
-        checkpoint.save_tokenizer(out, tokenizer)  # --resume needs it before the first best checkpoint
+        saving.save_tokenizer(out, tokenizer)  # --resume needs it before the first best checkpoint
     step_loss = team.loss_of(task, cfg.seed, fresh=not resume)
 
     def progress() -> float:
@@ -287,7 +287,7 @@ def _evaluate(
         "seconds": c.seconds,
     }
     if team.writer:
-        checkpoint.append_metrics(out, record)
+        saving.append_metrics(out, record)
     epochs = c.epochs_done(task.steps_per_epoch)
     emit(TrainEvent("eval", c.step, epochs, progress, metrics=metrics))
     if not math.isfinite(metrics["val_loss"]):
@@ -301,7 +301,7 @@ def _evaluate(
     if score < c.best_score:
         c.best_score, c.best_step, c.best_metrics, c.bad_evals = score, c.step, metrics, 0
         if team.writer:
-            checkpoint.save(out, getattr(task, "kept_model", task.model), tokenizer, cfg)  # a task may keep an average
+            saving.save(out, getattr(task, "kept_model", task.model), tokenizer, cfg)  # a task may keep an average
         emit(TrainEvent("save", c.step, epochs, progress, metrics=metrics))
         return True
     c.bad_evals += 1

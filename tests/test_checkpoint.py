@@ -6,7 +6,7 @@ from conftest import copy_run
 
 import seqtext
 from seqtext.errors import CheckpointError
-from seqtext.runs.checkpoint import FORMAT_VERSION
+from seqtext.runs.reading import FORMAT_VERSION
 
 
 def test_run_is_exactly_these_files(char_run):

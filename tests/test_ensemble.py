@@ -20,7 +20,6 @@ from seqtext.errors import CheckpointError, ConfigError, TrainingStopped
 from seqtext.runtime import resolve_precision
 from seqtext.sentiment.classification import average_proba, encode_texts, predict_proba
 from seqtext.sentiment.distill import soft_labels
-from seqtext.sentiment.ensemble import members
 
 PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TINY = {"embed_dim": 16, "hidden_dim": 16, "dropout": 0.0}
@@ -46,7 +45,7 @@ def ensemble_run(tmp_path_factory) -> Path:
 
 def test_an_ensemble_is_one_run_directory_of_members_with_one_tokenizer(ensemble_run):
     assert json.loads((ensemble_run / "ensemble.json").read_text()) == {"format": 1, "members": 3}
-    loaded = members(seqtext.load(ensemble_run))
+    loaded = seqtext.load(ensemble_run).members
     assert len(loaded) == 3 and [m.path for m in loaded[1:]] == [ensemble_run / "members" / k for k in "12"]
     seeds = [json.loads((m.path / "train_config.json").read_text())["seed"] for m in loaded[1:]]
     assert seeds == [1, 2] and json.loads((ensemble_run / "train_config.json").read_text())["ensemble"] == 3
@@ -58,7 +57,7 @@ def test_an_ensemble_is_one_run_directory_of_members_with_one_tokenizer(ensemble
 def test_classify_and_evaluate_average_the_members(ensemble_run):
     clf = seqtext.load(ensemble_run)
     ids = encode_texts(clf.tokenizer, clf.config, TEXTS)
-    each = [predict_proba(m.model, ids, m.device) for m in members(clf)]
+    each = [predict_proba(m.model, ids, m.device) for m in clf.members]
     mean = sum(each) / 3
     got = torch.tensor([p.probs for p in seqtext.classify(clf, TEXTS, precision="fp32")])
     assert torch.allclose(got, mean, atol=1e-6) and not torch.allclose(got, each[0], atol=1e-4)
@@ -70,7 +69,7 @@ def test_classify_and_evaluate_average_the_members(ensemble_run):
 def test_a_single_model_run_stays_one_model(tmp_path):
     train(tmp_path / "one")
     assert not (tmp_path / "one" / "ensemble.json").exists() and not (tmp_path / "one" / "members").exists()
-    assert len(members(seqtext.load(tmp_path / "one"))) == 1
+    assert len(seqtext.load(tmp_path / "one").members) == 1
 
 
 def copy(run: Path, to: Path) -> Path:
@@ -134,7 +133,7 @@ def test_a_student_learns_the_teachers_soft_labels(ensemble_run, tmp_path):
     train(tmp_path / "student", distill_from=str(ensemble_run), distill_weight=1.0,
           callback=lambda e: starts.append(e.info) if e.kind == "start" else None)  # fmt: skip
     student = seqtext.load(tmp_path / "student")
-    assert len(members(student)) == 1 and starts[0]["distill_from"] == str(ensemble_run)
+    assert len(student.members) == 1 and starts[0]["distill_from"] == str(ensemble_run)
     soft = soft_labels(str(ensemble_run), student.config.labels, TEXTS)
     teacher = torch.tensor([p.probs for p in seqtext.classify(ensemble_run, TEXTS)])  # precision auto, as distilling
     assert torch.allclose(soft, teacher, atol=1e-6)  # the teacher's averaged probabilities are the soft labels

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import seqtext
-from seqtext import rundir
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig, from_dict
 from seqtext.data import read_prompt, read_texts
 from seqtext.errors import SeqtextError
@@ -165,7 +164,7 @@ STATE_FIELDS = [
 
 def resume_state(run: Path) -> None:
     """What --resume reads before it trains: the saved configs, the tensors, the counters."""
-    model_config, _ = rundir.saved_configs(run)
+    model_config, _ = resume.saved_configs(run)
     if sum(p.numel() for p in on_meta(RNNLanguageModel, model_config).parameters()) > 10**6:
         return  # training refuses what does not fit (runtime.check_fits); no need to allocate it here
     model = RNNLanguageModel(model_config)
@@ -197,4 +196,4 @@ def test_resume_state_loader_on_damaged_files(interrupted_run, scratch, data, ke
     (run / "optimizer.safetensors").write_bytes(original[:keep] + data)
     (run / "trainer_state.json").write_bytes(data[:200])
     outcome(lambda: resume_state(run))
-    outcome(lambda: rundir.saved_configs(run))
+    outcome(lambda: resume.saved_configs(run))

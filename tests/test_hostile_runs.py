@@ -16,7 +16,7 @@ from seqtext.cli import app
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, SeqtextError, TrainingStopped
 from seqtext.models import RNNLanguageModel
-from seqtext.runs import checkpoint
+from seqtext.runs import reading
 
 CLASSIFIER = FIXTURES / "run-0.1.0-classifier"
 
@@ -83,7 +83,7 @@ def test_edited_config_json_names_the_field(char_run, tmp_path, monkeypatch, edi
         built_on.append(torch.get_default_device().type)
         return RNNLanguageModel(config)
 
-    monkeypatch.setitem(checkpoint.MODEL_TYPES, "lm", spy)
+    monkeypatch.setitem(reading.MODEL_TYPES, "lm", spy)
     with pytest.raises(CheckpointError, match=r"config.json|model.safetensors|tokenizer.json") as raised:
         seqtext.load(run)
     assert message in str(raised.value)

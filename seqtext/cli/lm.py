@@ -143,7 +143,7 @@ def train_lm_cmd(
 ) -> None:
     """Train a character- or word-level recurrent language model."""
     import seqtext
-    from seqtext.rundir import saved_configs
+    from seqtext.runs.resume import saved_configs
 
     model_config = LMConfig(
         level=level.value,

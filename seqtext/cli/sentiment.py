@@ -149,7 +149,7 @@ def train_classifier_cmd(
 ) -> None:
     """Train a many-to-one recurrent classifier (sentiment of the Rotten Tomatoes phrases)."""
     import seqtext
-    from seqtext.rundir import saved_configs
+    from seqtext.runs.resume import saved_configs
 
     options = {k: (v.value if isinstance(v, Enum) else v) for k, v in ctx.params.items()}
     options.update(out=str(out), max_time=duration(max_time))

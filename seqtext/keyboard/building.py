@@ -20,7 +20,8 @@ from seqtext.config import KEYBOARD_MB
 from seqtext.keyboard.completion import WORD, Completer
 from seqtext.keyboard.ngram import NgramModel, build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, save_ngram
-from seqtext.runs import checkpoint
+from seqtext.runs.loading import load
+from seqtext.runs.saving import update_model_config
 
 WEIGHTS = tuple(i / 20 for i in range(1, 20))  # the n-gram's share, tried on the validation words
 MIN_NGRAM_MB = 1.0
@@ -111,7 +112,7 @@ def build_run_ngram(
 ) -> NgramSummary:
     """Build, weigh and save the n-gram of a finished word-level run (of `order` or the order below,
     whichever mixes better on the validation text); its config gets the weights."""
-    lm = checkpoint.load(run)
+    lm = load(run)
     lines = [line for text in train_texts for line in text.split("\n")]
     valid_lines = [line for text in valid_texts for line in text.split("\n") if line.strip()]
     budget = ngram_budget(run, ngram_mb)
@@ -124,7 +125,7 @@ def build_run_ngram(
     best = min(tried, key=lambda n: (tried[n][1]["chosen"] if tried[n][1]["words"] else 0.0, -n))
     model, chosen = tried[best]
     save_ngram(run, model, lm.tokenizer)
-    checkpoint.update_model_config(run, replace(lm.config, ngram_weights=chosen["weights"]))
+    update_model_config(run, replace(lm.config, ngram_weights=chosen["weights"]))
     return NgramSummary(
         order=model.order,
         mb=(run / NGRAM_FILE).stat().st_size / 1e6,

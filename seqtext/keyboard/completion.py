@@ -47,7 +47,7 @@ from seqtext.keyboard.words import (
     partial_word,
 )
 from seqtext.models import State, select_state
-from seqtext.runs.checkpoint import Loaded, as_loaded
+from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import intra_op_threads
 from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
 

@@ -17,7 +17,8 @@ import torch
 
 from seqtext.errors import CheckpointError
 from seqtext.keyboard.ngram import BOS, NgramModel, Order
-from seqtext.runs import checkpoint, runfiles
+from seqtext.runs import checks
+from seqtext.runs.saving import save_tensors
 from seqtext.schema import shown
 
 NGRAM_FILE = "ngram.safetensors"
@@ -48,21 +49,21 @@ def save_ngram(run: Path, model: NgramModel, tokenizer: Any) -> Path:
         "vocab_size": len(model.vocab),
         "tokenizer": fingerprint(tokenizer),
     }
-    checkpoint.save_tensors(run, NGRAM_FILE, tensors, {KEY: json.dumps(header)})
+    save_tensors(run, NGRAM_FILE, tensors, {KEY: json.dumps(header)})
     return run / NGRAM_FILE
 
 
 def _header(path: Path) -> dict:
-    raw = runfiles.tensor_metadata(path).get(KEY)
+    raw = checks.tensor_metadata(path).get(KEY)
     try:
         header = json.loads(raw) if raw is not None else None
     except json.JSONDecodeError:
         header = None
     if not isinstance(header, dict):
-        raise runfiles.problem(path, f'no seqtext n-gram header (metadata "{KEY}")', FIX)
+        raise checks.problem(path, f'no seqtext n-gram header (metadata "{KEY}")', FIX)
     for key in ("format", "order", "vocab_size"):
         if type(header.get(key)) is not int or header[key] < 1:
-            raise runfiles.problem(
+            raise checks.problem(
                 path, f'header field "{key}" must be a positive whole number (got {shown(header.get(key))})', FIX
             )
     if header["format"] > FORMAT:
@@ -70,13 +71,13 @@ def _header(path: Path) -> dict:
             f"{path}: n-gram format {header['format']} is newer than this seqtext reads; upgrade seqtext"
         )
     if header["order"] > 9 or not isinstance(header.get("tokenizer"), str):
-        raise runfiles.problem(path, "the header's order or tokenizer fingerprint is not valid", FIX)
+        raise checks.problem(path, "the header's order or tokenizer fingerprint is not valid", FIX)
     return header
 
 
-def _expected(found: dict, order: int, vocab_size: int) -> dict[str, runfiles.Spec]:
+def _expected(found: dict, order: int, vocab_size: int) -> dict[str, checks.Spec]:
     """The tensors a file of this order and vocabulary holds, their sizes taken from the file itself."""
-    expected: dict[str, runfiles.Spec] = {
+    expected: dict[str, checks.Spec] = {
         "vocab": ("U8", found.get("vocab", ("U8", (0,)))[1]),
         "unigram": ("F32", (vocab_size,)),
     }
@@ -98,34 +99,34 @@ def load_ngram(run: Path, tokenizer: Any) -> NgramModel | None:
     path = Path(run) / NGRAM_FILE
     if not path.exists():
         return None
-    path = runfiles.run_file(Path(run), NGRAM_FILE)
-    found = runfiles.tensor_specs(path)
+    path = checks.run_file(Path(run), NGRAM_FILE)
+    found = checks.tensor_specs(path)
     header = _header(path)
     if header["tokenizer"] != fingerprint(tokenizer):
-        raise runfiles.problem(path, "it was built for another vocabulary (another run's tokenizer)", FIX)
+        raise checks.problem(path, "it was built for another vocabulary (another run's tokenizer)", FIX)
     order, size = header["order"], header["vocab_size"]
     expected = _expected(found, order, size)
     for name, spec in expected.items():
         if name not in found:
-            raise runfiles.problem(path, f"tensor {name!r} is missing", FIX)
+            raise checks.problem(path, f"tensor {name!r} is missing", FIX)
         if found[name] != spec or (spec[1] and spec[1][0] > MAX_ENTRIES):
-            raise runfiles.problem(
+            raise checks.problem(
                 path,
                 f"tensor {name!r} is {found[name][0]} {list(found[name][1])}, expected {spec[0]} {list(spec[1])}",
                 FIX,
             )
     if set(found) - set(expected):
-        raise runfiles.problem(path, f"unexpected tensors ({', '.join(sorted(set(found) - set(expected))[:3])})", FIX)
-    tensors = runfiles.load_tensors(path)
+        raise checks.problem(path, f"unexpected tensors ({', '.join(sorted(set(found) - set(expected))[:3])})", FIX)
+    tensors = checks.load_tensors(path)
     try:
         vocab = bytes(tensors["vocab"].tolist()).decode("utf-8").split("\n")
     except UnicodeDecodeError:
         vocab = []
     if len(vocab) != size or vocab[0] != BOS or len(set(vocab)) != size:
-        raise runfiles.problem(path, f"its vocabulary is not {size:,} distinct words from {BOS}", FIX)
+        raise checks.problem(path, f"its vocabulary is not {size:,} distinct words from {BOS}", FIX)
     unigram = tensors["unigram"]
     if bool((unigram < 0).any()) or abs(float(unigram.sum()) - 1) > 1e-3:
-        raise runfiles.problem(path, "its unigram probabilities do not sum to 1", FIX)
+        raise checks.problem(path, "its unigram probabilities do not sum to 1", FIX)
     return NgramModel(vocab, unigram, [_order(path, tensors, n, size) for n in range(2, order + 1)])
 
 
@@ -147,4 +148,4 @@ def _order(path: Path, tensors: dict[str, torch.Tensor], n: int, size: int) -> O
         if len(table.lookup) == len(t["gamma"]):
             return table
         why = "a context appears twice"
-    raise runfiles.problem(path, f"order {n}: {why}", FIX)
+    raise checks.problem(path, f"order {n}: {why}", FIX)

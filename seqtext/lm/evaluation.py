@@ -15,7 +15,7 @@ import torch
 from seqtext.data import LineWindows, StreamWindows, count_characters, lm_windows
 from seqtext.errors import CorpusError
 from seqtext.models import RNNLanguageModel, detach_state
-from seqtext.runs.checkpoint import Loaded
+from seqtext.runs.loading import Loaded
 from seqtext.runtime import autocast
 from seqtext.tokenizer import PAD_ID
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from seqtext.config import MAX_SEED
 from seqtext.errors import ConfigError
-from seqtext.runs.checkpoint import Loaded, as_loaded
+from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.schema import check_finite
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode, encode_batch
 

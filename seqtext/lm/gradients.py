@@ -29,7 +29,8 @@ from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
 from seqtext.gradnorms import group_norms
 from seqtext.models import RNNLanguageModel, detach_state, layer_step, parameter_groups
-from seqtext.runs.checkpoint import Loaded, as_loaded, read_train_config
+from seqtext.runs.loading import Loaded, as_loaded
+from seqtext.runs.reading import read_train_config
 from seqtext.runtime import eval_mode
 from seqtext.tokenizer import PAD_ID
 

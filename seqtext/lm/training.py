@@ -22,8 +22,8 @@ from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_nor
 from seqtext.lm.sampled import SampledSoftmax, token_counts
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
 from seqtext.rundir import check_out_dir, writes_run
-from seqtext.runs import checkpoint
-from seqtext.runs.runfiles import problem
+from seqtext.runs.checks import problem
+from seqtext.runs.reading import read_tokenizer
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.train import Callback, TrainResult, run_training
@@ -149,7 +149,7 @@ def train_lm(
     precision = resolve_precision(train_config.precision, device)
     train_texts, valid_texts, stream = lm_texts(model_config, train_config)
     if resume:
-        tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
+        tokenizer = read_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
     else:
         build = lambda: build_tokenizer(train_texts, model_config.level, model_config.max_vocab)  # noqa: E731
         tokenizer = distributed.from_writer(build, to_json, from_json)  # built once (rank 0), shared

@@ -9,7 +9,8 @@ from typing import Any
 
 from seqtext.config import to_dict
 from seqtext.models import count_parameters, parameter_groups
-from seqtext.runs import checkpoint
+from seqtext.runs.loading import load
+from seqtext.runs.reading import read_header, read_metrics, read_train_config
 
 # The validation figure that picked the kept checkpoint: the tasks' `monitor` (a test holds them equal).
 MONITOR = {"lm": ("val_loss", "min"), "classifier": ("val_accuracy", "max")}
@@ -59,10 +60,10 @@ def best_evaluation(kind: str, records: list[dict[str, Any]]) -> dict[str, Any] 
 def inspect_run(path: str | Path) -> RunSummary:
     """Summarise a run directory; damaged or foreign directories raise the errors `load` raises."""
     path = Path(path)
-    header = checkpoint.read_header(path)
-    loaded = checkpoint.load(path)
-    recipe = checkpoint.read_train_config(path)
-    records = checkpoint.read_metrics(path)
+    header = read_header(path)
+    loaded = load(path)
+    recipe = read_train_config(path)
+    records = read_metrics(path)
     vocab = loaded.tokenizer.get_vocab_size()
     return RunSummary(
         path=str(path),

@@ -15,9 +15,8 @@ import torch
 
 from seqtext.config import ClassifierConfig
 from seqtext.errors import ConfigError
-from seqtext.runs.checkpoint import Loaded, as_loaded
+from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import autocast, eval_mode, resolve_precision
-from seqtext.sentiment.ensemble import members
 from seqtext.sentiment.labelled import length_batches, pad
 from seqtext.sentiment.memory import as_probabilities, recall
 from seqtext.tokenizer import encode_batch
@@ -76,12 +75,12 @@ def average_proba(
 ) -> torch.Tensor:
     """Label probabilities (N, C) of a run: its model's, or the mean of an ensemble's members'."""
     total = None
-    for member in members(clf):
+    for member in clf.members:
         probs = member.check_finite(
             predict_proba(member.model, ids, member.device, batch_size=batch_size, precision=precision)
         )  # finite but extreme weights can overflow
         total = probs if total is None else total + probs
-    return total / len(members(clf))
+    return total / len(clf.members)
 
 
 def classify(

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from seqtext.errors import ConfigError
-from seqtext.runs.checkpoint import as_loaded
+from seqtext.runs.loading import as_loaded
 from seqtext.runtime import resolve_precision
 from seqtext.sentiment.classification import average_proba, encode_texts
 

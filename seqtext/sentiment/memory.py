@@ -3,27 +3,22 @@ text that occurs verbatim (case and spacing aside) among them, the model answeri
 
 A quarter of the SST dev phrases occur verbatim among the Rotten Tomatoes training phrases, and
 there the training label was right 97% of the time against the model's 79% (scripts/bench_sentiment.py,
-phrase_memory). Kept in MEMORY_FILE, plain JSON, checked when read.
+phrase_memory). Kept in the run's phrase_memory.json, plain JSON, which seqtext.runs writes and reads back
+checked (the loaded run's `phrase_memory`).
 """
 
 from __future__ import annotations
 
 import json
-import weakref
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from seqtext.config import MAX_JSON_BYTES, write_json
+from seqtext.config import MAX_JSON_BYTES
 from seqtext.errors import ConfigError
-from seqtext.runs import runfiles
-from seqtext.runs.checkpoint import Loaded
-
-MEMORY_FILE = "phrase_memory.json"
-FORMAT = 1
-_READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by the loaded model: read once per run
+from seqtext.runs.loading import Loaded
+from seqtext.runs.reading import MEMORY_FORMAT
 
 
 def phrase_key(text: str) -> str:
@@ -39,7 +34,7 @@ def build_memory(texts: Sequence[str], labels: Sequence[int], source: str) -> di
         if key := phrase_key(text):
             counts.setdefault(key, Counter())[label] += 1
     phrases = {k: min(c, key=lambda label: (-c[label], label)) for k, c in counts.items()}
-    size = len(json.dumps({"format": FORMAT, "phrases": phrases}, indent=2))
+    size = len(json.dumps({"format": MEMORY_FORMAT, "phrases": phrases}, indent=2))
     if size > MAX_JSON_BYTES * 0.9:
         raise ConfigError(
             f"{source} has too many distinct phrases for the phrase memory ({size / 1e6:.0f} MB of "
@@ -48,32 +43,9 @@ def build_memory(texts: Sequence[str], labels: Sequence[int], source: str) -> di
     return phrases
 
 
-def write_memory(out: Path, phrases: dict[str, int]) -> None:
-    """Write the memory that build_memory made into the run directory."""
-    write_json(out / MEMORY_FILE, {"format": FORMAT, "phrases": phrases})
-
-
-def read_memory(clf: Loaded) -> dict[str, int]:
-    """The run's phrase memory, every entry checked (empty when the run has none)."""
-    if clf.model in _READ:
-        return _READ[clf.model]
-    phrases: dict[str, int] = {}
-    file = clf.path / MEMORY_FILE
-    if file.is_file():
-        data = runfiles.json_file(clf.path, MEMORY_FILE)
-        if runfiles.require(file, data, "format", int, "a whole number") != FORMAT:
-            raise runfiles.problem(file, f'field "format" must be {FORMAT}')
-        phrases = runfiles.require(file, data, "phrases", dict, "an object of phrase: label id")
-        for text, label in phrases.items():
-            if type(label) is not int or not 0 <= label < clf.config.num_classes:
-                raise runfiles.problem(file, f"phrase {text[:40]!r} has label {label!r}, not a label id of this run")
-    _READ[clf.model] = phrases
-    return phrases
-
-
 def recall(clf: Loaded, texts: Sequence[str]) -> dict[int, int]:
     """The training label of each text the phrase memory holds, by the text's index (empty without one)."""
-    phrases = read_memory(clf)
+    phrases = clf.phrase_memory
     if not phrases:
         return {}
     return {i: phrases[k] for i, t in enumerate(texts) if (k := phrase_key(t)) in phrases}

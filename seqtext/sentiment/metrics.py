@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from seqtext.runs.checkpoint import Loaded, as_loaded
+from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import resolve_precision
 from seqtext.sentiment.classification import average_proba, encode_texts
 from seqtext.sentiment.labelled import read_labelled

@@ -15,14 +15,15 @@ from seqtext import distributed, shards
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict, write_json
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
-from seqtext.rundir import check_out_dir, saved_configs, writes_run
-from seqtext.runs import checkpoint
-from seqtext.runs.checkpoint import Loaded, as_loaded
+from seqtext.rundir import check_out_dir, writes_run
+from seqtext.runs.loading import Loaded, as_loaded, load
+from seqtext.runs.reading import member_dir, read_tokenizer
+from seqtext.runs.resume import saved_configs
+from seqtext.runs.saving import write_ensemble, write_phrase_memory
 from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.sentiment.classification import average_proba, encode_texts, prepare
-from seqtext.sentiment.ensemble import member_dir, write_ensemble
 from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, split_labelled
-from seqtext.sentiment.memory import build_memory, write_memory
+from seqtext.sentiment.memory import build_memory
 from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer, from_json, to_json
@@ -107,7 +108,7 @@ def _train_one(
         task, tokenizer, train_config, out, resume=resume, callback=callback, precision=precision, device=device
     )
     if memory is not None:
-        write_memory(out, memory)
+        write_phrase_memory(out, memory)
     return result
 
 
@@ -155,7 +156,7 @@ def _train_ensemble(
         results.append(_train_one(model_config, member, callback=callback))
     write_json(out / "train_config.json", to_dict(cfg))  # how the ensemble was trained, not member 0 alone
     write_ensemble(out, cfg.ensemble)
-    clf = checkpoint.load(out, device=results[0].device)
+    clf = load(out, device=results[0].device)
     _, valid_rows, _, names = _read(cfg, clf.config.labels)
     probs = average_proba(clf, encode_texts(clf.tokenizer, clf.config, valid_rows.texts))  # loads, checks members
     m = classifier_metrics(probs, valid_rows.labels, names)
@@ -176,7 +177,7 @@ def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierCon
     """The run's own tokenizer on --resume, the language model's with --init-from, else a new one."""
     if resume:
         saved, _ = saved_configs(out)
-        tokenizer = checkpoint.load_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
+        tokenizer = read_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
         if lm is not None and tokenizer.to_str() != lm.tokenizer.to_str():
             raise ConfigError(
                 f"--init-from {lm.path} has a different tokenizer from the run in {out}; "

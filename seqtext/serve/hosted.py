@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import seqtext
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
-from seqtext.runs.checkpoint import Loaded
+from seqtext.runs.loading import Loaded
 from seqtext.runtime import pick_device
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""A run directory read as untrusted input: every file and field checked before anything is built.
+"""How every file of a run directory is read as untrusted input: checked before anything is built.
 
 A run directory may be edited, truncated, swapped from another run or written by hand. These
 readers turn each problem into one CheckpointError line that names the file, the field and the fix.
@@ -6,9 +6,10 @@ Sizes are checked before anything is allocated: the header of a safetensors file
 tensors) must match the tensors the configuration describes, so an edited `vocab_size` cannot make
 a loader allocate gigabytes, and non-finite weights are refused as they are loaded.
 
-Anyone adding a file to a run directory (an n-gram table, ensemble members) reads it through these
-helpers: `json_file` and `config_from` for JSON, `tensor_specs` / `check_tensors` / `load_tensors`
-for safetensors, and `problem` for a message in the same words.
+Every reader of a run file goes through these helpers (`seqtext.runs.reading` for the files every
+run has, the keyboard's n-gram table, the resume state): `json_file` and `config_from` for JSON,
+`tensor_specs` / `check_tensors` / `load_tensors` for safetensors, and `problem` for a message in
+the same words.
 """
 
 from __future__ import annotations
@@ -23,17 +24,14 @@ from typing import Any, TypeVar
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from tokenizers import Tokenizer
 from torch import nn
 
 from seqtext.config import read_json
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.schema import from_dict, shown
-from seqtext.tokenizer import SPECIAL_TOKENS, tokenizer_level
 
 T = TypeVar("T")
 FIX = "restore it from a copy of the run, or train the run again"
-MAX_TOKENIZER_BYTES = 1 << 30
 Spec = tuple[str, tuple[int, ...]]  # safetensors dtype ("F32") and shape
 DTYPES = {
     torch.float32: "F32",
@@ -188,40 +186,3 @@ def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, to
                 path, f"tensor {name!r} holds NaN or infinite values (training diverged, or the file is damaged)"
             )
     return tensors
-
-
-def read_tokenizer(path: Path, *, vocab_size: int | None = None, level: str | None = None) -> Tokenizer:
-    """A tokenizer.json, checked: readable, ids 0..V-1 with the special tokens first, of the right level."""
-    if path.is_file() and path.stat().st_size > MAX_TOKENIZER_BYTES:
-        raise problem(path, f"{path.stat().st_size:,} bytes, more than any tokenizer")
-    try:
-        text = path.read_text(encoding="utf-8")
-        json.loads(text)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise problem(path, f"not readable JSON ({type(exc).__name__})") from None
-    try:
-        tokenizer = Tokenizer.from_str(text)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # tokenizers raises bare Exceptions, and pyo3 panics are BaseExceptions
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise problem(path, f"not a tokenizer ({reason})") from None
-    vocab = tokenizer.get_vocab(with_added_tokens=True)
-    if sorted(vocab.values()) != list(range(len(vocab))):
-        raise problem(path, "token ids are not 0, 1, 2, … without gaps")
-    for expected_id, token in enumerate(SPECIAL_TOKENS):
-        if vocab.get(token) != expected_id:
-            raise problem(path, f"special token {token} must have id {expected_id} (has {vocab.get(token)})")
-    if vocab_size is not None and len(vocab) != vocab_size:
-        raise problem(
-            path,
-            f"{len(vocab):,} tokens, but the model has {vocab_size:,} (vocab_size): the run directory mixes "
-            "files of two runs",
-            "restore the run's own tokenizer.json, or train the run again",
-        )
-    found = tokenizer_level(tokenizer)
-    if level is not None and found != level:
-        raise problem(path, f"a {found or 'foreign'} tokenizer, but the model is {level}-level (level)")
-    return tokenizer
