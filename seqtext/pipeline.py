@@ -9,15 +9,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from seqtext import distributed
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import ConfigError
 from seqtext.keyboard.building import build_run_ngram
 from seqtext.lm import training
-from seqtext.rundir import writes_run
 from seqtext.runs import reading, saving
 from seqtext.runs.loading import load
-from seqtext.train import Callback, TrainResult
+from seqtext.training import distributed
+from seqtext.training.loop import Callback, TrainResult
+from seqtext.training.rundir import writes_run
 
 
 @writes_run  # the n-gram is written under the same lock as the model, by the same (rank-0) process

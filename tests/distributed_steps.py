@@ -14,13 +14,13 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from seqtext import distributed, shards
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import lm_windows, read_texts
 from seqtext.lm.training import LMTask
 from seqtext.models import RNNLanguageModel
-from seqtext.replicas import Replicas
 from seqtext.tokenizer import build_tokenizer
+from seqtext.training import distributed, shards
+from seqtext.training.replicas import Replicas
 
 BPTT = 64
 

@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import seqtext
-from seqtext import distributed
 from seqtext.cli import app
 from seqtext.errors import ConfigError
+from seqtext.training import distributed
 
 PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -285,8 +285,8 @@ def _worlds(size: int) -> list[distributed.World]:
 
 
 def test_line_shards_cover_the_epoch_in_equal_steps_and_resume_mid_epoch():
-    from seqtext import shards
     from seqtext.data import LineWindows
+    from seqtext.training import shards
 
     lines = [[2, *range(4, 4 + n), 3] for n in [3, 20, 5, 40, 7, 9, 33, 2, 11, 18, 25, 6, 4, 8]]
     inner = LineWindows(lines, bptt=8, batch_size=2)
@@ -301,8 +301,8 @@ def test_line_shards_cover_the_epoch_in_equal_steps_and_resume_mid_epoch():
 
 
 def test_stream_shards_are_blocks_of_the_global_batch():
-    from seqtext import shards
     from seqtext.data import StreamWindows
+    from seqtext.training import shards
 
     ids = torch.arange(4, 4 + 301)
     whole = StreamWindows(ids, bptt=8, batch_size=6)
@@ -314,8 +314,8 @@ def test_stream_shards_are_blocks_of_the_global_batch():
 
 
 def test_classifier_shards_deal_the_batches_out():
-    from seqtext import shards
     from seqtext.sentiment.labelled import TextBatches
+    from seqtext.training import shards
 
     ids = [[5 + i] * (1 + i % 4) for i in range(30)]  # 8 batches of one length, each its own ids
     inner = TextBatches(ids, [i % 2 for i in range(30)], batch_size=4)

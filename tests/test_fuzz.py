@@ -24,7 +24,7 @@ from seqtext.runs import resume
 from seqtext.sentiment.inputs import read_inputs
 from seqtext.sentiment.labelled import read_labelled
 from seqtext.textfiles import text_lines
-from seqtext.train import _Counters
+from seqtext.training.loop import _Counters
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from seqtext import distributed
 from seqtext.config import parse_duration
 from seqtext.errors import SeqtextError, TrainingStopped
+from seqtext.training import distributed
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -29,8 +29,8 @@ from seqtext.cli import (
     typed_over,
 )
 from seqtext.config import LMConfig, TrainConfig
-from seqtext.distributed import writes
 from seqtext.presets import with_preset
+from seqtext.training.distributed import writes
 
 
 class Preset(str, Enum):

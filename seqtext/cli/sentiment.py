@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from seqtext import distributed
 from seqtext.cli import (
     Cell,
     ClassifierLevel,
@@ -35,6 +34,7 @@ from seqtext.cli import (
     typed_over,
 )
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig
+from seqtext.training import distributed
 
 FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  # what --init-from decides
 

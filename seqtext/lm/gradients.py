@@ -27,12 +27,12 @@ from torch import Tensor
 from seqtext.config import TrainConfig
 from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
-from seqtext.gradnorms import group_norms
 from seqtext.models import RNNLanguageModel, detach_state, layer_step, parameter_groups
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runs.reading import read_train_config
 from seqtext.runtime import eval_mode
 from seqtext.tokenizer import PAD_ID
+from seqtext.training.gradnorms import group_norms
 
 WARMUP = 100  # stream windows: tokens read first, without gradient, so the state is warm as in training
 CHUNK = 16  # windows unrolled together

@@ -1,5 +1,5 @@
 """Language-model training: next-token prediction with teacher forcing (or scheduled sampling) over
-line or stream windows, run by the shared loop of `seqtext.train`.
+line or stream windows, run by the shared loop of `seqtext.training.loop`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from seqtext import distributed, shards
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
 from seqtext.errors import CorpusError
@@ -21,12 +20,13 @@ from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
 from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
 from seqtext.lm.sampled import SampledSoftmax, token_counts
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
-from seqtext.rundir import check_out_dir, writes_run
 from seqtext.runs.checks import problem
 from seqtext.runs.reading import read_tokenizer
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
-from seqtext.train import Callback, TrainResult, run_training
+from seqtext.training import distributed, shards
+from seqtext.training.loop import Callback, TrainResult, run_training
+from seqtext.training.rundir import check_out_dir, writes_run
 
 
 class LMTask:

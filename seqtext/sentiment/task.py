@@ -1,4 +1,4 @@
-"""What the shared loop of `seqtext.train` runs for a classifier (ClassifierTask): the loss (cross-entropy,
+"""What the shared loop of `seqtext.training.loop` runs for a classifier (ClassifierTask): the loss (cross-entropy,
 with a teacher's soft labels when distilling and an ordinal term when asked), validation, and an
 optional exponential moving average of the weights, which is then what is validated and kept.
 

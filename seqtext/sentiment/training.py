@@ -1,4 +1,4 @@
-"""Train a many-to-one classifier with the shared loop of `seqtext.train` (ClassifierTask), an ensemble
+"""Train a many-to-one classifier with the shared loop of `seqtext.training.loop` (ClassifierTask), an ensemble
 of them in one run directory (--ensemble N), or a student of a teacher run's soft labels (--distill-from).
 """
 
@@ -11,11 +11,9 @@ from typing import Any
 
 import torch
 
-from seqtext import distributed, shards
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict, write_json
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
-from seqtext.rundir import check_out_dir, writes_run
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.runs.reading import member_dir, read_tokenizer
 from seqtext.runs.resume import saved_configs
@@ -27,7 +25,9 @@ from seqtext.sentiment.memory import build_memory
 from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer, from_json, to_json
-from seqtext.train import Callback, TrainResult, run_training
+from seqtext.training import distributed, shards
+from seqtext.training.loop import Callback, TrainResult, run_training
+from seqtext.training.rundir import check_out_dir, writes_run
 
 __all__ = ["ClassifierTask", "class_weights", "train_classifier"]  # the task lives in seqtext.sentiment.task
 

@@ -17,14 +17,14 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 from torch import nn
 
-from seqtext import distributed, rundir
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
-from seqtext.gradnorms import GradientLog
-from seqtext.replicas import Replicas
 from seqtext.runs import checks, saving
 from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resume_state
-from seqtext.stopping import STOP_SIGNALS, stop_flag
+from seqtext.training import distributed, rundir
+from seqtext.training.gradnorms import GradientLog
+from seqtext.training.replicas import Replicas
+from seqtext.training.stopping import STOP_SIGNALS, stop_flag
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def run_training(
     device: torch.device,
 ) -> TrainResult:
     """The loop shared by every model kind (see Task). Under torchrun every process runs it on its own
-    shard of the batches; rank 0 alone writes and reports (see seqtext.replicas)."""
+    shard of the batches; rank 0 alone writes and reports (see seqtext.training.replicas)."""
     team = Replicas(distributed.current())
     emit = (callback if team.writer else None) or (lambda event: None)
     model = task.model

@@ -1,7 +1,7 @@
-"""The training loop's side of several processes (see `seqtext.distributed`): DistributedDataParallel
+"""The training loop's side of several processes (see `seqtext.training.distributed`): DistributedDataParallel
 for the gradients, and every decision that ends or shapes training taken together.
 
-`Replicas` is what `seqtext.train.run_training` talks to; in a single process every method is the
+`Replicas` is what `seqtext.training.loop.run_training` talks to; in a single process every method is the
 plain single-process behaviour, so the loop reads the same either way.
 """
 
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from seqtext import distributed
 from seqtext.errors import ConfigError
 from seqtext.runs import checks
+from seqtext.training import distributed
 
 UNKNOWN_SIGNAL = 255  # a stop asked for by code, not by a signal
 

@@ -1,4 +1,4 @@
-"""Each process's share of every epoch, when torchrun runs several (see `seqtext.distributed`).
+"""Each process's share of every epoch, when torchrun runs several (see `seqtext.training.distributed`).
 
 Every process computes the same epoch order (it depends only on the seed and the epoch) and keeps
 its own part of it, so no data is sent between processes and an epoch is seen once in all:
@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from seqtext.data import LineWindows, StreamWindows, Window, _gen
-from seqtext.distributed import World, current
 from seqtext.errors import ConfigError
 from seqtext.tokenizer import PAD_ID
+from seqtext.training.distributed import World, current
 
 
 def for_rank(batches: Any, source: str, world: World | None = None) -> Any:

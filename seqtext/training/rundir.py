@@ -14,12 +14,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from seqtext import distributed
 from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.files import run_lock
 from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
 from seqtext.runs.resume import saved_run
+from seqtext.training import distributed
 
 F = TypeVar("F", bound=Callable[..., Any])
 KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
