@@ -15,7 +15,7 @@ _API = {
     "Loaded": "seqtext.runs.loading",
     "LMConfig": "seqtext.config",
     "TrainConfig": "seqtext.config",
-    "train_lm": "seqtext.pipeline",
+    "train_lm": "seqtext.api",
     "TrainEvent": "seqtext.training.loop",
     "TrainResult": "seqtext.training.loop",
     "generate": "seqtext.lm.generation",

@@ -29,7 +29,7 @@ CORE = {
     "plots": {"runs", "errors", "files"},  # every figure; matplotlib is imported only when one is drawn
 }
 AREAS = {"lm", "keyboard", "sentiment"}  # product areas: each imports the core and itself, never another area
-FACADE = {"evaluation", "pipeline"}  # public functions that span the areas (evaluate(), train_lm() with its n-gram)
+FACADE = {"evaluation", "api"}  # public functions that span the areas (evaluate(), train_lm() with its n-gram)
 EDGE = {
     "cli",
     "serve",
