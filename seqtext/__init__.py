@@ -24,7 +24,7 @@ _API = {
     "Completion": "seqtext.keyboard.completion",
     "Completer": "seqtext.keyboard.completion",
     "KeyboardMetrics": "seqtext.keyboard.typist",
-    "evaluate": "seqtext.evaluation",
+    "evaluate": "seqtext.api",
     "LMMetrics": "seqtext.lm.evaluation",
     "ClassifierConfig": "seqtext.config",
     "ClassifierTrainConfig": "seqtext.config",

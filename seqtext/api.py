@@ -1,7 +1,11 @@
-"""`train_lm()` as the public API gives it: the recurrent language model (seqtext.lm), then, with
-TrainConfig.ngram, the keyboard's n-gram and its mixing weight beside it (seqtext.keyboard).
+"""The public entry points that span the product areas, above them all:
 
-It spans two product areas, so it sits above them, as evaluate() does.
+- `train_lm()`: the recurrent language model (seqtext.lm), then, with TrainConfig.ngram, the
+  keyboard's n-gram and its mixing weight beside it (seqtext.keyboard), in one training session;
+- `evaluate()`: the figures of any run on a data file, dispatched on the run's kind (a language
+  model's figures, the keyboard's typist, a classifier's accuracy).
+
+Nothing in the areas imports this module; the CLI and the package's public names do.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ import dataclasses
 from pathlib import Path
 
 from seqtext.config import LMConfig, TrainConfig
+from seqtext.data import read_texts
 from seqtext.errors import ConfigError
 from seqtext.keyboard.building import build_run_ngram
+from seqtext.keyboard.completion import Completer
+from seqtext.keyboard.typist import simulate_typing
 from seqtext.lm import training
+from seqtext.lm.evaluation import LMMetrics, evaluate_lm
 from seqtext.runs import reading, saving
-from seqtext.runs.loading import load
-from seqtext.training import distributed
+from seqtext.runs.loading import Loaded, as_loaded, load
+from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
 from seqtext.training.loop import Callback, TrainResult
-from seqtext.training.rundir import writes_run
+from seqtext.training.rundir import training_session
 
 
-@writes_run  # the n-gram is written under the same lock as the model, by the same (rank-0) process
 def train_lm(
     model_config: LMConfig,
     train_config: TrainConfig,
@@ -36,17 +43,48 @@ def train_lm(
     what was built. With train_config.fp16_weights (also in the preset) the final weights are stored
     in float16.
     """
-    if train_config.ngram and model_config.level != "word":
-        raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
-    out = Path(train_config.out)
-    result = training.train_lm.__wrapped__(model_config, train_config, resume=resume, callback=callback)  # type: ignore[attr-defined]
-    if not distributed.writes():
-        return result  # under torchrun the other processes are done: rank 0 alone writes the run
-    if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
-        saving.save_weights_fp16(out, load(out).model)
-    if not train_config.ngram:
-        return result
-    saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
-    train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
-    summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
-    return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
+    # One session for the model and the n-gram: the n-gram is written under the same lock, by the same (rank-0) process
+    with training_session(train_config) as session:
+        if train_config.ngram and model_config.level != "word":
+            raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
+        out = Path(train_config.out)
+        result = training.train_lm(session, model_config, train_config, resume=resume, callback=callback)
+        if not session.writes:
+            return result  # under torchrun the other processes are done: rank 0 alone writes the run
+        if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
+            saving.save_weights_fp16(out, load(out).model)
+        if not train_config.ngram:
+            return result
+        saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
+        train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
+        summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
+        return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
+
+
+def evaluate(
+    source: Loaded | str | Path,
+    data: str | Path,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    keyboard: bool = False,
+    k: int = 3,
+    ngram: bool = True,
+) -> LMMetrics | ClassifierMetrics:
+    """Evaluate a run on a data file: loss, perplexity, bits per character, tokens, characters;
+    with keyboard=True also the keyboard figures (keystroke savings, next-word top-1/top-k, latency), of the
+    mix with the run's n-gram when it has one (ngram=False: the recurrent model alone).
+    A classifier run gets accuracy, macro-F1, per-class figures, the confusion matrix, binary accuracy."""
+    loaded = source if isinstance(source, Loaded) else load(source)
+    if loaded.kind == "classifier" and not keyboard:
+        return evaluate_classifier(loaded, data, text_column=text_column, label_column=label_column)
+    lm = as_loaded(loaded, "lm", "evaluate --keyboard" if keyboard else "evaluate")
+    texts = read_texts(data, text_column)
+    metrics = evaluate_lm(lm, texts)
+    if keyboard:
+        completer = Completer(lm, ngram=ngram)
+        suggest = lambda typed, n: [c.word for c in completer.suggest(typed, n)]  # noqa: E731
+        metrics = dataclasses.replace(
+            metrics, keyboard=simulate_typing(suggest, [ln for t in texts for ln in t.split("\n")], k)
+        )
+    return metrics

@@ -26,7 +26,7 @@ from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
-from seqtext.training.rundir import check_out_dir, writes_run
+from seqtext.training.rundir import TrainingSession, check_out_dir
 
 
 class LMTask:
@@ -133,15 +133,18 @@ def lm_texts(model_config: LMConfig, train_config: TrainConfig) -> tuple[list[st
     return train_texts, valid_texts, stream
 
 
-@writes_run
 def train_lm(
+    session: TrainingSession,
     model_config: LMConfig,
     train_config: TrainConfig,
     *,
     resume: bool = False,
     callback: Callback | None = None,
 ) -> TrainResult:
-    """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out."""
+    """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out.
+
+    In the session that holds train_config.out: `seqtext.train_lm` opens it, and adds the keyboard's n-gram.
+    """
     out = Path(train_config.out)
     saved = check_out_dir(out, resume, model_config, train_config)
     seed_everything(train_config.seed)
@@ -186,6 +189,7 @@ def train_lm(
     model = RNNLanguageModel(model_config).to(device)
     task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe, sampler)
     return run_training(
+        session,
         task,
         tokenizer,
         train_config,

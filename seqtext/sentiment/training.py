@@ -27,12 +27,11 @@ from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
-from seqtext.training.rundir import check_out_dir, writes_run
+from seqtext.training.rundir import TrainingSession, check_out_dir, training_session
 
 __all__ = ["ClassifierTask", "class_weights", "train_classifier"]  # the task lives in seqtext.sentiment.task
 
 
-@writes_run
 def train_classifier(
     model_config: ClassifierConfig,
     train_config: ClassifierTrainConfig,
@@ -47,12 +46,14 @@ def train_classifier(
     """
     # --resume into a run of another kind hands over that run's options (a language model's, without
     # `ensemble`); _train_one's run-directory check then refuses it naming the right command.
-    if getattr(train_config, "ensemble", 1) > 1:
-        return _train_ensemble(model_config, train_config, resume=resume, callback=callback)
-    return _train_one(model_config, train_config, resume=resume, callback=callback)
+    with training_session(train_config) as session:  # the lock of train_config.out, members/ included
+        if getattr(train_config, "ensemble", 1) > 1:
+            return _train_ensemble(session, model_config, train_config, resume=resume, callback=callback)
+        return _train_one(session, model_config, train_config, resume=resume, callback=callback)
 
 
 def _train_one(
+    session: TrainingSession,
     model_config: ClassifierConfig,
     train_config: ClassifierTrainConfig,
     *,
@@ -105,7 +106,15 @@ def _train_one(
         model.to(device), batches, valid_ids, valid_rows.labels, train_config, device, precision, info
     )
     result = run_training(
-        task, tokenizer, train_config, out, resume=resume, callback=callback, precision=precision, device=device
+        session,
+        task,
+        tokenizer,
+        train_config,
+        out,
+        resume=resume,
+        callback=callback,
+        precision=precision,
+        device=device,
     )
     if memory is not None:
         write_phrase_memory(out, memory)
@@ -132,7 +141,12 @@ def split_seed(cfg: ClassifierTrainConfig) -> int:
 
 
 def _train_ensemble(
-    model_config: ClassifierConfig, cfg: ClassifierTrainConfig, *, resume: bool, callback: Callback | None
+    session: TrainingSession,
+    model_config: ClassifierConfig,
+    cfg: ClassifierTrainConfig,
+    *,
+    resume: bool,
+    callback: Callback | None,
 ) -> TrainResult:
     """Members one after another, each in a fair share of what is left of --max-time; then ensemble.json."""
     out = Path(cfg.out)
@@ -153,7 +167,7 @@ def _train_ensemble(
             split_seed=split_seed(cfg),  # one split: one tokenizer, and no member validates on another's data
             max_time=None if left is None else max(1.0, left / (cfg.ensemble - index)),
         )
-        results.append(_train_one(model_config, member, callback=callback))
+        results.append(_train_one(session, model_config, member, callback=callback))
     write_json(out / "train_config.json", to_dict(cfg))  # how the ensemble was trained, not member 0 alone
     write_ensemble(out, cfg.ensemble)
     clf = load(out, device=results[0].device)

@@ -123,6 +123,7 @@ def learning_rate(base: float, step: int, warmup: int, progress: float) -> float
 
 
 def run_training(
+    session: rundir.TrainingSession,
     task: Task,
     tokenizer: Any,
     cfg: TrainConfig,
@@ -133,9 +134,10 @@ def run_training(
     precision: str,
     device: torch.device,
 ) -> TrainResult:
-    """The loop shared by every model kind (see Task). Under torchrun every process runs it on its own
-    shard of the batches; rank 0 alone writes and reports (see seqtext.training.replicas)."""
-    team = Replicas(distributed.current())
+    """The loop shared by every model kind (see Task), in the session that holds the run directory.
+    Under torchrun every process runs it on its own shard of the batches; rank 0 alone writes and
+    reports (see seqtext.training.replicas)."""
+    team = Replicas(session.world)
     emit = (callback if team.writer else None) or (lambda event: None)
     model = task.model
     # fused: one kernel for all parameters, ~8× faster steps than the per-tensor loop on CPU (a word

@@ -1,18 +1,17 @@
-"""Run directories before training: one writer at a time, never overwrite a run, and resume with the
-options it started with. A run is a place, not a string: it resumes wherever it was moved or copied
-to, and whatever path names it.
+"""Run directories while training: one writer at a time (the training session), never overwrite a
+run, and resume with the options it started with. A run is a place, not a string: it resumes wherever
+it was moved or copied to, and whatever path names it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import filecmp
-import functools
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import fields
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
@@ -21,26 +20,34 @@ from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
 from seqtext.runs.resume import saved_run
 from seqtext.training import distributed
 
-F = TypeVar("F", bound=Callable[..., Any])
 KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
 
 
-def writes_run(train: F) -> F:
-    """Run a training function `train(model_config, train_config, ...)` holding the lock of
-    train_config.out for its whole life: a second writer into the same directory is refused at once.
+@dataclass(frozen=True)
+class TrainingSession:
+    """A training call's hold on its run directory, from `training_session()`."""
 
-    Under torchrun the process joins the run's process group for the call, and only rank 0 (the one
+    out: Path
+    world: distributed.World | None  # this process's place among the run's processes; None in a single process
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory and reports: a single process, or rank 0."""
+        return self.world is None or self.world.writer
+
+
+@contextlib.contextmanager
+def training_session(train_config: TrainConfig) -> Iterator[TrainingSession]:
+    """Hold train_config.out for a whole training call: a second writer into the same directory is
+    refused at once. Every public training function opens one around everything it writes.
+
+    Under torchrun the process joins the run's process group for the session, and only rank 0 (the one
     that writes) takes the lock; a failure before training starts stops every process.
     """
-
-    @functools.wraps(train)
-    def locked(model_config: Any, train_config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
-        with distributed.joined(train_config.device), distributed.setup_agreed():
-            lock = run_lock(Path(train_config.out)) if distributed.writes() else contextlib.nullcontext()
-            with lock:
-                return train(model_config, train_config, *args, **kwargs)
-
-    return locked  # type: ignore[return-value]
+    with distributed.joined(train_config.device) as world, distributed.setup_agreed():
+        session = TrainingSession(Path(train_config.out), world)
+        with run_lock(session.out) if session.writes else contextlib.nullcontext():
+            yield session
 
 
 def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: TrainConfig) -> Any:
