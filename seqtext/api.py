@@ -25,7 +25,7 @@ from seqtext.runs import reading, saving
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
 from seqtext.training.loop import Callback, TrainResult
-from seqtext.training.rundir import training_session
+from seqtext.training.session import training_session
 
 
 def train_lm(

@@ -26,7 +26,7 @@ from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
-from seqtext.training.rundir import TrainingSession, check_out_dir
+from seqtext.training.session import TrainingSession, check_out_dir
 
 
 class LMTask:

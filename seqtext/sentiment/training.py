@@ -27,7 +27,7 @@ from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
-from seqtext.training.rundir import TrainingSession, check_out_dir, training_session
+from seqtext.training.session import TrainingSession, check_out_dir, training_session
 
 __all__ = ["ClassifierTask", "class_weights", "train_classifier"]  # the task lives in seqtext.sentiment.task
 

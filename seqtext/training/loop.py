@@ -21,9 +21,10 @@ from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.runs import checks, saving
 from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resume_state
-from seqtext.training import distributed, rundir
+from seqtext.training import distributed
 from seqtext.training.gradnorms import GradientLog
 from seqtext.training.replicas import Replicas
+from seqtext.training.session import TrainingSession, sources
 from seqtext.training.stopping import STOP_SIGNALS, stop_flag
 
 
@@ -123,7 +124,7 @@ def learning_rate(base: float, step: int, warmup: int, progress: float) -> float
 
 
 def run_training(
-    session: rundir.TrainingSession,
+    session: TrainingSession,
     task: Task,
     tokenizer: Any,
     cfg: TrainConfig,
@@ -175,7 +176,7 @@ def run_training(
             "kind": model.kind,
             "model_config": to_dict(model.config),
             "train_config": to_dict(cfg),
-            "sources": rundir.sources(cfg),  # where the data is, so --resume from elsewhere finds it
+            "sources": sources(cfg),  # where the data is, so --resume from elsewhere finds it
         }
         save_resume_state(out, model, optimizer, carried, state)
 

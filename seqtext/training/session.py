@@ -1,4 +1,5 @@
-"""Run directories while training: one writer at a time (the training session), never overwrite a
+"""The training session: a training call's hold on its run directory (the process group under
+torchrun, the run's lock: one writer at a time), and the checks before it writes: never overwrite a
 run, and resume with the options it started with. A run is a place, not a string: it resumes wherever
 it was moved or copied to, and whatever path names it.
 """
