@@ -102,6 +102,31 @@ class RNNLanguageModel(nn.Module):
             last = self.proj(last)  # (B, E)
         return self._head_of_rows(last), state  # type: ignore[return-value]
 
+    def read_rows(self, rows: list[list[int]], state: State) -> tuple[Tensor, State]:
+        """Read a few tokens for each of B rows, each from its own state, as one batch (inference).
+
+        rows: each row's ids (at least one, at most STEPPED_READ), longest first; state: (L, B, H) in
+        the same order. Returns the logits after each row's last token, (B, V), and each row's new
+        state. A row whose ids end early drops out of the batch, so its state is exactly its own.
+        """
+        lengths = [len(ids) for ids in rows]
+        assert lengths == sorted(lengths, reverse=True) and lengths[-1] >= 1
+        device, tensors = self.embed.weight.device, state_tensors(state)
+        last: list[Tensor] = []  # rows' top-layer outputs, in the order they finish
+        for t in range(lengths[0]):
+            active = sum(1 for n in lengths if n > t)  # the first `active` rows still have a token
+            ids = torch.tensor([row[t] for row in rows[:active]], device=device)
+            out, stepped = self._step(ids, state_from_tensors([s[:, :active] for s in tensors]))
+            pairs = zip(state_tensors(stepped), tensors, strict=True)
+            tensors = [torch.cat([new, old[:, active:]], dim=1) for new, old in pairs]
+            finished = sum(1 for n in lengths[:active] if n == t + 1)  # the last rows of the active ones
+            if finished:
+                last.insert(0, out[active - finished :])
+        features = torch.cat(last)  # (B, H), back in row order: the shortest rows finished first
+        if self.proj is not None:
+            features = self.proj(features)  # (B, E)
+        return self._head_of_rows(features), state_from_tensors(tensors)
+
     def _head_of_rows(self, rows: Tensor) -> Tensor:
         """The head for a few rows at inference, (B, E or H) → (B, V), from a transposed copy of its weight.
 
@@ -188,6 +213,19 @@ def select_state(state: State, rows: Tensor) -> State:
     if isinstance(state, tuple):
         return (state[0][:, rows], state[1][:, rows])
     return state[:, rows]
+
+
+def join_states(states: list[State]) -> State:
+    """One batch of the rows of several states, in order."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts, dim=1) for parts in zip(*states, strict=True))  # type: ignore[return-value]
+    return torch.cat(states, dim=1)  # type: ignore[arg-type]
+
+
+def split_state(state: State) -> list[State]:
+    """Each row of a batch as a state of its own (a copy: it does not keep the whole batch alive)."""
+    tensors = state_tensors(state)
+    return [state_from_tensors([t[:, i : i + 1].clone() for t in tensors]) for i in range(tensors[0].size(1))]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -137,3 +137,12 @@ def sentiment_run(tmp_path_factory) -> Path:
         ),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def keyboard_run(lines_file, tmp_path_factory) -> Path:
+    """A word-level keyboard with its n-gram; the model's vocabulary (max_vocab 30) lacks words the n-gram has."""
+    out = tmp_path_factory.mktemp("runs") / "keyboard"
+    corpus = tmp_path_factory.mktemp("corpus") / "frases.txt"
+    corpus.write_text(lines_file.read_text(encoding="utf-8") + "Voy al parque con mi periquito.\n", encoding="utf-8")
+    return train_tiny(corpus, out, {"level": "word", "max_vocab": 30}, ngram=True)

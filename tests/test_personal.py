@@ -146,13 +146,15 @@ def test_single_row_steps_run_on_one_thread_and_restore_the_callers(word_run, ch
     for run in (word_run, char_run):
         completer = seqtext.Completer(run)
         seen = []
-        read = completer.lm.model.read
+        model = completer.lm.model
+        for name in ("read", "read_rows"):  # a long read, and short ones (a batch of rows)
+            original = getattr(model, name)
 
-        def spy(*args, read=read, seen=seen, **kwargs):
-            seen.append(torch.get_num_threads())
-            return read(*args, **kwargs)
+            def spy(*args, call=original, seen=seen, **kwargs):
+                seen.append(torch.get_num_threads())
+                return call(*args, **kwargs)
 
-        completer.lm.model.read = spy
+            setattr(model, name, spy)
         torch.set_num_threads(2)
         try:
             completer.suggest("Voy al parque con mi pe", 3)

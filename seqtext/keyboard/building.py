@@ -70,7 +70,7 @@ def word_probs(completer: Completer, lines: Sequence[str], limit: int = VALID_WO
                 continue  # neither model knows it: the same for every weight
             context = line[: match.start()]
             marked = context.endswith(" ")
-            probs = completer._read(context[:-1] if marked else context).dist
+            probs = completer.reader.read(context[:-1] if marked else context).dist
             part, matched = mixer.ngram_part(context)
             model.append(float(mixer.model_part(probs, part, marked)[u]))
             ngram.append(float(part[u]))

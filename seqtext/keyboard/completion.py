@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,28 +34,20 @@ from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
 from seqtext.keyboard.ngramfile import load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT, SPARE, PersonalModel, mix
+from seqtext.keyboard.reading import Read, Reader
 from seqtext.keyboard.words import (
     INEXACT_DISCOUNT,
     WORD,
     Completion,
     WordIndex,
     fold,
-    joins,
     match_case,
     partial_word,
 )
-from seqtext.models import State, select_state
+from seqtext.models import select_state
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import intra_op_threads
-from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
-
-
-@dataclass(frozen=True)
-class _Read:
-    """The RNN after reading some text: its state and the distribution of the next token."""
-
-    state: State | None
-    dist: Tensor  # (V,) probabilities (word level) or log-probabilities (char level)
+from seqtext.tokenizer import EOS_ID, SPACE_MARK
 
 
 class Completer:
@@ -109,8 +99,7 @@ class Completer:
             ends = [i for tok, i in self.vocab.items() if i == EOS_ID or (i > EOS_ID and i not in self.char_of)]
             self.ends = torch.tensor(sorted(ends), dtype=torch.long)  # what ends a word: space, punctuation, <eos>
         with intra_op_threads(self.threads):
-            self.start = self._advance(None, [BOS_ID])  # a line starts from <bos> with a zero state
-        self._cache: OrderedDict[str, _Read] = OrderedDict()
+            self.reader = Reader(self.lm, cache_size)  # the RNN state of recently read texts
         self.mixer: Mixer | None = None
         if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
@@ -132,12 +121,22 @@ class Completer:
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
         """Up to k whole words for the word being typed at the end of `typed`, best first: the model's,
         mixed with what its user typed (`learn`)."""
-        if k < 1:
-            raise ConfigError(f"--k must be at least 1 (got {k})")
-        typed = unicodedata.normalize("NFC", typed)
+        return self.suggest_many([(typed, k)])[0]
+
+    def suggest_many(self, requests: Sequence[tuple[str, int]]) -> list[list[Completion]]:
+        """`suggest(typed, k)` for each (typed, k), answered together: the model steps that the texts
+        need (several typists' keystrokes) run as one batch, each row from its own cached state, so
+        the answers are those of `suggest` one at a time, for a fraction of the model's time."""
+        for _, k in requests:
+            if k < 1:
+                raise ConfigError(f"--k must be at least 1 (got {k})")
+        typed = [unicodedata.normalize("NFC", text) for text, _ in requests]
+        spare = SPARE if self.personal else 0
         with intra_op_threads(self.threads):
-            ranked = self._suggest(typed, k + SPARE if self.personal else k)
-        return self._mix_personal(typed, ranked, k) if self.personal else ranked
+            ranked = self._suggest_many([(text, k + spare) for text, (_, k) in zip(typed, requests, strict=True)])
+        if not self.personal:
+            return ranked
+        return [self._mix_personal(t, r, k) for t, r, (_, k) in zip(typed, ranked, requests, strict=True)]
 
     # --- the personal model's hook: its scores join the model's here, and only here --------------------------------
     def _mix_personal(self, typed: str, ranked: list[Completion], k: int) -> list[Completion]:
@@ -165,22 +164,28 @@ class Completer:
         self.personal.forget()
 
     @torch.inference_mode()
-    def _suggest(self, typed: str, k: int = 3) -> list[Completion]:
-        """Up to k whole words for the word being typed at the end of `typed`, from the model alone."""
-        if k < 1:
-            raise ConfigError(f"--k must be at least 1 (got {k})")
-        typed = unicodedata.normalize("NFC", typed)
-        if not self.stream:
-            typed = typed[typed.rfind("\n") + 1 :]  # a line model reads each line from <bos>
-        partial = partial_word(typed)
-        if not self.word_level:
-            return self._beam_search(self._read(typed), partial, k)
-        context = typed[: len(typed) - len(partial)]
-        marked = context.endswith(" ")  # the next word's token carries the space mark
-        probs = self._read(context[:-1] if marked else context).dist
-        if self.mixer is not None:
-            probs = self.mixer.mix(probs, context, marked)  # (U,) over the union vocabulary
-        return self._restrict(probs, partial, marked, k)
+    def _suggest_many(self, requests: Sequence[tuple[str, int]]) -> list[list[Completion]]:
+        """Up to k whole words for the word being typed at the end of each (NFC) text, from the model alone."""
+        plans = []  # (what the model reads, the typed partial word, its context, after a space, k)
+        for typed, k in requests:
+            if not self.stream:
+                typed = typed[typed.rfind("\n") + 1 :]  # a line model reads each line from <bos>
+            partial = partial_word(typed)
+            context = typed[: len(typed) - len(partial)]
+            marked = self.word_level and context.endswith(" ")  # the next word's token carries the space mark
+            read = (context[:-1] if marked else context) if self.word_level else typed
+            plans.append((read, partial, context, marked, k))
+        reads = self.reader.read_many([plan[0] for plan in plans])
+        found = []
+        for (_, partial, context, marked, k), read in zip(plans, reads, strict=True):
+            if not self.word_level:
+                found.append(self._beam_search(read, partial, k))
+                continue
+            probs = read.dist
+            if self.mixer is not None:
+                probs = self.mixer.mix(probs, context, marked)  # (U,) over the union vocabulary
+            found.append(self._restrict(probs, partial, marked, k))
+        return found
 
     def _restrict(self, probs: Tensor, partial: str, marked: bool, k: int) -> list[Completion]:
         """The k best vocabulary words starting with `partial` (or, at a discount, with it folded)."""
@@ -197,7 +202,7 @@ class Completer:
         ranked = sorted(scores.items(), key=lambda item: (-item[1][0], item[0]))[:k]
         return [Completion(word, prob) for word, (_, prob) in ranked]
 
-    def _beam_search(self, start: _Read, partial: str, k: int) -> list[Completion]:
+    def _beam_search(self, start: Read, partial: str, k: int) -> list[Completion]:
         """Extend `partial` character by character until a word boundary; keep the k best words."""
         done: dict[str, float] = {}  # word → log-probability of its characters and then a boundary
         texts, scores = [""], torch.zeros(1)  # (B,) log-probability of each beam's characters
@@ -222,53 +227,6 @@ class Completer:
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         ranked = sorted(done.items(), key=lambda item: (-item[1], item[0]))[:k]
         return [Completion(word, math.exp(score)) for word, score in ranked]
-
-    def _read(self, text: str) -> _Read:
-        """The RNN after <bos> and `text`, from the cache or from the longest cached prefix."""
-        hit = self._cache.get(text)
-        if hit is not None:
-            self._cache.move_to_end(text)
-            return hit
-        base_text, base = "", self.start
-        for cached, read in self._cache.items():
-            if len(base_text) < len(cached) < len(text) and text.startswith(cached) and self._splits(text, len(cached)):
-                base_text, base = cached, read
-        read = self._advance(base, self._ids(text[len(base_text) :])) if text != base_text else base
-        self._cache[text] = read
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return read
-
-    def _splits(self, text: str, at: int) -> bool:
-        """True when the tokens of text[:at] are a prefix of the tokens of text (a safe restart point)."""
-        if not self.word_level:
-            return True  # one token per (NFC) character
-        before, after = text[at - 1], text[at]
-        if after == "\n" or before == "\n":
-            return True
-        if before in (" ", SPACE_MARK):  # a trailing space becomes the mark of the next word
-            return after in (" ", SPACE_MARK)
-        return not (joins(before) and joins(after))  # never cut inside a word
-
-    def _ids(self, text: str) -> list[int]:
-        """Token ids of a piece of text; a newline (stream models only) is <eos>."""
-        ids: list[int] = []
-        for n, line in enumerate(text.split("\n")):
-            if n:
-                ids.append(EOS_ID)
-            if line and self.word_level:
-                ids += self.lm.tokenizer.encode(line, add_special_tokens=False).ids
-            elif line:
-                ids += [self.vocab.get(char, UNK_ID) for char in line]
-        return ids
-
-    @torch.inference_mode()
-    def _advance(self, base: _Read | None, ids: list[int]) -> _Read:
-        """Run the RNN over ids from a known state; keep the state and the next-token distribution."""
-        logits, state = self.lm.model.read(torch.tensor([ids], device=self.lm.device), base and base.state)
-        logits = logits[0].float().cpu()  # (V,)
-        self.lm.check_finite(logits)  # finite but extreme weights can overflow
-        return _Read(state, logits.softmax(-1) if self.word_level else logits.log_softmax(-1))
 
 
 _COMPLETERS: dict[tuple[int, bool], tuple[Loaded, Completer]] = {}  # the last few Loaded given to complete()
