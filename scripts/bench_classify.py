@@ -1,6 +1,6 @@
 """Classify speed of the default sentiment recipe: `seqtext classify` end to end and the Python API.
 
-    python scripts/bench_classify.py [--run RUN] [--repeats 3] [--smoke]
+    python scripts/bench_classify.py [--run RUN] [--repeats 3] [--profile native|laptop] [--smoke]
 
 It times the same thing as bench_sentiment.py: 200,000 phrases (the dev phrases of
 ../shared/data/sst/rt_phrases_dev.tsv, repeated). It does not train for 15 minutes first. Without
@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from bench_sentiment import DEV_PHRASES, ROOT, TRAIN, classify_speed, seqtext_cli
 from benchmarks_md import append_row
+from machine import add_profile_option, describe, enter_profile, row_cells
 from sentiment_baselines import read_rows
 
 
@@ -33,7 +31,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a classifier run to time (default: the recipe, one epoch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small slices (for the tests)")
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         run = args.run
@@ -54,8 +54,7 @@ def main() -> None:
         "cli_phrases_per_s": statistics.median(r["cli_phrases_per_s"] for r in runs),
         "api_phrases_per_s": statistics.median(r["api_phrases_per_s"] for r in runs),
         "target_cli_phrases_per_s": 20_000,
-        "machine": f"{os.cpu_count()} CPU {platform.processor() or platform.machine()}",
-        "threads": torch.get_num_threads(),
+        "machine": describe(args.profile),
     }
     report["met"] = report["cli_phrases_per_s"] >= report["target_cli_phrases_per_s"]
     print(json.dumps(report, indent=2))
@@ -66,10 +65,12 @@ def main() -> None:
 def write_row(report: dict, args: argparse.Namespace) -> None:
     command = "python scripts/bench_classify.py" + (f" --run {args.run}" if args.run else "")
     command += f" --repeats {args.repeats}" if args.repeats != 3 else ""
+    command += f" --profile {args.profile}"
     m = report["model"]
     each = ", ".join(f"{r['cli_phrases_per_s']:,.0f}" for r in report["runs"])
+    machine = row_cells(report["machine"], report["machine"]["precision_auto"])  # classify's --precision auto
     row = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['machine']}, {report['threads']} threads | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | "
         f"{m['level']} {m['cell']} {m['embed_dim']}/{m['hidden_dim']}, V {m['vocab_size']:,} | "
         f"{report['cli_phrases_per_s']:,.0f} ({each}) | {report['api_phrases_per_s']:,.0f} | "
         f"{'met' if report['met'] else 'not met'} |\n"
@@ -78,8 +79,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         "bench_classify",
         "`seqtext classify RUN phrases.txt --output out.tsv` on 200,000 dev phrases, end to end (process start, "
         "reading, writing included), and `seqtext.classify` in process; the median of the repeats.\n\n"
-        "| date | command | machine | model | CLI phrases/s (each) | API phrases/s | ≥ 20,000/s |\n"
-        "|---|---|---|---|---|---|---|",
+        "| date | command | profile | machine | model | CLI phrases/s (each) | API phrases/s | ≥ 20,000/s |\n"
+        "|---|---|---|---|---|---|---|---|",
         row,
     )
 

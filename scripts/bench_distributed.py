@@ -1,6 +1,7 @@
 """Data-parallel training benchmark: one process against several under torchrun, same global batch.
 
-    python scripts/bench_distributed.py [--seconds 60] [--processes 2] [--threads 2] [--device cpu] [--smoke]
+    python scripts/bench_distributed.py [--seconds 60] [--processes 2] [--threads 2] [--device cpu]
+                                        [--profile native|laptop] [--smoke]
 
 Trains the default character-level LSTM (embedding 64, 2×512, bptt 128) on the prose of
 ../shared/data/spanish/quijote.txt for --seconds of training each way:
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from machine import add_profile_option, describe, enter_profile, row_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIJOTE = ROOT.parent / "shared" / "data" / "spanish" / "quijote.txt"
@@ -72,7 +73,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads in all: the single process's count")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--smoke", action="store_true", help="a few seconds of a tiny model (for the test suite)")
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     if args.smoke:
         args.seconds = 2.0
     data = SMOKE_DATA if args.smoke else QUIJOTE
@@ -88,7 +91,7 @@ def main() -> None:
         "data": data.name,
         "device": args.device,
         "budget_seconds": args.seconds,
-        "machine": f"{os.cpu_count()} CPU {platform.machine()}",
+        "machine": {**describe(args.profile), "threads": args.threads},  # the runs' threads in all
         "global_batch": one["batch_size_per_process"],
         "one_process": one,
         "processes": many,
@@ -102,11 +105,12 @@ def main() -> None:
 def write_row(report: dict, args: argparse.Namespace) -> None:
     command = (
         f"python scripts/bench_distributed.py --seconds {args.seconds:g} --processes {args.processes} "
-        f"--threads {args.threads} --device {args.device}"
+        f"--threads {args.threads} --device {args.device} --profile {args.profile}"
     )
     one, many = report["one_process"], report["processes"]
+    precision = f"{args.device}, {report['machine']['precision_auto'] if args.device == 'cpu' else 'auto'}"
     row = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['machine']}, {args.device} | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {row_cells(report['machine'], precision)} | "
         f"1 × {one['threads_per_process']} threads: {one['tokens_per_s']:,.0f} | "
         f"{many['processes']} × {many['threads_per_process']} threads: {many['tokens_per_s']:,.0f} | "
         f"{report['throughput_ratio']:.2f}× | {one['val_bpc']:.3f} / {many['val_bpc']:.3f} |\n"
@@ -115,8 +119,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         "bench_distributed",
         "Training throughput of one process against several under torchrun, with the same global batch\n"
         "(64) and the same cores; validation bits/char after the same budget.\n\n"
-        "| date | command | machine | one process tok/s | torchrun tok/s | ratio | val bpc one / torchrun |\n"
-        "|---|---|---|---|---|---|---|",
+        "| date | command | profile | machine | one process tok/s | torchrun tok/s | ratio | val bpc one / torchrun |\n"
+        "|---|---|---|---|---|---|---|---|",
         row,
     )
 

@@ -1,8 +1,8 @@
 """Keyboard benchmark: the `--preset keyboard` keyboard (LSTM + n-gram) against each part alone and
 against unpruned interpolated Kneser-Ney n-grams of the same text.
 
-    python scripts/bench_keyboard.py [--max-time 15m] [--model RUN] [--lines N] [--threads T] [--smoke]
-    python scripts/bench_keyboard.py --personal [--run RUN] [--smoke]   (scripts/keyboard_personal.py)
+    python scripts/bench_keyboard.py [--max-time 15m] [--model RUN] [--lines N] [--threads T] [--profile P] [--smoke]
+    python scripts/bench_keyboard.py --personal [--run RUN] [--profile P] [--smoke]   (scripts/keyboard_personal.py)
 
 Trains `seqtext train lm ../shared/data/spanish/tatoeba_es_train.txt --preset keyboard --valid
 ../shared/data/spanish/tatoeba_es_valid.txt --max-time 15m --out runs/bench-keyboard` (which also
@@ -16,8 +16,9 @@ Checks the targets of the keyboard issue against the best unpruned n-gram, and p
 diagnosis (scripts/keyboard_diagnosis.py: which words the LSTM alone and the best n-gram each get at
 the first query and the other misses, by cause) as counts and as a Markdown table.
 Runtime on 2 idle cores: --max-time + about 15 minutes (n-gram builds ~1 min, each simulation 1-3 min).
-Prints one JSON object and appends rows to docs/benchmarks.md. --lines N simulates only the first N
-validation lines; --smoke runs in seconds on small subsets (for the test suite) and writes no row.
+Prints one JSON object and appends rows to docs/benchmarks.md. --profile laptop runs it as on an fp32
+AVX2 laptop (scripts/machine.py). --lines N simulates only the first N validation lines; --smoke runs
+in seconds on small subsets (for the test suite) and writes no row.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
 from keyboard_diagnosis import NgramSuggester, diagnose
+from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
 from seqtext.config import KEYBOARD_MB, LMConfig, TrainConfig, parse_duration
@@ -159,7 +160,9 @@ def main() -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="a trial: change the preset (dropout=0.25)"
     )
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     if args.model and args.set:
         sys.exit("--set changes how the preset trains; --model scores a run as it was trained: pass one")
     os.chdir(ROOT)
@@ -188,9 +191,7 @@ def main() -> None:
         report.update(training=training, ngram_built_by_benchmark=built, trial=dict(setting(s) for s in args.set))
     report.update(
         data=f"tatoeba_es_train.txt ({len(train_lines):,} lines), tatoeba_es_valid.txt (first {len(lines):,})",
-        threads=torch.get_num_threads(),
-        cpus=os.cpu_count(),
-        machine=platform.processor() or platform.machine(),
+        machine=describe(args.profile),
         max_time=None if args.model else args.max_time,
     )
     print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -268,8 +269,10 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     )
     command += f" --lines {args.lines}" if args.lines else ""
     command += "".join(f" --set {s}" for s in args.set) if not args.model else ""
+    command += f" --profile {args.profile}"
     n, v, t = report["ngram"], report["vs_ngram"], report["targets"]
-    precision = (report["training"] or {}).get("precision", "-")
+    trained = (report["training"] or {}).get("precision")
+    machine = row_cells(report["machine"], f"trained in {trained}" if trained else "scored only")
 
     def cell(m: dict) -> str:
         return (
@@ -284,20 +287,20 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     c = report["combined"]
     weights = "/".join(f"{w:.2f}" for w in c["ngram_weights"])
     rows = [
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['cpus']} CPU, {report['threads']} threads, "
-        f"{precision} | LSTM + {c['ngram_order']}-gram (weights {weights}) | {cell(c)} | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | "
+        f"LSTM + {c['ngram_order']}-gram (weights {weights}) | {cell(c)} | "
         f"{v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, top-3 ×{v['top3_ratio']:.2f}; {verdict} |",
-        f"|  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
-        f"|  |  |  | the run's {report['run_ngram']['order']}-gram alone ({report['run_ngram']['model_mb']:.1f} MB) | "
-        f"{cell(report['run_ngram'])} |  |",
-        f"|  |  |  | KN {n['best_order']}-gram, unpruned | {cell(n)} |  |",
+        f"|  |  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
+        f"|  |  |  |  | the run's {report['run_ngram']['order']}-gram alone "
+        f"({report['run_ngram']['model_mb']:.1f} MB) | {cell(report['run_ngram'])} |  |",
+        f"|  |  |  |  | KN {n['best_order']}-gram, unpruned | {cell(n)} |  |",
     ]
     append_row(
         "bench_keyboard",
         "Typing tatoeba_es_valid.txt as specs/completion-metrics.md's typist, k = 3. Latency in ms per keystroke; "
-        "context = words before the word being typed.\n\n| date | command | machine | model | keystroke savings "
-        "| next-word top-1 / top-3 | latency p50 / p99 | p50 at 10 / 200 words | MB | vs n-gram |\n"
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "context = words before the word being typed.\n\n| date | command | profile | machine | model | keystroke "
+        "savings | next-word top-1 / top-3 | latency p50 / p99 | p50 at 10 / 200 words | MB | vs n-gram |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         "\n".join(rows),
     )
 

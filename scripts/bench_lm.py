@@ -1,6 +1,6 @@
 """Language-model training benchmark: seqtext's defaults against a plain hand-written PyTorch loop.
 
-    python scripts/bench_lm.py [--seconds 600] [--word-seconds 600] [--smoke]
+    python scripts/bench_lm.py [--seconds 600] [--word-seconds 600] [--profile native|laptop] [--smoke]
 
 Both train a character-level model on ../shared/data/spanish/quijote.txt (first 95% of lines for
 training, last 5% for validation) for the same wall-clock budget, and are scored by the same
@@ -9,7 +9,8 @@ carried through the text. The plain loop is the textbook recipe: fp32 nn.LSTM, e
 bptt 128, batch 64, AdamW 2e-3, clip 1.0. seqtext runs `train lm --max-time` with nothing else.
 Then a word-level seqtext LSTM trains on tatoeba_es_train.txt (validated on tatoeba_es_valid.txt).
 Takes about 2 × --seconds + --word-seconds. Prints one JSON object and appends a row to
-docs/benchmarks.md. --smoke runs a few seconds on a tiny corpus (for the test suite).
+docs/benchmarks.md. --profile laptop runs both as on an fp32 AVX2 laptop (scripts/machine.py).
+--smoke runs a few seconds on a tiny corpus (for the test suite).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from machine import add_profile_option, describe, enter_profile, row_cells
 from torch import nn
 
 import seqtext
@@ -136,7 +136,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=600.0, help="budget of each char-level run")
     parser.add_argument("--word-seconds", type=float, default=600.0, help="budget of the word-level run")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on a tiny corpus")
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     quijote, tatoeba = DATA / "quijote.txt", DATA / "tatoeba_es_train.txt"
     if args.smoke:
         args.seconds, args.word_seconds = 3.0, 3.0
@@ -157,8 +159,7 @@ def main() -> None:
         "benchmark": "bench_lm",
         "data": "quijote.txt 95/5 line split; tatoeba_es train/valid",
         "budget_seconds": args.seconds,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe(args.profile),
         "plain_loop": plain,
         "seqtext": ours,
         "throughput_ratio": ours["tokens_per_s"] / plain["tokens_per_s"],
@@ -178,19 +179,20 @@ def main() -> None:
 def write_row(report: dict) -> None:
     command = (
         f"python scripts/bench_lm.py --seconds {report['budget_seconds']:g} "
-        f"--word-seconds {report['word_lm']['budget_seconds']:g}"
+        f"--word-seconds {report['word_lm']['budget_seconds']:g} --profile {report['machine']['profile']}"
     )
     p, s, w = report["plain_loop"], report["seqtext"], report["word_lm"]
+    precision = f"seqtext {s['precision']}, plain loop fp32"
     row = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {os.cpu_count()} CPU, {s['precision']} | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {row_cells(report['machine'], precision)} | "
         f"{p['tokens_per_s']:,.0f} / {s['tokens_per_s']:,.0f} ({report['throughput_ratio']:.2f}×) | "
         f"{p['valid_bpc']:.3f} / {s['valid_bpc']:.3f} ({report['bpc_gain']:+.3f}) | "
         f"{w['valid_perplexity']:.1f} / {w['valid_bpc']:.3f} |\n"
     )
     append_row(
         "bench_lm",
-        "| date | command | machine | tokens/s plain / seqtext | valid bpc plain / seqtext (gain) "
-        "| word LM tatoeba valid ppl / bpc |\n|---|---|---|---|---|---|",
+        "| date | command | profile | machine | tokens/s plain / seqtext | valid bpc plain / seqtext (gain) "
+        "| word LM tatoeba valid ppl / bpc |\n|---|---|---|---|---|---|---|",
         row,
     )
 

@@ -2,7 +2,8 @@
 majority, TF-IDF + LR and fastText-style baselines.
 
     python -m pip install -e ".[bench]"     # scikit-learn, for the TF-IDF baseline
-    python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--init-from-lm] [--smoke]
+    python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--init-from-lm] [--profile P]
+                                      [--smoke]
                                       [--options "--level subword"]   # a trial: options for every training
 
 For each seed 0..N-1 it trains `seqtext train classifier train.tsv --out RUN --max-time T --seed S`
@@ -23,6 +24,8 @@ ensemble. --init-from-lm also pre-trains a word language model for --lm-time on 
 here (the training sentences, wikitext-2's valid and test articles, tinyshakespeare; never the dev
 sentences) and trains a classifier from it (`--init-from`, the ULMFiT recipe; one seed).
 
+--profile laptop runs it all as on an fp32 AVX2 laptop (scripts/machine.py).
+
 Runtime on a 2-core CPU: seeds × (3 trainings of at most --max-time, plus the teacher's pass over the
 training phrases) + about 5 minutes (baselines, evaluation, timing). Prints one JSON object and
 appends a row to docs/benchmarks.md. --smoke runs in well under a minute on small slices and
@@ -34,8 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -44,8 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from machine import add_profile_option, describe, enter_profile, row_cells
 from sentiment_baselines import fasttext, majority, read_rows, tfidf_lr
 
 import seqtext
@@ -175,7 +176,9 @@ def main() -> None:
     parser.add_argument(
         "--options", default="", help='a trial: more options for every seqtext training ("--level subword")'
     )
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         train, dev_phrases, dev_sentences, extra = TRAIN, DEV_PHRASES, DEV_SENTENCES, []
@@ -188,11 +191,12 @@ def main() -> None:
         extra += shlex.split(args.options)
         train_rows = read_rows(train)
         tests = {"dev_phrases": read_rows(dev_phrases)[:2], "sst5_sentences": read_rows(dev_sentences)[:2]}
+        machine = describe(args.profile)
         report: dict = {
             "benchmark": "bench_sentiment",
             "data": f"train {train.name}; dev {dev_phrases.name}, {dev_sentences.name}",
-            "machine": f"{os.cpu_count()} CPU {platform.processor() or platform.machine()}",
-            "threads": torch.get_num_threads(),
+            "machine": machine,
+            "precision": trained_precision(extra, machine),
             "seeds": args.seeds,
             "majority": majority(train_rows[1], {k: v[1] for k, v in tests.items()}),
             "fasttext": fasttext(train_rows[:2], tests, args.fasttext_epochs, 1 << (12 if args.smoke else 21)),
@@ -303,6 +307,12 @@ def unseen_words(train_texts: list[str], tests: dict[str, tuple], run: Path) -> 
     return report
 
 
+def trained_precision(options: list[str], machine: dict) -> str:
+    """What the seqtext trainings ran in: their --precision, where auto means what the machine has."""
+    typed = next((options[i + 1] for i, o in enumerate(options[:-1]) if o == "--precision"), "auto")
+    return machine["precision_auto"] if typed == "auto" else typed
+
+
 def slice_file(path: Path, folder: Path, rows: int) -> Path:
     lines = path.read_text(encoding="utf-8").splitlines()[: rows + 1]
     (folder / path.name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -318,6 +328,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         command += f" --init-from-lm --lm-time {args.lm_time} --lm-vocab {args.lm_vocab}"
     if args.options:
         command += f" --options {shlex.quote(args.options)}"
+    command += f" --profile {args.profile}"
     names = [n for n in ("single", "ensemble", "distilled") if f"seqtext_{n}" in report]
     ft, lr, mj = report["fasttext"], report["tfidf_lr"], report["majority"]
     ulm = report.get("seqtext_init_from_lm")
@@ -343,7 +354,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     ensemble_speed = report.get("classify_ensemble", {}).get("cli_phrases_per_s")
     memory = report["phrase_memory"]
     row = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['machine']}, {report['threads']} threads | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {row_cells(report['machine'], report['precision'])} | "
         f"{' / '.join(recipes)} | {cell('dev_phrases', 'accuracy')} | {cell('sst5_sentences', 'accuracy')} | "
         f"{cell('sst5_sentences', 'binary_accuracy')} | {minutes} min | {speed[0]:,.0f} / {speed[1]:,.0f}"
         + (f" (ensemble CLI {ensemble_speed:,.0f})" if ensemble_speed else "")
@@ -356,9 +367,9 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         "(deterministic, one run). Binary: SST-5 dev sentences without the neutral ones. Phrase memory: the share "
         "of dev phrases found verbatim among the training phrases, and on those the accuracy of the training label "
         "against the seed-0 single model's.\n\n"
-        "| date | command | machine | seqtext recipes | dev phrases acc | SST-5 sentences acc | SST binary acc | "
-        "seqtext training (mean) | classify phrases/s (CLI / API) | phrase memory |\n"
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| date | command | profile | machine | seqtext recipes | dev phrases acc | SST-5 sentences acc | "
+        "SST binary acc | seqtext training (mean) | classify phrases/s (CLI / API) | phrase memory |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         row,
     )
 

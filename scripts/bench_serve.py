@@ -1,7 +1,7 @@
 """Serving benchmark: a real `seqtext serve` on localhost under typing load, with faults mixed in.
 
     python -m pip install -e ".[serve,bench]"     # FastAPI, uvicorn; httpx and psutil for the clients
-    python scripts/bench_serve.py [--lm RUN] [--classifier RUN] [--clients 50] [--seconds 60] [--smoke]
+    python scripts/bench_serve.py [--lm RUN] [--classifier RUN] [--clients 50] [--seconds 60] [--profile P] [--smoke]
 
 Starts `seqtext serve LM CLASSIFIER --port 0 --no-access-log` and runs two phases of --seconds each:
 1. typing: --clients typists each type sentences of tatoeba_es_valid.txt one keystroke at a time,
@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -39,6 +38,7 @@ import httpx
 import psutil
 import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from machine import add_profile_option, describe, enter_profile, row_cells
 from serve_clients import BATCH, phase
 from serve_harness import serving
 
@@ -198,7 +198,9 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=200, help="validation sentences the typists cycle through")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on tiny models, no row written")
     parser.add_argument("--no-row", action="store_true", help="check only: print the JSON, append no row")
+    add_profile_option(parser)
     args = parser.parse_args()
+    enter_profile(args.profile)
     os.chdir(ROOT)
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +214,7 @@ def main() -> int:
         work = workload(args.smoke, args.sentences)
         report = {
             "benchmark": "bench_serve",
-            "machine": f"{os.cpu_count()} CPU {platform.processor() or platform.machine()}",
+            "machine": describe(args.profile),
             "load_1min_at_start": load_at_start,
             "clients": args.clients,
             "seconds_per_phase": args.seconds,
@@ -230,6 +232,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     """One table row per run under '## bench_serve' in docs/benchmarks.md."""
     command = f"python scripts/bench_serve.py --clients {args.clients} --seconds {args.seconds:g}"
     command += "".join(f" --{k} {getattr(args, k)}" for k in ("lm", "classifier") if getattr(args, k))
+    command += f" --profile {args.profile}"
+    machine = row_cells(report["machine"], f"classify in {report['machine']['precision_auto']}")
     r, m = report["results"], report["models"]
     typing, complete, classify = r["typing"], r["mixed"]["complete"], r["mixed"]["classify"]
     rss = r["server"]["rss_mb"]
@@ -238,7 +242,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         return f"{t['requests_per_s']:,.0f} req/s, {t['latency_ms_p50']:.1f} / {t['latency_ms_p99']:.1f} ms"
 
     row = (
-        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {report['machine']}, load {report['load_1min_at_start']:.2f} | "
+        f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine}, load {report['load_1min_at_start']:.2f} | "
         f"{m['lm']['level']} {m['lm']['cell']} {m['lm']['hidden_dim']}, V {m['lm']['vocab']:,} | {speed(typing)} | "
         f"{speed(complete)} | {classify['texts_per_s']:,.0f} texts/s, {classify['latency_ms_p50']:.0f} / "
         f"{classify['latency_ms_p99']:.0f} ms | {r['mixed']['streams_left']['count']} left, "
@@ -251,8 +255,8 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         "/v1/complete per keystroke, closed loop, p50 / p99 latency. Mixed: the typists plus a /v1/classify "
         f"client ({BATCH} texts a request), stream clients that leave after 1-5 tokens and malformed or "
         "oversized requests. Failures: requests with no answer, an unexpected status or a wrong answer.\n\n"
-        "| date | command | machine | LM | typing | complete, mixed | classify, mixed | streams, faults "
-        "| failures | server RSS MB start → after typing → end |\n|---|---|---|---|---|---|---|---|---|---|",
+        "| date | command | profile | machine | LM | typing | complete, mixed | classify, mixed | streams, faults "
+        "| failures | server RSS MB start → after typing → end |\n|---|---|---|---|---|---|---|---|---|---|---|",
         row,
     )
 

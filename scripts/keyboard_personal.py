@@ -1,6 +1,6 @@
 """Keyboard benchmark, personal part (issue 15): what learning its user gains, and latency under load.
 
-    python scripts/bench_keyboard.py --personal [--run RUN | --max-time 2m] [--valid-lines N] [--smoke]
+    python scripts/bench_keyboard.py --personal [--run RUN | --max-time 2m] [--valid-lines N] [--profile P] [--smoke]
     python scripts/keyboard_personal.py ...                                   (the same)
 
 1. **Personal gain.** With the Tatoeba keyboard model RUN (e.g. the one `bench_keyboard.py` trained in
@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 
 import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
 from seqtext.config import LMConfig, TrainConfig, parse_duration
@@ -174,11 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-lines", type=int, default=300, help="validation lines typed per latency figure")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on a tiny model, no row written")
     parser.add_argument("--latency-child", type=Path, help=argparse.SUPPRESS)
+    add_profile_option(parser)
     args = parser.parse_args(argv)
-    if args.latency_child:
+    if args.latency_child:  # in the parent's environment, hence its profile
         request = json.loads(args.latency_child.read_text(encoding="utf-8"))
         print(json.dumps(latency_child(Path(request["run"]), request["lines"], request["learned"])))
         return
+    enter_profile(args.profile)
     os.chdir(ROOT)
     quijote, valid = nonblank(DATA / "quijote.txt"), nonblank(DATA / "tatoeba_es_valid.txt")
     size = 300
@@ -195,8 +197,7 @@ def main(argv: list[str] | None = None) -> None:
             "benchmark": "bench_keyboard_personal",
             "run": str(run),
             "trained_here": trained,
-            "machine": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
+            "machine": describe(args.profile),
             "personal": personal_gain(run, quijote, lines, args.weights, size),
             "latency": latency_under_load(run, valid[: args.latency_lines], quijote[:size]),
             "k": 3,
@@ -211,9 +212,10 @@ def write_rows(report: dict, args: argparse.Namespace) -> None:
         f" --run {args.run}" if args.run else f" --max-time {args.max_time}"
     )
     command += f" --valid-lines {args.valid_lines}" if args.valid_lines else ""
+    command += f" --profile {args.profile}"
     p, lat = report["personal"], report["latency"]
     chosen = p["by_weight"][str(p["chosen_weight"])]
-    machine = f"{report['cpus']} CPU, default pool {lat['torch_threads_default']} threads"
+    machine = row_cells(report["machine"], "keystrokes in fp32")  # threads: torch's default pool
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | {p['alone']['quijote_second']['ksr']:.3f} | "
         f"{chosen['quijote_second']['ksr']:.3f} ({chosen['gain_points']:+.1f} pts) | "
@@ -224,8 +226,8 @@ def write_rows(report: dict, args: argparse.Namespace) -> None:
         "bench_keyboard_personal",
         "Learning its user (issue 15): keystroke savings (k = 3) typing quijote.txt lines 301-600 (non-blank) "
         "after learning lines 1-300 and learning each typed line, and on tatoeba_es_valid.txt with all of it "
-        "learned.\n\n| date | command | machine | Quijote, model alone | Quijote, learning | Tatoeba: alone → "
-        "learned | weight |\n|---|---|---|---|---|---|---|",
+        "learned.\n\n| date | command | profile | machine | Quijote, model alone | Quijote, learning | Tatoeba: "
+        "alone → learned | weight |\n|---|---|---|---|---|---|---|---|",
         row,
     )
 
@@ -239,13 +241,13 @@ def write_rows(report: dict, args: argparse.Namespace) -> None:
 
     rows = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | before: torch's pool ({load('before')}) | "
-        f"{cell(lat['before'])} |\n|  |  |  | after: one thread ({load('after')}) | {cell(lat['after'])} |"
+        f"{cell(lat['before'])} |\n|  |  |  |  | after: one thread ({load('after')}) | {cell(lat['after'])} |"
     )
     append_row(
         "bench_keyboard_latency_under_load",
         "Per-keystroke latency in ms typing the first tatoeba_es_valid.txt lines, idle and while one busy-loop "
-        "process runs (OMP_NUM_THREADS unset). Target: p50 ≤ 2, p99 ≤ 5 in both.\n\n| date | command | machine "
-        "| engine | idle p50 / p99 | busy p50 / p99 |\n|---|---|---|---|---|---|",
+        "process runs (OMP_NUM_THREADS unset). Target: p50 ≤ 2, p99 ≤ 5 in both.\n\n| date | command | profile "
+        "| machine | engine | idle p50 / p99 | busy p50 / p99 |\n|---|---|---|---|---|---|---|",
         rows,
     )
 

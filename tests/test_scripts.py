@@ -21,6 +21,45 @@ def smoke_report(script: str, *options: str) -> dict:
 def test_benchmark_smoke(script):
     report = smoke_report(script)
     assert report["benchmark"] == script.removesuffix(".py")
+    machine = report["machine"]
+    assert machine["profile"] == "native" and machine["env"] == {}
+    assert machine["isa"] and machine["threads"] >= 1 and machine["precision_auto"] in ("bf16", "fp32")
+
+
+@needs_shared_data
+def test_laptop_profile_caps_the_vector_isa_and_trains_in_fp32():
+    """--profile laptop restarts the benchmark with ATen, oneDNN and MKL capped at AVX2: no native bf16."""
+    report = smoke_report("bench_lm.py", "--profile", "laptop")
+    machine = report["machine"]
+    assert machine["profile"] == "laptop" and machine["isa"] != "AVX512"  # DEFAULT on a CPU without AVX2
+    assert machine["env"] == {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    }
+    assert not machine["bf16_native"] and report["seqtext"]["precision"] == "fp32"
+
+
+def test_every_benchmark_takes_the_profile_and_names_its_machine():
+    for script in sorted((ROOT / "scripts").glob("bench_*.py")):
+        text = script.read_text(encoding="utf-8")
+        assert "add_profile_option(parser)" in text and "enter_profile(args.profile)" in text, script.name
+        assert "describe(args.profile)" in text and "row_cells(" in text, script.name
+
+
+def test_profile_environment(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from machine import LAPTOP_ENV, profile_env
+
+    capped = {"PATH": "/bin", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
+    assert profile_env("native", capped) == {"PATH": "/bin"}  # a shell's cap does not pass for native
+    assert profile_env("laptop", capped) == {"PATH": "/bin", **LAPTOP_ENV}
+    with pytest.raises(ValueError, match="--profile must be one of native, laptop"):
+        profile_env("desktop", {})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_lm.py"), "--profile", "desktop"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "invalid choice: 'desktop'" in result.stderr
 
 
 @needs_shared_data
