@@ -295,6 +295,7 @@ def test_run_names_come_from_name_equals_run_or_the_directory(tmp_path, word_run
         ({"api_key": "two words"}, "without spaces"),
         ({"max_body_bytes": 0}, "--max-body-bytes must be at least 1"),
         ({"device": "tpu"}, "--device must be one of"),
+        ({"workers": 0}, "--workers must be at least 1"),
     ],
 )
 def test_serve_config_refuses_what_cannot_work(fields, words):
@@ -311,16 +312,16 @@ def test_binding_beyond_this_machine_without_a_key_warns():
 def test_model_calls_run_on_the_models_own_thread_one_at_a_time(hosted):
     fresh = load_runs([f"es={hosted['es'].loaded.path}"])
     completer, seen, active = fresh["es"].completer, [], [0]
-    suggest = completer.suggest
+    suggest_many = completer.suggest_many
 
-    def watched(text, k):
+    def watched(requests):
         active[0] += 1
         seen.append((threading.current_thread().name, active[0]))
         time.sleep(0.001)  # long enough for a second thread to enter, were one let in
         active[0] -= 1
-        return suggest(text, k)
+        return suggest_many(requests)
 
-    completer.suggest = watched
+    completer.suggest_many = watched
     with client_for(fresh) as c, ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda n: c.post("/v1/complete", json={"text": TYPED[:n]}).status_code, range(24)))
     assert answers == [200] * 24

@@ -28,6 +28,9 @@ def serve_cmd(
     max_k: Annotated[int, typer.Option(help="Most suggestions one /v1/complete request may ask for")] = 20,
     device: Annotated[Device, typer.Option(help="Where the models run")] = Device.cpu,
     access_log: Annotated[bool, typer.Option(help="Log one line per request on stderr")] = True,
+    workers: Annotated[
+        int, typer.Option(help="Server processes on the one port, each with its own copy of the models")
+    ] = 1,
 ) -> None:
     """Serve language models and classifiers over HTTP, with a page for the keyboard, generation and sentiment."""
     import seqtext.serve as serve
@@ -43,6 +46,10 @@ def serve_cmd(
         max_k=max_k,
         device=device.value,
         access_log=access_log,
+        workers=workers,
     )
     serve.require_extra()  # before loading anything: say what to install at once
-    serve.run(serve.load_runs(runs, config.device), config)
+    if config.workers > 1:
+        serve.run_workers(runs, config)
+    else:
+        serve.run(serve.load_runs(runs, config.device), config)

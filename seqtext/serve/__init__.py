@@ -13,7 +13,7 @@ from seqtext.errors import ConfigError
 from seqtext.serve.config import ServeConfig
 from seqtext.serve.hosted import Hosted, load_runs
 
-__all__ = ["Hosted", "ServeConfig", "load_runs", "require_extra", "run"]
+__all__ = ["Hosted", "ServeConfig", "load_runs", "require_extra", "run", "run_workers"]
 
 
 def require_extra() -> None:
@@ -34,3 +34,11 @@ def run(hosted: dict[str, Hosted], config: ServeConfig) -> None:
     from seqtext.serve import server
 
     server.run(hosted, config)
+
+
+def run_workers(specs: list[str], config: ServeConfig) -> None:
+    """Serve with config.workers processes on one port, each loading the runs (see seqtext.serve.workers)."""
+    require_extra()
+    from seqtext.serve import workers
+
+    workers.run_workers(specs, config)

@@ -66,7 +66,7 @@ def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> 
         limits.cap("k", body.k, config.max_k, "--max-k")
         if model.completer is None:
             raise ApiError(409, "wrong_kind", f"model {model.name!r} cannot complete: {model.completer_error}")
-        found = await model.run(model.completer.suggest, body.text, body.k)
+        found = await model.suggest(body.text, body.k)
         return {"model": model.name, "suggestions": [{"word": s.word, "prob": s.prob} for s in found]}
 
     @api.post(

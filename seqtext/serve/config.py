@@ -24,6 +24,7 @@ class ServeConfig:
     max_k: int = 20  # the most suggestions /v1/complete returns
     device: str = "cpu"
     access_log: bool = True  # one line per request on stderr
+    workers: int = 1  # server processes on the one port, each with its own copy of the models
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:
@@ -34,6 +35,7 @@ class ServeConfig:
             ("--max-texts", self.max_texts),
             ("--max-new-tokens", self.max_new_tokens),
             ("--max-k", self.max_k),
+            ("--workers", self.workers),
         ):
             if value < 1:
                 raise ConfigError(f"{flag} must be at least 1 (got {value})")

@@ -7,6 +7,13 @@ Every call into a model runs on that model's single worker thread, so the event 
 for torch, one model is never used by two threads at once (the Completer's state cache is not
 thread-safe), and work on two models runs side by side. A long generation is cut into short jobs
 on that thread, so keystrokes on the same model are answered between its tokens.
+
+Keystrokes are batched: those that arrive while the model thread is busy wait together, and the
+next job on that thread answers all of them (up to MAX_KEYSTROKES) with one batched model step
+(Completer.suggest_many). Nothing waits for a batch to fill: an idle server answers a lone
+keystroke at once, and under load a keystroke waits for at most the job in progress and its own
+batch. Generation tokens and classify batches are jobs on the same queue, in arrival order, so
+neither starves the other.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +31,7 @@ from typing import Any, TypeVar
 import seqtext
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
+from seqtext.keyboard.words import Completion
 from seqtext.runs.loading import Loaded
 from seqtext.runtime import pick_device
 
@@ -30,6 +39,7 @@ T = TypeVar("T")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 KINDS = {"lm": "language model", "classifier": "classifier"}
 COMPLETION_CACHE = 256  # texts whose RNN state is kept: ~5 per typist for 50 typists (word level, 20k vocab: ~20 MB)
+MAX_KEYSTROKES = 64  # keystrokes answered by one batched step at most (bounds the wait of the last one)
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Hosted:
     completer: Completer | None = None  # language models: the engine of `seqtext complete`, shared by all typists
     completer_error: str | None = None  # why a language model cannot complete (no words in its vocabulary)
     thread: ThreadPoolExecutor = field(init=False)
+    _keystrokes: list[tuple[str, int, asyncio.Future]] = field(init=False, default_factory=list)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
@@ -69,12 +81,55 @@ class Hosted:
         """fn(*args) on this model's thread, awaited without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.thread, functools.partial(fn, *args))
 
+    async def suggest(self, text: str, k: int) -> list[Completion]:
+        """Suggestions for one keystroke, answered in a batch with those waiting beside it."""
+        future = asyncio.get_running_loop().create_future()
+        with self._lock:
+            self._keystrokes.append((text, k, future))
+            first = len(self._keystrokes) == 1
+        if first:  # no batch job is queued yet: queue one; later keystrokes join it until it starts
+            self.thread.submit(self._answer_keystrokes)
+        return await future
+
+    def _answer_keystrokes(self) -> None:
+        """On the model thread: answer the waiting keystrokes (up to MAX_KEYSTROKES) with one batched step."""
+        with self._lock:
+            batch, self._keystrokes = self._keystrokes[:MAX_KEYSTROKES], self._keystrokes[MAX_KEYSTROKES:]
+            if self._keystrokes:  # more than one batch waits: the rest queue behind the jobs already waiting
+                self.thread.submit(self._answer_keystrokes)
+        assert self.completer is not None
+        requests = [(text, k) for text, k, _ in batch]
+        try:
+            answers: list[Any] = self.completer.suggest_many(requests)
+        except Exception:  # a text the model cannot read fails its own request, not its neighbours'
+            answers = [_outcome(self.completer.suggest, text, k) for text, k in requests]
+        for (_, _, future), answer in zip(batch, answers, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, answer)
+
     def close_later(self, pieces: Generator[Any, None, None]) -> None:
         """Close a generation on the model thread, after the step it may be running (a client left)."""
         self.thread.submit(pieces.close)
 
     def shutdown(self) -> None:
         self.thread.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome(fn: Callable[..., T], *args: Any) -> T | BaseException:
+    """fn(*args), or the exception it raised."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        return exc
+
+
+def _settle(future: asyncio.Future, answer: Any) -> None:
+    """On the event loop: hand a keystroke its answer (unless its client has gone)."""
+    if future.done():
+        return
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
 
 
 def parse_run(spec: str) -> tuple[str, Path]:

@@ -96,27 +96,33 @@ def warnings(config: ServeConfig) -> list[str]:
 
 def run(hosted: dict[str, Hosted], config: ServeConfig) -> None:
     """Serve until Ctrl-C or SIGTERM; returns after a clean stop. The model threads end with it."""
-    import uvicorn
-
-    from seqtext.serve.app import create_app
-
+    logging.config.dictConfig(log_config(config.access_log))
     try:
-        settings = log_config(config.access_log)
-        logging.config.dictConfig(settings)
-        app = create_app(hosted, config)
         with contextlib.closing(bind(config.host, config.port)) as sock:
             url = url_of(sock)
-            log.info("serving %s", describe_all(hosted))
             log.info("listening on %s  (the page: %s · API docs: %sdocs)", url, url, url)
             for line in warnings(config):
                 log.warning(line)
-            options = {"log_config": settings, "access_log": config.access_log, "server_header": False}
-            server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=GRACE_SECONDS, **options))
-            _until_stopped(server, sock)
+            serve_on(hosted, config, sock)
     finally:
         for model in hosted.values():
             model.shutdown()
     log.info("stopped")
+
+
+def serve_on(hosted: dict[str, Hosted], config: ServeConfig, sock: socket.socket) -> None:
+    """Serve the runs on a bound socket until a stop signal (a single server, or one of --workers)."""
+    import uvicorn
+
+    from seqtext.serve.app import create_app
+
+    settings = log_config(config.access_log)
+    logging.config.dictConfig(settings)
+    app = create_app(hosted, config)
+    log.info("serving %s", describe_all(hosted))
+    options = {"log_config": settings, "access_log": config.access_log, "server_header": False}
+    server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=GRACE_SECONDS, **options))
+    _until_stopped(server, sock)
 
 
 def _until_stopped(server: Any, sock: socket.socket) -> None:
