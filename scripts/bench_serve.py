@@ -1,7 +1,8 @@
 """Serving benchmark: a real `seqtext serve` on localhost under typing load, with faults mixed in.
 
     python -m pip install -e ".[serve,bench]"     # FastAPI, uvicorn; httpx and psutil for the clients
-    python scripts/bench_serve.py [--lm RUN] [--classifier RUN] [--clients 50] [--seconds 60] [--profile P] [--smoke]
+    python scripts/bench_serve.py [--lm RUN] [--classifier RUN] [--clients 50] [--seconds 60] [--workers N]
+                                  [--profile P] [--smoke]
 
 Starts `seqtext serve LM CLASSIFIER --port 0 --no-access-log` and runs two phases of --seconds each:
 1. typing: --clients typists each type sentences of tatoeba_es_valid.txt one keystroke at a time,
@@ -10,8 +11,12 @@ Starts `seqtext serve LM CLASSIFIER --port 0 --no-access-log` and runs two phase
 2. mixed: the same typists, plus a /v1/classify client sending batches of 64 dev phrases, clients
    that start a streamed /v1/generate and leave after a few tokens, and a client sending malformed
    JSON, oversized bodies and texts, unknown models and wrong kinds.
-Every answer is checked afterwards: suggestions against an in-process Completer of the same run,
-labels against seqtext.classify, faults against the status they must get (422, 413, 404, 409).
+The typists are light keep-alive HTTP/1.1 clients (httpx costs about a millisecond of CPU per request, taken
+from the server on these shared cores). The same run also measures the engine in-process, as `seqtext
+complete` runs it (one thread, one keystroke at a time, the same sentences, for a quarter of --seconds), and
+reports the server's typing rate as a ratio of it. Every answer is checked afterwards: suggestions
+against an in-process Completer of the same run, labels against seqtext.classify, faults against the
+status they must get (422, 413, 404, 409).
 Errors (no answer, or an unexpected status) and wrong answers must be 0. The server's memory
 (RSS) is sampled every second. Without --lm / --classifier, stand-ins with the recommended
 architectures are trained once into --out with deterministic budgets (`--preset keyboard`, one
@@ -46,6 +51,7 @@ import seqtext
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.keyboard.completion import Completer
 from seqtext.presets import with_preset
+from seqtext.serve.hosted import COMPLETION_CACHE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("..") / "shared" / "data"  # relative to the project root, as in the docs
@@ -86,6 +92,25 @@ def wrong_suggestions(lm: Path, answers: list[tuple]) -> int:
     return wrong
 
 
+def engine_rate(lm: Path, sentences: list[str], seconds: float) -> dict:
+    """The engine in-process, as `seqtext complete` runs it: one thread, one keystroke at a time, the typists'
+    sentences typed keystroke by keystroke (the server's cache size), for `seconds` after a warm-up sentence."""
+    completer = Completer(seqtext.load(lm), cache_size=COMPLETION_CACHE)
+    for end in range(len(sentences[0]) + 1):
+        completer.suggest(sentences[0][:end], 3)
+    keystrokes, n, start = 0, 1, time.perf_counter()
+    until = start + seconds
+    while time.perf_counter() < until:
+        sentence = sentences[n % len(sentences)]
+        for end in range(len(sentence) + 1):
+            completer.suggest(sentence[:end], 3)
+        keystrokes += len(sentence) + 1
+        n += 1
+    elapsed = time.perf_counter() - start
+    per_s = keystrokes / elapsed
+    return {"keystrokes": keystrokes, "keystrokes_per_s": per_s, "ms_per_keystroke": 1e3 / per_s}
+
+
 def wrong_labels(clf: Path, batches: list[list[str]], answers: list[tuple]) -> int:
     loaded = seqtext.load(clf)
     expected = [[p.label for p in seqtext.classify(loaded, batch)] for batch in batches]
@@ -93,21 +118,29 @@ def wrong_labels(clf: Path, batches: list[list[str]], answers: list[tuple]) -> i
 
 
 class Memory(threading.Thread):
-    """The server's resident memory, sampled every second."""
+    """The server's resident memory (all its processes: the parent and each --workers process), every second."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pids: list[int]) -> None:
         super().__init__(daemon=True)
-        self.process, self.samples, self.done = psutil.Process(pid), [], threading.Event()
+        self.processes, self.samples, self.done = [psutil.Process(p) for p in pids], [], threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(1.0):
             try:
-                self.samples.append(self.process.memory_info().rss / 2**20)
+                self.samples.append(self.now())
             except psutil.Error:
                 return
 
     def now(self) -> float:
-        return self.process.memory_info().rss / 2**20
+        return sum(p.memory_info().rss for p in self.processes) / 2**20
+
+    def each(self) -> list[float]:
+        return [round(p.memory_info().rss / 2**20, 1) for p in self.processes]
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The --workers processes of a server (none for a single process)."""
+    return [child.pid for child in psutil.Process(pid).children()]
 
 
 def workload(smoke: bool, sentences: int) -> dict:
@@ -129,8 +162,11 @@ def workload(smoke: bool, sentences: int) -> dict:
 
 def run_load(lm: Path, clf: Path, args: argparse.Namespace, work: dict) -> dict:
     """Both phases against one server; the answers are checked after it has stopped."""
-    with serving([f"lm={lm}", f"classifier={clf}"], "--no-access-log") as server:
-        memory = Memory(server.process.pid)
+    flags = ["--no-access-log", "--workers", str(args.workers)]
+    with serving([f"lm={lm}", f"classifier={clf}"], *flags) as server:
+        while server.stderr().count("Application startup complete") < args.workers:  # every worker serves
+            time.sleep(0.1)
+        memory = Memory([server.process.pid, *worker_pids(server.process.pid)])
         memory.start()
         asyncio.run(phase(server.url, min(3.0, args.seconds), 4, work, mixed=True))  # warm-up, not counted
         rss = {"start": memory.now()}
@@ -138,6 +174,7 @@ def run_load(lm: Path, clf: Path, args: argparse.Namespace, work: dict) -> dict:
         rss["after_typing"] = memory.now()
         mixed = asyncio.run(phase(server.url, args.seconds, args.clients, work, mixed=True))
         rss["end"] = memory.now()
+        rss["each_process_end"] = memory.each()
         alive = server.process.poll() is None and httpx.get(server.url + "health").status_code == 200
         memory.done.set()
         rss["max"] = max([*memory.samples, rss["end"]])
@@ -149,7 +186,10 @@ def run_load(lm: Path, clf: Path, args: argparse.Namespace, work: dict) -> dict:
     classify = mixed["classify"].summary(args.seconds, wrong_labels(clf, work["batches"], mixed["classify"].answers))
     classify["texts_per_s"] = classify["requests_per_s"] * BATCH
     streams, fault = mixed["streams"], mixed["faults"]
+    engine = engine_rate(lm, work["sentences"], args.seconds / 4)
+    complete["typing"]["ratio_to_engine"] = complete["typing"]["requests_per_s"] / engine["keystrokes_per_s"]
     return {
+        "engine_in_process": engine,
         "typing": complete["typing"],
         "mixed": {
             "complete": complete["mixed"],
@@ -195,6 +235,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-serve"), help="where stand-ins are trained")
     parser.add_argument("--clients", type=int, default=50, help="concurrent typists")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
+    parser.add_argument("--workers", type=int, default=1, help="seqtext serve --workers: server processes")
     parser.add_argument("--sentences", type=int, default=200, help="validation sentences the typists cycle through")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on tiny models, no row written")
     parser.add_argument("--no-row", action="store_true", help="check only: print the JSON, append no row")
@@ -232,6 +273,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     """One table row per run under '## bench_serve' in docs/benchmarks.md."""
     command = f"python scripts/bench_serve.py --clients {args.clients} --seconds {args.seconds:g}"
     command += "".join(f" --{k} {getattr(args, k)}" for k in ("lm", "classifier") if getattr(args, k))
+    command += f" --workers {args.workers}" if args.workers > 1 else ""
     command += f" --profile {args.profile}"
     machine = row_cells(report["machine"], f"classify in {report['machine']['precision_auto']}")
     r, m = report["results"], report["models"]
@@ -241,10 +283,13 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     def speed(t: dict) -> str:
         return f"{t['requests_per_s']:,.0f} req/s, {t['latency_ms_p50']:.1f} / {t['latency_ms_p99']:.1f} ms"
 
+    engine = r["engine_in_process"]["keystrokes_per_s"]
+
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine}, load {report['load_1min_at_start']:.2f} | "
         f"{m['lm']['level']} {m['lm']['cell']} {m['lm']['hidden_dim']}, V {m['lm']['vocab']:,} | {speed(typing)} | "
-        f"{speed(complete)} | {classify['texts_per_s']:,.0f} texts/s, {classify['latency_ms_p50']:.0f} / "
+        f"{engine:,.0f} /s, {typing['ratio_to_engine']:.2f}× | {speed(complete)} | "
+        f"{classify['texts_per_s']:,.0f} texts/s, {classify['latency_ms_p50']:.0f} / "
         f"{classify['latency_ms_p99']:.0f} ms | {r['mixed']['streams_left']['count']} left, "
         f"{r['mixed']['faults']['sent']} faults | {report['failures']} | "
         f"{rss['start']:.0f} → {rss['after_typing']:.0f} → {rss['end']:.0f} (max {rss['max']:.0f}) |\n"
@@ -254,9 +299,12 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         "A real `seqtext serve` on localhost; clients in one asyncio process on the same machine. Typing: "
         "/v1/complete per keystroke, closed loop, p50 / p99 latency. Mixed: the typists plus a /v1/classify "
         f"client ({BATCH} texts a request), stream clients that leave after 1-5 tokens and malformed or "
-        "oversized requests. Failures: requests with no answer, an unexpected status or a wrong answer.\n\n"
-        "| date | command | profile | machine | LM | typing | complete, mixed | classify, mixed | streams, faults "
-        "| failures | server RSS MB start → after typing → end |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        "oversized requests. Failures: requests with no answer, an unexpected status or a wrong answer. Beside "
+        "typing, the engine in-process (one thread, one keystroke at a time, the same sentences) and the server's "
+        "rate as a ratio of it.\n\n"
+        "| date | command | profile | machine | LM | typing | engine in-process, typing ÷ engine | complete, mixed "
+        "| classify, mixed | streams, faults "
+        "| failures | server RSS MB start → after typing → end |\n|---|---|---|---|---|---|---|---|---|---|---|---|",
         row,
     )
 

@@ -102,6 +102,10 @@ def test_bench_serve_smoke():
     assert results["typing"]["requests"] > 0 and results["mixed"]["classify"]["requests"] > 0
     assert results["mixed"]["faults"]["sent"] > 0 and results["mixed"]["streams_left"]["count"] > 0
     assert results["server"]["alive_after"]
+    assert results["engine_in_process"]["keystrokes_per_s"] > 0  # the engine alone, same texts, same run
+    assert results["typing"]["ratio_to_engine"] == pytest.approx(
+        results["typing"]["requests_per_s"] / results["engine_in_process"]["keystrokes_per_s"]
+    )
 
 
 @needs_shared_data
