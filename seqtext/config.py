@@ -1,6 +1,7 @@
 """Configuration dataclasses and their JSON form. Stdlib only: configs import fast and round-trip.
 
-Field names are the CLI's flag names (`hidden_dim` ⇔ `--hidden-dim`), so messages speak in flags.
+Field names are the CLI's flag names (`hidden_dim` ⇔ `--hidden-dim`), so messages speak in flags, and
+the CLI takes its options' defaults and choices (the `Literal` types) from these fields.
 Every field is checked when a config is made, from the CLI, the Python API or a file alike: its type
 (`seqtext.schema`: a bool is no int, a string no number, floats finite) and its range.
 """
@@ -19,7 +20,9 @@ from seqtext.files import replacing
 from seqtext.schema import check_finite, check_range, check_types, field_error, shown
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
-Level = Literal["char", "word", "subword"]  # subword: classifiers only
+# The choices of the fields below, which the CLI offers as they are (`--cell rnn|lstm|gru`): add one here.
+LMLevel = Literal["char", "word"]
+Level = Literal[LMLevel, "subword"]  # subword: classifiers only
 Cell = Literal["rnn", "lstm", "gru"]
 SampleBy = Literal["auto", "line", "stream"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -62,7 +65,7 @@ class LMConfig:
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights"})
 
-    level: Level = "char"
+    level: LMLevel = "char"
     cell: Cell = "lstm"
     embed_dim: int = 64
     hidden_dim: int = 512
@@ -78,9 +81,9 @@ class LMConfig:
     ngram_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_recurrent_stack(self)
-        if self.level == "subword":
+        if self.level == "subword":  # before the type check, which would only list char and word
             raise field_error("level", "subword is for classifiers; a language model is char or word level")
+        _check_recurrent_stack(self)
         if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
             raise field_error(
                 "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"

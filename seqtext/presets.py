@@ -5,7 +5,7 @@ options typed on the command line override, and which are then stored like any o
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import ConfigError
@@ -36,6 +36,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fp16_weights": True,
     },
 }
+
+
+Preset = Literal[tuple(PRESETS)]  # the names of the recipes: the choices of --preset
 
 
 def with_preset(name: str, model: LMConfig, train: TrainConfig, typed: set[str]) -> tuple[LMConfig, TrainConfig]:

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import signal
 import subprocess
@@ -6,12 +5,10 @@ import sys
 import time
 
 import pytest
-import typer
 from conftest import ROOT, copy_run
 from typer.testing import CliRunner
 
 from seqtext.cli import app
-from seqtext.config import LMConfig, TrainConfig
 
 runner = CliRunner()
 TINY = [
@@ -48,15 +45,6 @@ def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
     assert all(name in result.stdout for name in ("train", "generate", "evaluate"))
-
-
-def test_train_lm_flags_mirror_the_configs():
-    command = typer.main.get_command(app).commands["train"].commands["lm"]
-    # --preset is no config field: it chooses values for the fields (presets.PRESETS), which are then stored;
-    # nor is --plot: it draws what the run recorded once training stops, and changes nothing in the run
-    flags = {p.name for p in command.params} - {"ctx", "data", "resume", "preset", "plot"}
-    fields = {f.name for f in dataclasses.fields(LMConfig)} | {f.name for f in dataclasses.fields(TrainConfig)}
-    assert flags == fields - {"vocab_size", "ngram_weights", "data"}  # derived: from the tokenizer, on validation
 
 
 def test_end_to_end_with_every_option(lines_file, tmp_path):

@@ -1,19 +1,16 @@
 """`seqtext train classifier`, `seqtext classify` and `seqtext evaluate` on a classifier, end to end."""
 
 import csv
-import dataclasses
 import io
 import json
 import subprocess
 import sys
 
 import pytest
-import typer
 from conftest import ROOT, needs_shared_data
 from typer.testing import CliRunner
 
 from seqtext.cli import app
-from seqtext.config import ClassifierConfig, ClassifierTrainConfig
 
 runner = CliRunner()
 PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
@@ -39,16 +36,6 @@ def clf(tmp_path_factory):
     result = invoke("train", "classifier", PHRASES, "--out", out, *TINY)
     assert result.exit_code == 0, result.output
     return out
-
-
-def test_train_classifier_flags_mirror_the_configs():
-    command = typer.main.get_command(app).commands["train"].commands["classifier"]
-    flags = {p.name for p in command.params} - {"ctx", "data", "resume", "plot"}  # --plot draws, as for train lm
-    fields = {f.name for f in dataclasses.fields(ClassifierConfig)} | {
-        f.name for f in dataclasses.fields(ClassifierTrainConfig)
-    }
-    lm_only = {"bptt", "teacher_forcing", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax"}
-    assert flags == fields - {"vocab_size", "data"} - lm_only  # derived, and LM-only
 
 
 def test_train_classifier_with_every_option(tmp_path):
@@ -356,14 +343,3 @@ def test_plot_of_a_language_model_is_refused(char_run, lines_file, tmp_path):
     result = invoke("evaluate", char_run, lines_file, "--plot", tmp_path / "x.png")
     assert_clean_error(result, "--plot draws a classifier's confusion matrix")
     assert not (tmp_path / "x.png").exists()
-
-
-def test_cli_defaults_are_the_api_defaults():
-    command = typer.main.get_command(app).commands["train"].commands["classifier"]
-    defaults = {p.name: p.default for p in command.params}
-    model, train = ClassifierConfig(), ClassifierTrainConfig()
-    for name in ("embed_dim", "hidden_dim", "layers", "bidirectional", "dropout", "lowercase", "max_vocab"):
-        assert defaults[name] == getattr(model, name), name
-    for name in ("batch_size", "lr", "weight_decay", "clip", "patience", "word_dropout", "valid_fraction"):
-        assert defaults[name] == getattr(train, name), name
-    assert defaults["pooling"].value == model.pooling and defaults["out"].as_posix() == train.out

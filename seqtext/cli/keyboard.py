@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from seqtext.cli import app, err, friendly_errors
+from seqtext.cli.common import err, friendly_errors
 
 KEYS_HELP = "Tab or Alt-1: take the first suggestion · Alt-2, Alt-3: the others · Enter: next line · Ctrl-D: quit"
 
@@ -115,7 +115,6 @@ def learning_mode(learn: bool | None, learn_lines: bool, at_terminal: bool) -> b
     return bool(learn)
 
 
-@app.command("complete")
 @friendly_errors
 def complete_cmd(
     run: Annotated[Path, typer.Argument(help="Language-model run directory")],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,33 +10,25 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from seqtext.cli import (
-    Cell,
-    Device,
-    Level,
-    Precision,
-    SampleBy,
-    app,
+from seqtext.cli.common import (
+    config_from,
     curves_when_done,
     duration,
     err,
     explicit,
     friendly_errors,
     stdout,
-    train_app,
     training_progress,
     typed_over,
 )
-from seqtext.config import LMConfig, TrainConfig
-from seqtext.presets import with_preset
-from seqtext.training.distributed import writes
+from seqtext.config import MAX_NGRAM_ORDER, Cell, Device, LMConfig, LMLevel, Precision, SampleBy, TrainConfig
+from seqtext.presets import Preset, with_preset
+
+# The options of `train lm` that are fields of LMConfig (M) or TrainConfig (T) take their defaults from the
+# fields, and their choices from the fields' Literal types.
+M, T = LMConfig, TrainConfig
 
 
-class Preset(str, Enum):
-    keyboard = "keyboard"  # values in seqtext.presets.PRESETS
-
-
-@train_app.command("lm")
 @friendly_errors
 def train_lm_cmd(
     ctx: typer.Context,
@@ -47,48 +38,54 @@ def train_lm_cmd(
             help="Text file (one sentence per line, or prose), a tsv/csv/jsonl/parquet file, or a hub dataset name"
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path("runs/lm"),
+    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path(T.out),
     preset: Annotated[
         Preset | None,
         typer.Option(
             help="A recommended recipe; keyboard = word-level LSTM for `seqtext complete`. Options you type win"
         ),
     ] = None,
-    level: Annotated[Level, typer.Option(help="Tokenize by character or by word")] = Level.char,
-    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = Cell.lstm,
-    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = 2,
-    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = 64,
-    hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer")] = 512,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head")] = 0.1,
-    tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = False,
-    max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = 20_000,
+    level: Annotated[LMLevel, typer.Option(help="Tokenize by character or by word")] = M.level,
+    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = M.cell,
+    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = M.layers,
+    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = M.embed_dim,
+    hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer")] = M.hidden_dim,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout on embeddings, between layers and before the head")
+    ] = M.dropout,
+    tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = M.tie_weights,
+    max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = M.max_vocab,
     sample_by: Annotated[
         SampleBy,
         typer.Option(
             help="line: each line from <bos> (sentences); stream: "
             "continuous prose with the state carried; auto: by shape"
         ),
-    ] = SampleBy.auto,
-    valid: Annotated[str | None, typer.Option(help="Validation file (default: hold out --valid-fraction)")] = None,
+    ] = M.sample_by,
+    valid: Annotated[str | None, typer.Option(help="Validation file (default: hold out --valid-fraction)")] = T.valid,
     valid_fraction: Annotated[
         float, typer.Option(help="Share of lines held out (random lines; the tail for prose)")
-    ] = 0.05,
-    text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = None,
-    bptt: Annotated[int, typer.Option(min=1, help="Truncated-BPTT window, in tokens")] = 128,
+    ] = T.valid_fraction,
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text in tables")] = T.text_column,
+    bptt: Annotated[int, typer.Option(min=1, help="Truncated-BPTT window, in tokens")] = T.bptt,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Sequences per batch, per process under torchrun (global = N × this)")
-    ] = 64,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
+    ] = T.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = T.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = T.weight_decay,
     clip: Annotated[
         float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
-    ] = 1.0,
+    ] = T.clip,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time]")
-    ] = None,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = None,
-    patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")] = 4,
-    eval_every: Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")] = 0,
+    ] = T.epochs,
+    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")
+    ] = T.patience,
+    eval_every: Annotated[
+        int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")
+    ] = T.eval_every,
     teacher_forcing: Annotated[
         float,
         typer.Option(
@@ -96,7 +93,7 @@ def train_lm_cmd(
             "feeds the model's own samples (a slower step-by-step "
             "loop)"
         ),
-    ] = 1.0,
+    ] = T.teacher_forcing,
     sampled_softmax: Annotated[
         int,
         typer.Option(
@@ -104,38 +101,40 @@ def train_lm_cmd(
             help="Train the output layer on each batch's targets and N words drawn by frequency instead of the "
             "whole vocabulary (faster word-level steps; evaluation stays exact); 0: the full softmax",
         ),
-    ] = 0,
+    ] = T.sampled_softmax,
     log_gradients: Annotated[
         bool,
         typer.Option(
             help="Record gradient norms per layer, the share of clipped steps and the gradient through time "
             "in metrics.jsonl at each evaluation"
         ),
-    ] = False,
+    ] = T.log_gradients,
     precision: Annotated[
         Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
-    ] = Precision.auto,
-    device: Annotated[Device, typer.Option(help="Where to train")] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = 0,
+    ] = T.precision,
+    device: Annotated[Device, typer.Option(help="Where to train")] = T.device,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = T.seed,
     ngram: Annotated[
         bool,
         typer.Option(
             help="Word level: after training, build the keyboard's Kneser-Ney n-gram of the same text and choose "
             "its mixing weight on the validation text [default: on with --preset keyboard]"
         ),
-    ] = False,
-    ngram_order: Annotated[int, typer.Option(min=1, max=9, help="Order of the keyboard's n-gram")] = 4,
+    ] = T.ngram,
+    ngram_order: Annotated[
+        int, typer.Option(min=1, max=MAX_NGRAM_ORDER, help="Order of the keyboard's n-gram")
+    ] = T.ngram_order,
     ngram_mb: Annotated[
         float | None,
         typer.Option(help="Size budget of the n-gram on disk [default: what keeps the keyboard within 20 MB]"),
-    ] = None,
+    ] = T.ngram_mb,
     fp16_weights: Annotated[
         bool,
         typer.Option(
             help="Store the final weights in float16: half the size on disk, computed in float32 "
             "[default: on with --preset keyboard]"
         ),
-    ] = False,
+    ] = T.fp16_weights,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
     plot: Annotated[
         bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
@@ -144,46 +143,12 @@ def train_lm_cmd(
     """Train a character- or word-level recurrent language model."""
     import seqtext
     from seqtext.runs.resume import saved_configs
+    from seqtext.training.distributed import writes
 
-    model_config = LMConfig(
-        level=level.value,
-        cell=cell.value,
-        layers=layers,
-        embed_dim=embed_dim,
-        hidden_dim=hidden_dim,
-        dropout=dropout,
-        tie_weights=tie_weights,
-        max_vocab=max_vocab,
-        sample_by=sample_by.value,
-    )
-    train_config = TrainConfig(
-        data=data,
-        out=str(out),
-        valid=valid,
-        valid_fraction=valid_fraction,
-        text_column=text_column,
-        bptt=bptt,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        clip=clip,
-        epochs=epochs,
-        max_time=duration(max_time),
-        patience=patience,
-        eval_every=eval_every,
-        teacher_forcing=teacher_forcing,
-        sampled_softmax=sampled_softmax,
-        log_gradients=log_gradients,
-        precision=precision.value,
-        device=device.value,
-        seed=seed,
-        ngram=ngram,
-        ngram_order=ngram_order,
-        ngram_mb=ngram_mb,
-        fp16_weights=fp16_weights,
-    )
+    options = {**ctx.params, "out": str(out), "max_time": duration(max_time)}
+    model_config, train_config = config_from(LMConfig, options), config_from(TrainConfig, options)
     if preset is not None and not resume:  # a resumed run keeps the values it started with
-        model_config, train_config = with_preset(preset.value, model_config, train_config, explicit(ctx))
+        model_config, train_config = with_preset(preset, model_config, train_config, explicit(ctx))
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         typed = explicit(ctx)
@@ -209,7 +174,6 @@ def train_lm_cmd(
         )
 
 
-@app.command("generate")
 @friendly_errors
 def generate_cmd(
     run: Annotated[Path, typer.Argument(help="Language-model run directory")],
@@ -235,7 +199,6 @@ def generate_cmd(
     out.write("\n")
 
 
-@app.command("gradients")
 @friendly_errors
 def gradients_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Language-model run directories (several are overlaid in --plot)")],

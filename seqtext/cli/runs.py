@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from seqtext.cli import app, err, friendly_errors
+from seqtext.cli.common import err, friendly_errors
 
 RECIPE = ("data", "valid", "valid_fraction", "bptt", "batch_size", "lr", "weight_decay", "clip", "epochs", "max_time")
 RECIPE += ("patience", "eval_every", "teacher_forcing", "log_gradients", "precision", "device", "seed")
@@ -23,7 +23,6 @@ class XAxis(str, Enum):
     seconds = "seconds"
 
 
-@app.command("plot")
 @friendly_errors
 def plot_cmd(
     runs: Annotated[list[Path], typer.Argument(help="Run directories (one line per run)")],
@@ -45,7 +44,6 @@ def plot_cmd(
     err.print(f"[green]wrote[/] {escape(str(path))}")
 
 
-@app.command("inspect")
 @friendly_errors
 def inspect_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory")],

@@ -1,4 +1,4 @@
-"""Classifier commands: `train classifier` and `classify`, and the classifier half of `evaluate`."""
+"""Classifier commands: `train classifier` and `classify`."""
 
 from __future__ import annotations
 
@@ -15,40 +15,33 @@ from typing import IO, Annotated, Any
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from seqtext.cli import (
-    Cell,
-    ClassifierLevel,
-    Device,
-    Precision,
-    app,
+from seqtext.cli.common import (
+    config_from,
     curves_when_done,
     duration,
     err,
     explicit,
     friendly_errors,
     stdout,
-    train_app,
     training_progress,
     typed_over,
 )
-from seqtext.config import ClassifierConfig, ClassifierTrainConfig
-from seqtext.training import distributed
+from seqtext.config import (
+    Cell,
+    ClassifierConfig,
+    ClassifierTrainConfig,
+    ClassWeights,
+    Device,
+    Level,
+    Pooling,
+    Precision,
+)
 
 FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  # what --init-from decides
-
-
-class Pooling(str, Enum):
-    last = "last"
-    mean = "mean"
-    max = "max"
-    attention = "attention"
-
-
-class ClassWeights(str, Enum):
-    none = "none"
-    balanced = "balanced"
+# The options of `train classifier` that are fields of ClassifierConfig (M) or ClassifierTrainConfig (T) take
+# their defaults from the fields, and their choices from the fields' Literal types.
+M, T = ClassifierConfig, ClassifierTrainConfig
 
 
 class OutputFormat(str, Enum):
@@ -58,90 +51,103 @@ class OutputFormat(str, Enum):
     kaggle = "kaggle"
 
 
-@train_app.command("classifier")
 @friendly_errors
 def train_classifier_cmd(
     ctx: typer.Context,
     data: Annotated[
         str, typer.Argument(help="Labelled table: Kaggle train.tsv (PhraseId SentenceId Phrase Sentiment), csv, jsonl")
     ],
-    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path("runs/classifier"),
+    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path(T.out),
     level: Annotated[
-        ClassifierLevel,
+        Level,
         typer.Option(help="Tokenize by word, by character, or by word with unseen words spelled in pieces (subword)"),
-    ] = ClassifierLevel.word,
-    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = Cell.lstm,
-    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = 1,
-    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = 256,
-    hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer and direction")] = 128,
-    bidirectional: Annotated[bool, typer.Option(help="Read each text both ways")] = True,
+    ] = M.level,
+    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = M.cell,
+    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = M.layers,
+    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = M.embed_dim,
+    hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer and direction")] = M.hidden_dim,
+    bidirectional: Annotated[bool, typer.Option(help="Read each text both ways")] = M.bidirectional,
     pooling: Annotated[
         Pooling, typer.Option(help="Text vector: last state, or mean/max/attention over all steps")
-    ] = Pooling.max,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head")] = 0.3,
-    lowercase: Annotated[bool, typer.Option(help="Lower-case texts before tokenizing (training and use)")] = True,
-    max_vocab: Annotated[int, typer.Option(help="Word and subword levels: keep the most frequent N tokens")] = 20_000,
+    ] = M.pooling,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout on embeddings, between layers and before the head")
+    ] = M.dropout,
+    lowercase: Annotated[
+        bool, typer.Option(help="Lower-case texts before tokenizing (training and use)")
+    ] = M.lowercase,
+    max_vocab: Annotated[
+        int, typer.Option(help="Word and subword levels: keep the most frequent N tokens")
+    ] = M.max_vocab,
     labels: Annotated[
         str | None, typer.Option(help="Label names in id order, comma-separated (default: the 5 sentiment labels)")
     ] = None,
-    valid: Annotated[str | None, typer.Option(help="Validation table (default: hold out whole sentences)")] = None,
-    valid_fraction: Annotated[float, typer.Option(help="Share of sentences (or rows) held out")] = 0.05,
-    text_column: Annotated[str | None, typer.Option(help="Column holding the text (default: Phrase/text)")] = None,
+    valid: Annotated[str | None, typer.Option(help="Validation table (default: hold out whole sentences)")] = T.valid,
+    valid_fraction: Annotated[float, typer.Option(help="Share of sentences (or rows) held out")] = T.valid_fraction,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column holding the text (default: Phrase/text)")
+    ] = T.text_column,
     label_column: Annotated[
         str | None, typer.Option(help="Column holding the label (default: Sentiment/label)")
-    ] = None,
+    ] = T.label_column,
     group_column: Annotated[
         str | None, typer.Option(help="Rows sharing a value stay on one side of the split (default: SentenceId)")
-    ] = None,
+    ] = T.group_column,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Texts per batch, per process under torchrun (global = N × this)")
-    ] = 128,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = 3e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.01,
+    ] = T.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = T.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = T.weight_decay,
     clip: Annotated[
         float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
-    ] = 1.0,
+    ] = T.clip,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Passes over the data; the learning rate decays over them")
-    ] = ClassifierTrainConfig.epochs,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = None,
-    patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without better accuracy; 0 never")] = 4,
-    eval_every: Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")] = 0,
+    ] = T.epochs,
+    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
+    patience: Annotated[
+        int, typer.Option(min=0, help="Stop after N evaluations without better accuracy; 0 never")
+    ] = T.patience,
+    eval_every: Annotated[
+        int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")
+    ] = T.eval_every,
     class_weights: Annotated[
         ClassWeights, typer.Option(help="balanced: weigh the loss so rare labels count as much as common ones")
-    ] = ClassWeights.none,
-    word_dropout: Annotated[float, typer.Option(help="Share of training words read as <unk>")] = 0.0,
+    ] = T.class_weights,
+    word_dropout: Annotated[float, typer.Option(help="Share of training words read as <unk>")] = T.word_dropout,
     init_from: Annotated[
         str | None, typer.Option(help="Start embedding and recurrent layers from this language-model run")
-    ] = None,
+    ] = T.init_from,
     ensemble: Annotated[
         int, typer.Option(min=1, help="Train N members (seeds SEED…SEED+N-1) within --max-time; classify averages them")
-    ] = 1,
+    ] = T.ensemble,
     distill_from: Annotated[
         str | None,
         typer.Option(help="Also learn a classifier run's (an ensemble's) probabilities on the training texts"),
-    ] = None,
+    ] = T.distill_from,
     distill_weight: Annotated[
         float, typer.Option(help="With --distill-from: share of the loss on the teacher's probabilities")
-    ] = 0.5,
+    ] = T.distill_weight,
     ema: Annotated[
         float, typer.Option(help="Keep an exponential moving average of the weights with this decay (0.999); 0 off")
-    ] = 0.0,
+    ] = T.ema,
     ordinal_weight: Annotated[
         float, typer.Option(help="Add W × |expected label - gold label| to the loss (the labels are ordered)")
-    ] = 0.0,
-    split_seed: Annotated[int | None, typer.Option(help="Seed of the validation split (default: --seed)")] = None,
+    ] = T.ordinal_weight,
+    split_seed: Annotated[
+        int | None, typer.Option(help="Seed of the validation split (default: --seed)")
+    ] = T.split_seed,
     phrase_memory: Annotated[
         bool, typer.Option(help="Answer a text found verbatim among the training phrases with its training label")
-    ] = True,
+    ] = T.phrase_memory,
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
-    ] = False,
+    ] = T.log_gradients,
     precision: Annotated[
         Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
-    ] = Precision.auto,
-    device: Annotated[Device, typer.Option(help="Where to train")] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and the split")] = 0,
+    ] = T.precision,
+    device: Annotated[Device, typer.Option(help="Where to train")] = T.device,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and the split")] = T.seed,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
     plot: Annotated[
         bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
@@ -150,16 +156,11 @@ def train_classifier_cmd(
     """Train a many-to-one recurrent classifier (sentiment of the Rotten Tomatoes phrases)."""
     import seqtext
     from seqtext.runs.resume import saved_configs
+    from seqtext.training.distributed import writes
 
-    options = {k: (v.value if isinstance(v, Enum) else v) for k, v in ctx.params.items()}
-    options.update(out=str(out), max_time=duration(max_time))
-    options["labels"] = tuple(n.strip() for n in labels.split(",")) if labels else ()
-    model_config = ClassifierConfig(
-        **{f.name: options[f.name] for f in dataclasses.fields(ClassifierConfig) if f.name in options}
-    )
-    train_config = ClassifierTrainConfig(
-        **{f.name: options[f.name] for f in dataclasses.fields(ClassifierTrainConfig) if f.name in options}
-    )
+    options = {**ctx.params, "out": str(out), "max_time": duration(max_time)}
+    options["labels"] = tuple(n.strip() for n in labels.split(",")) if labels else M.labels
+    model_config, train_config = config_from(ClassifierConfig, options), config_from(ClassifierTrainConfig, options)
     typed = explicit(ctx)
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
@@ -171,7 +172,7 @@ def train_classifier_cmd(
         model_config = dataclasses.replace(model_config, **adopted)
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
-    if not distributed.writes():  # under torchrun, rank 0 reports
+    if not writes():  # under torchrun, rank 0 reports
         return
     best = result.best_metrics
     where = f"an ensemble of {ensemble}" if ensemble > 1 else f"best at step {result.best_step:,}"
@@ -184,7 +185,6 @@ def train_classifier_cmd(
     )
 
 
-@app.command("classify")
 @friendly_errors
 def classify_cmd(
     run: Annotated[Path, typer.Argument(help="Classifier run directory")],
@@ -269,48 +269,3 @@ def _writer(stream: IO[str], fmt: OutputFormat, labels: tuple[str, ...]) -> Any:
     stream.write("\t".join(header) + "\n")  # tsv: tabs and line breaks inside a text become spaces
     row = "%d\t%s" + "\t%.4f" * len(labels) + "\t%s\n"  # one format for the whole row: 2× the f-strings' speed
     return lambda text, p, _id: stream.write(row % (p.label, p.name, *p.probs, " ".join(text.split())))
-
-
-def show_classifier_metrics(metrics: Any, title: str, *, as_json: bool, plot: Path | None) -> None:
-    """Figures as JSON on stdout, or rich tables on stderr: summary, per class, confusion matrix."""
-    if plot is not None:
-        from seqtext.plots import plot_confusion
-
-        err.print(f"[green]wrote[/] {escape(str(plot_confusion(metrics, plot, title)))}")
-    if as_json:
-        print(json.dumps(metrics.to_dict()))
-        return
-    summary = Table(title=title)
-    summary.add_column("figure")
-    summary.add_column("value", justify="right")
-    binary = "-" if metrics.binary_accuracy is None else f"{metrics.binary_accuracy:.4f}"
-    for name, value in [
-        ("accuracy", f"{metrics.accuracy:.4f}"),
-        ("macro-F1", f"{metrics.macro_f1:.4f}"),
-        ("binary accuracy (non-neutral, 0-1 vs 3-4)", binary),
-        ("loss (nats)", f"{metrics.loss:.4f}"),
-        ("texts", f"{metrics.texts:,}"),
-    ]:
-        summary.add_row(name, value)
-    err.print(summary)
-    per_class = Table(title="per class")
-    for name in ("label", "precision", "recall", "F1", "support"):
-        per_class.add_column(name, justify="left" if name == "label" else "right")
-    for c in metrics.per_class:
-        per_class.add_row(
-            f"{c['label']} {c['name']}",
-            f"{c['precision']:.3f}",
-            f"{c['recall']:.3f}",
-            f"{c['f1']:.3f}",
-            f"{c['support']:,}",
-        )
-    err.print(per_class)
-    confusion = Table(title="confusion matrix (rows gold, columns predicted)")
-    confusion.add_column("gold \\ predicted")
-    for c in range(len(metrics.labels)):
-        confusion.add_column(str(c), justify="right")
-    for c, row in enumerate(metrics.confusion):
-        confusion.add_row(
-            f"{c} {metrics.labels[c]}", *(f"[bold]{n:,}[/]" if j == c else f"{n:,}" for j, n in enumerate(row))
-        )
-    err.print(confusion)

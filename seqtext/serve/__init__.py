@@ -9,11 +9,25 @@ uvicorn, so the CLI can say what to install; `seqtext.serve.app` and `seqtext.se
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from seqtext.errors import ConfigError
 from seqtext.serve.config import ServeConfig
-from seqtext.serve.hosted import Hosted, load_runs
+
+if TYPE_CHECKING:
+    from seqtext.serve.hosted import Hosted, load_runs
 
 __all__ = ["Hosted", "ServeConfig", "load_runs", "require_extra", "run", "run_workers"]
+
+
+def __getattr__(name: str) -> Any:
+    """Hosted and load_runs, imported when first used: they import torch, which the CLI's `seqtext --help`
+    (reading ServeConfig's defaults) does not need."""
+    if name in ("Hosted", "load_runs"):
+        from seqtext.serve import hosted
+
+        return getattr(hosted, name)
+    raise AttributeError(f"module 'seqtext.serve' has no attribute {name!r}")
 
 
 def require_extra() -> None:

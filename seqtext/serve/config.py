@@ -1,10 +1,13 @@
-"""ServeConfig: where `seqtext serve` listens and how much one request may ask for (stdlib only)."""
+"""ServeConfig: where `seqtext serve` listens and how much one request may ask for (stdlib only: the CLI
+reads its defaults)."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import get_args
 
+from seqtext.config import Device
 from seqtext.errors import ConfigError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -22,7 +25,7 @@ class ServeConfig:
     max_texts: int = 256  # texts per /v1/classify request
     max_new_tokens: int = 1_000  # the cap on /v1/generate's max_new_tokens (over it: 422)
     max_k: int = 20  # the most suggestions /v1/complete returns
-    device: str = "cpu"
+    device: Device = "cpu"
     access_log: bool = True  # one line per request on stderr
     workers: int = 1  # server processes on the one port, each with its own copy of the models
 
@@ -42,8 +45,8 @@ class ServeConfig:
         key = self.api_key
         if key is not None and (not key or not key.isprintable() or any(c.isspace() for c in key)):
             raise ConfigError("--api-key must be non-empty printable text without spaces")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be one of auto, cpu, cuda (got {self.device!r})")
+        if self.device not in get_args(Device):
+            raise ConfigError(f"--device must be one of {', '.join(get_args(Device))} (got {self.device!r})")
 
     @property
     def loopback(self) -> bool:
