@@ -96,7 +96,7 @@ class TrainConfig:
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
-        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax"}
+        {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
     )
 
     data: str = ""
@@ -109,8 +109,9 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient-norm limit; 0 turns clipping off
-    epochs: int | None = None  # None: 20, or no limit when max_time is set
+    epochs: int | None = None  # None: 20, or no limit when max_time or max_steps is set
     max_time: float | None = None  # seconds of training (evaluation included); None means no limit
+    max_steps: int | None = None  # optimizer steps at most; None means no limit (the schedule is planned over them)
     patience: int = 4  # evaluations without a better validation loss before stopping
     eval_every: int = 0  # optimizer steps between evaluations; 0 means twice per epoch
     teacher_forcing: float = 1.0
@@ -126,10 +127,10 @@ class TrainConfig:
 
     @property
     def epoch_limit(self) -> int:
-        """Passes over the data at most: --epochs, else 20, else (with --max-time) as many as fit."""
+        """Passes over the data at most: --epochs, else 20, else (with --max-time or --max-steps) as many as fit."""
         if self.epochs is not None:
             return self.epochs
-        return 1_000_000 if self.max_time is not None else 20
+        return 1_000_000 if self.max_time is not None or self.max_steps is not None else 20
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -138,8 +139,9 @@ class TrainConfig:
         for name in ("lr", "max_time"):
             if getattr(self, name) is not None:
                 _check_positive(f"--{name}", getattr(self, name))
-        if self.epochs is not None:
-            check_range("epochs", self.epochs, 1)
+        for name in ("epochs", "max_steps"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 1)
         for name in ("patience", "eval_every", "weight_decay", "clip"):  # --clip 0: no clipping
             check_range(name, getattr(self, name), 0)
         check_range("seed", self.seed, 0, MAX_SEED)

@@ -1,5 +1,6 @@
-"""The training loop shared by every model kind: clipping, AdamW with warm-up and decay, early
-stopping, best-checkpoint keeping, exact resume. Quiet: progress goes to a callback.
+"""The training loop shared by every model kind: clipping, AdamW with warm-up and decay planned in the
+steps the run will take (seqtext.training.schedule), early stopping, best-checkpoint keeping, exact
+resume. Quiet: progress goes to a callback.
 
 What differs between model kinds (batches, loss, validation) is a Task: `seqtext.lm.training` and
 `seqtext.sentiment.training` define theirs.
@@ -24,22 +25,27 @@ from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resu
 from seqtext.training import distributed
 from seqtext.training.gradnorms import GradientLog
 from seqtext.training.replicas import Replicas
+from seqtext.training.schedule import Schedule
 from seqtext.training.session import TrainingSession, sources
 from seqtext.training.stopping import STOP_SIGNALS, stop_flag
+
+# What times steps and evaluations: --max-time and the schedule's plans read it. Tests put a deterministic
+# clock here (a step takes what the test says), so that budget-planned runs are reproducible.
+clock: Callable[[], float] = time.perf_counter
 
 
 @dataclass(frozen=True)
 class TrainEvent:
     """What the trainer reports: a step, an evaluation, or a saved best checkpoint."""
 
-    kind: Literal["start", "step", "eval", "save"]
+    kind: Literal["start", "step", "eval", "save", "plan"]
     step: int
     epoch: float  # epochs done, fractional (1.5 = halfway through the second pass)
     progress: float  # fraction of the budget (epochs or --max-time) used, 0..1
     loss: float | None = None
     tokens_per_s: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # "start": the run; "plan": the schedule's new plan
 
 
 Callback = Callable[[TrainEvent], None]
@@ -53,7 +59,7 @@ class TrainResult:
     steps: int
     best_step: int
     best_metrics: dict[str, float]
-    stopped_by: str  # "epochs", "max_time" or "patience"
+    stopped_by: str  # "epochs", "max_steps", "max_time" or "patience"
     precision: str
     device: str
     tokens_per_s: float
@@ -116,13 +122,6 @@ class _Counters:
         return self.tokens / max(self.seconds - self.eval_seconds, 1e-9)
 
 
-def learning_rate(base: float, step: int, warmup: int, progress: float) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the base rate at the end of the budget."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 def run_training(
     session: TrainingSession,
     task: Task,
@@ -144,15 +143,17 @@ def run_training(
     # fused: one kernel for all parameters, ~8× faster steps than the per-tensor loop on CPU (a word
     # embedding alone has millions of weights to update every step)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    total_steps = cfg.epoch_limit * task.steps_per_epoch
-    warmup = max(1, min(100, total_steps // 20))
+    total_steps = min(cfg.epoch_limit * task.steps_per_epoch, cfg.max_steps or math.inf)
     eval_every = cfg.eval_every or max(1, math.ceil(task.steps_per_epoch / 2))
+    schedule = Schedule.planned(total_steps, cfg.max_time, eval_every)
     gradients = GradientLog(model, cfg.clip, getattr(task, "probe_gradients", None)) if cfg.log_gradients else None
     c = _Counters()
     if resume:
         saved, tensors = load_resume_state(out, model, optimizer, device)
         c = _Counters.resumed(saved, out / "trainer_state.json")
         rng, tensors = team.own_resume(saved, tensors, out)
+        if "schedule" in saved:  # runs saved before plans were saved planned from the epochs alone
+            schedule.restore(saved["schedule"], c.step, out / "trainer_state.json")
         torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
         task.restore(tensors)
     distributed.setup_done()
@@ -162,7 +163,7 @@ def run_training(
         saving.save_tokenizer(out, tokenizer)  # --resume needs it before the first best checkpoint
     step_loss = team.loss_of(task, cfg.seed, fresh=not resume)
 
-    def progress() -> float:
+    def progress() -> float:  # of the budget: steps or time, whichever is further
         by_time = c.seconds / cfg.max_time if cfg.max_time else 0.0
         return min(1.0, max(c.step / total_steps, by_time))
 
@@ -177,6 +178,7 @@ def run_training(
             "model_config": to_dict(model.config),
             "train_config": to_dict(cfg),
             "sources": sources(cfg),  # where the data is, so --resume from elsewhere finds it
+            "schedule": schedule.state(),
         }
         save_resume_state(out, model, optimizer, carried, state)
 
@@ -208,9 +210,9 @@ def run_training(
     with stop_flag() as interrupted:
         while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
             for batch in task.windows(c.epoch, c.position):
-                started = time.perf_counter()
+                started = clock()
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg.lr, c.step, warmup, progress())
+                    group["lr"] = schedule.rate(cfg.lr, c.step)
                 loss, tokens = step_loss(batch)
                 loss, loss_value, tokens, diverged = team.step(loss, tokens)  # the same on every process
                 if diverged:
@@ -227,20 +229,28 @@ def run_training(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
                 c.step, c.position, c.tokens = c.step + 1, c.position + 1, c.tokens + tokens
-                c.seconds = team.clock(c.seconds + time.perf_counter() - started)  # rank 0's, for --max-time
+                c.seconds = team.clock(c.seconds + clock() - started)  # rank 0's, for --max-time
                 window_loss, window_tokens = window_loss + loss_value * tokens, window_tokens + tokens
                 epochs = c.epochs_done(task.steps_per_epoch)
                 emit(TrainEvent("step", c.step, epochs, progress(), loss=loss_value, tokens_per_s=c.tokens_per_s))
                 out_of_time = cfg.max_time is not None and c.seconds >= cfg.max_time
-                if c.step % eval_every == 0 or out_of_time:
-                    started = time.perf_counter()
+                out_of_steps = cfg.max_steps is not None and c.step >= cfg.max_steps
+                evaluate = c.step % eval_every == 0 or out_of_time or out_of_steps
+                if evaluate:
+                    started = clock()
                     better = _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged(), team)
-                    spent = time.perf_counter() - started
-                    c.seconds, c.eval_seconds = c.seconds + spent, c.eval_seconds + spent
+                    spent = clock() - started  # rank 0's below: every process plans the same schedule
+                    c.seconds, c.eval_seconds = team.clock(c.seconds + spent), team.clock(c.eval_seconds + spent)
                     last_eval, window_loss, window_tokens = c.step, 0.0, 0
                     if not better and cfg.patience and c.bad_evals >= cfg.patience:
                         stopped_by = "patience"
+                plan = schedule.observe(c.step, c.seconds, c.eval_seconds)
+                if plan is not None:
+                    emit(TrainEvent("plan", c.step, epochs, progress(), info={**plan, "warmup": schedule.warmup}))
+                if evaluate:
                     save_resume()
+                if out_of_steps:
+                    stopped_by = "max_steps"
                 if out_of_time:
                     stopped_by = "max_time"
                 if team.stop_asked(interrupted):  # a signal to any process stops them all, at the same step
