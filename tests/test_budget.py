@@ -111,3 +111,19 @@ def test_max_steps_must_be_positive(value):
         TrainConfig(max_steps=value)
     with pytest.raises(ConfigError, match="--max-steps must be a whole number"):
         TrainConfig(max_steps=2.5)
+
+
+def test_max_steps_on_the_command_line(lines_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from seqtext.cli import app
+
+    tiny = ["--embed-dim", "8", "--hidden-dim", "8", "--layers", "1", "--batch-size", "8", "--precision", "fp32"]
+    done = CliRunner().invoke(
+        app, ["train", "lm", str(lines_file), "--out", str(tmp_path / "lm"), "--max-steps", "3", *tiny]
+    )
+    assert done.exit_code == 0, done.output
+    assert "(3 steps, stopped by max_steps" in done.output
+    assert json.loads((tmp_path / "lm" / "train_config.json").read_text())["max_steps"] == 3
+    refused = CliRunner().invoke(app, ["train", "classifier", str(lines_file), "--max-steps", "0"])
+    assert refused.exit_code == 2 and "Invalid value for '--max-steps'" in refused.output

@@ -77,9 +77,14 @@ def train_lm_cmd(
         float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
     ] = T.clip,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time]")
+        int | None,
+        typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time or --max-steps]"),
     ] = T.epochs,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Optimizer steps at most; the learning rate is planned over them [default: no limit]"),
+    ] = T.max_steps,
     patience: Annotated[
         int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")
     ] = T.patience,

@@ -105,6 +105,10 @@ def train_classifier_cmd(
         int | None, typer.Option(min=1, help="Passes over the data; the learning rate decays over them")
     ] = T.epochs,
     max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="Optimizer steps at most; the learning rate is planned over them [default: no limit]"),
+    ] = T.max_steps,
     patience: Annotated[
         int, typer.Option(min=0, help="Stop after N evaluations without better accuracy; 0 never")
     ] = T.patience,
