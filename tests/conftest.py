@@ -1,42 +1,41 @@
-"""Shared fixtures: offline environment, tiny corpora, tiny models trained once per session."""
+"""Shared fixtures: an environment that leaves the user's files alone, tiny corpora, tiny models trained
+once per session. Helpers that are not fixtures are in helpers.py."""
 
 import os
 
-# Set before anything imports datasets (it reads these at import time).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("NO_COLOR", "1")  # rich: plain text in CliRunner output
-os.environ.setdefault("COLUMNS", "120")  # rich: stable wrapping of help and tables
+# Read when seqtext.cli (rich's console) and datasets are imported, which test modules do as they are
+# collected, before any fixture runs: set here, for this process and every process a test starts.
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["NO_COLOR"] = "1"  # rich: plain text in CliRunner output
+os.environ["COLUMNS"] = "120"  # rich: stable wrapping of help and tables
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import PHRASES, SENTENCES, TINY_MODEL, TINY_TRAIN, interrupt_at, train_tiny
 
 import seqtext
 from seqtext.config import LMConfig, TrainConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
-FIXTURES = ROOT / "tests" / "fixtures"  # run directories written by earlier versions
-TINY_MODEL = {"embed_dim": 16, "hidden_dim": 32, "layers": 1, "dropout": 0.0}
-TINY_TRAIN = {"bptt": 16, "batch_size": 8, "epochs": 3, "precision": "fp32", "device": "cpu"}
-SENTENCES = [
-    "Voy al parque con mi perro.",
-    "Mi perro come mucho.",
-    "Hoy hace sol en el parque.",
-    "¿Quedamos mañana a las ocho?",
-    "El niño juega con el perro.",
-    "Mañana voy al trabajo en bici.",
-]
 
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data (present in CI)")
+@pytest.fixture(scope="session", autouse=True)
+def hermetic_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """The user's caches and typed words are never read or written: Hugging Face's cache and the user's data
+    directory are in the session's temporary folder, for every fixture (session-scoped ones too, which run
+    before any test's own fixtures), every test and every process they start."""
+    base = tmp_path_factory.getbasetemp()
+    env = {"HF_HOME": str(base / "hf"), "XDG_DATA_HOME": str(base / "data")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf"))  # never the user's cache
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data"))  # nor what they typed
+def _one_thread():
     torch.set_num_threads(1)  # faster for tiny models, and stable numerics
 
 
@@ -60,22 +59,6 @@ def prose_file(tmp_path_factory) -> Path:
     return path
 
 
-def copy_run(run: Path, to: Path) -> Path:
-    """A copy of a run directory, to damage or edit without touching the session's fixture."""
-    to.mkdir()
-    for f in run.iterdir():
-        (to / f.name).write_bytes(f.read_bytes())
-    return to
-
-
-def train_tiny(data: Path, out: Path, model: dict | None = None, **train) -> Path:
-    seqtext.train_lm(
-        LMConfig(**{**TINY_MODEL, **(model or {})}),
-        TrainConfig(data=str(data), out=str(out), **{**TINY_TRAIN, **train}),
-    )
-    return out
-
-
 @pytest.fixture(scope="session")
 def char_run(lines_file, tmp_path_factory) -> Path:
     """A char-level LSTM line model trained once per session (about a second)."""
@@ -90,17 +73,6 @@ def word_run(lines_file, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prose_run(prose_file, tmp_path_factory) -> Path:
     return train_tiny(prose_file, tmp_path_factory.mktemp("runs") / "prose", {"cell": "gru"})
-
-
-def interrupt_at(step: int):
-    """A training callback that presses Ctrl-C (SIGINT to this process) after `step` optimizer steps."""
-    import signal
-
-    def callback(event):
-        if event.kind == "step" and event.step == step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return callback
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +100,7 @@ def sentiment_run(tmp_path_factory) -> Path:
     seqtext.train_classifier(
         ClassifierConfig(embed_dim=16, hidden_dim=16, dropout=0.0),
         ClassifierTrainConfig(
-            data=str(ROOT / "corpora" / "frases_sentimiento.tsv"),
+            data=str(PHRASES),
             out=str(out),
             batch_size=32,
             epochs=3,

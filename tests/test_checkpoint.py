@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import copy_run
+from helpers import copy_run
 
 import seqtext
 from seqtext.errors import CheckpointError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, needs_shared_data
+from helpers import PHRASES, SHARED_DATA, needs_shared_data
 from safetensors.torch import load_file
 
 import seqtext
@@ -20,7 +20,6 @@ from seqtext.sentiment.labelled import read_labelled, split_labelled
 from seqtext.sentiment.metrics import binary_accuracy, classifier_metrics
 from seqtext.sentiment.training import class_weights, init_from_lm
 
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TINY_CLF = {"embed_dim": 16, "hidden_dim": 16, "dropout": 0.0}
 TINY_CLF_TRAIN = {"batch_size": 32, "epochs": 2, "precision": "fp32", "device": "cpu"}
 HEADER = "PhraseId\tSentenceId\tPhrase\tSentiment\n"

@@ -5,40 +5,9 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, copy_run
-from typer.testing import CliRunner
+from helpers import ROOT, TINY_LM_FLAGS, assert_clean_error, copy_run, invoke
 
-from seqtext.cli import app
-
-runner = CliRunner()
-TINY = [
-    "--embed-dim",
-    "16",
-    "--hidden-dim",
-    "32",
-    "--layers",
-    "1",
-    "--dropout",
-    "0",
-    "--bptt",
-    "16",
-    "--batch-size",
-    "8",
-    "--precision",
-    "fp32",
-    "--device",
-    "cpu",
-]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
+TINY = TINY_LM_FLAGS
 
 
 def test_help_lists_the_commands():
@@ -239,12 +208,12 @@ def test_nan_loss_exits_1_naming_the_step(lines_file, tmp_path):
         "--eval-every",
         "1",
     )
-    assert_clean_error(result, "loss became")
+    assert_clean_error(result, "loss became", after_progress=True)
     assert "at step" in result.stderr and "best checkpoint" in result.stderr
 
 
 def test_ctrl_c_saves_exits_130_and_resume_finishes(tmp_path):
-    from conftest import SENTENCES
+    from helpers import SENTENCES
 
     data = tmp_path / "many.txt"
     data.write_text("".join(s + "\n" for s in SENTENCES * 1000), encoding="utf-8")  # ~700 steps per epoch

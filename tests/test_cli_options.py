@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
+from helpers import invoke
 
 import seqtext
 import seqtext.serve
@@ -54,7 +54,7 @@ def configs_built(monkeypatch, command: str, *options: str) -> Any:
         monkeypatch.setattr(seqtext.serve, "run", stand_in)
     else:
         monkeypatch.setattr(seqtext, target, stand_in, raising=False)
-    result = CliRunner().invoke(app, [*args, *options])
+    result = invoke(*args, *options)
     return tuple(caught) if caught else result
 
 

@@ -7,27 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, needs_shared_data
-from typer.testing import CliRunner
+from helpers import PHRASES, ROOT, TINY_CLASSIFIER_FLAGS, assert_clean_error, invoke, needs_shared_data
 
-from seqtext.cli import app
-
-runner = CliRunner()
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
-TINY = ["--embed-dim", "16", "--hidden-dim", "16", "--batch-size", "32", "--epochs", "2"]
-TINY += ["--precision", "fp32", "--device", "cpu"]
+TINY = TINY_CLASSIFIER_FLAGS
 HEADER = "PhraseId\tSentenceId\tPhrase\tSentiment\n"
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_clean_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
-    assert len(result.stderr.strip().splitlines()) == 1, f"not one line: {result.stderr}"
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +292,7 @@ def test_a_column_option_for_plain_text_is_refused_not_ignored(clf, tmp_path):
     (tmp_path / "plain.txt").write_text("good film\n", encoding="utf-8")
     message = "is plain text (one text per line) with no columns; --text-column applies to"
     assert_clean_error(invoke("classify", clf, tmp_path / "plain.txt", "--text-column", "review"), message)
-    result = runner.invoke(app, ["classify", str(clf), "-", "--text-column", "review"], input="good film\n")
+    result = invoke("classify", clf, "-", "--text-column", "review", input="good film\n")
     assert_clean_error(result, "standard input " + message)
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from conftest import SENTENCES, TINY_MODEL
+from helpers import SENTENCES, TINY_MODEL
 
 import seqtext
 from seqtext.config import LMConfig

@@ -1,7 +1,7 @@
 """Keystrokes answered together: Completer.suggest_many gives what suggest gives one text at a time."""
 
 import pytest
-from conftest import SENTENCES
+from helpers import SENTENCES
 
 from seqtext.keyboard.completion import Completer
 

@@ -8,21 +8,13 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT, invoke
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from typer.testing import CliRunner
 
 import seqtext
-from seqtext.cli import app
 from seqtext.cli.keyboard import keyboard_app
 from seqtext.presets import PRESETS
-
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
 
 
 def test_text_answers_once(word_run):
@@ -47,7 +39,7 @@ def test_piped_lines_get_one_output_line_each(word_run):
 
 
 def test_bad_input_is_a_one_line_error(word_run, tmp_path):
-    result = runner.invoke(app, ["complete", str(word_run)], input=b"Mi per\n\xff\xfe\n")
+    result = invoke("complete", word_run, input=b"Mi per\n\xff\xfe\n")
     assert result.exit_code == 1 and "standard input, line 2: not valid UTF-8" in result.stderr
     assert result.stdout.split("\n")[0] == "perro"
     result = invoke("complete", tmp_path)

@@ -12,28 +12,30 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, train_tiny
+from helpers import PHRASES, ROOT, invoke, train_tiny
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import seqtext
-from seqtext.cli import app
 from seqtext.errors import ConfigError
 from seqtext.training import distributed
 
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 TINY = [
     "--embed-dim", "16", "--hidden-dim", "32", "--layers", "1", "--dropout", "0",
     "--precision", "fp32", "--device", "cpu",
 ]  # fmt: skip
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "NO_COLOR": "1"}
 STEP_SCRIPT = ROOT / "tests" / "distributed_steps.py"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the processes a test starts: this test's (conftest's hermetic_env: never the
+    user's caches), one thread each. Built when a process starts, not when this module is imported."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def torchrun(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*TORCHRUN, *args], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=timeout, check=False
+        [*TORCHRUN, *args], capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=timeout, check=False
     )
 
 
@@ -43,6 +45,10 @@ def train_lm_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 def val_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["val_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_the_processes_a_test_starts_keep_to_the_sessions_caches(hermetic_env):
+    assert {name: child_env()[name] for name in hermetic_env} == hermetic_env
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +103,8 @@ def test_steps_of_two_by_b_match_one_by_2b(tmp_path):
     corpus.write_text("En un lugar de la Mancha, de cuyo nombre no quiero acordarme.\n" * 13, encoding="utf-8")
     assert len(corpus.read_text()) % 8  # <bos> + one token per character: the last column ends in padding
     alone, together = tmp_path / "alone.safetensors", tmp_path / "together.safetensors"
-    single = subprocess.run(
-        [sys.executable, str(STEP_SCRIPT), str(corpus), "8", "2", str(alone)], env=ENV, capture_output=True, text=True
-    )
+    command = [sys.executable, str(STEP_SCRIPT), str(corpus), "8", "2", str(alone)]
+    single = subprocess.run(command, env=child_env(), capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
     result = torchrun(str(STEP_SCRIPT), str(corpus), "4", "2", str(together))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -153,7 +158,7 @@ def test_interrupting_one_rank_stops_all_and_resume_matches(prose_file, tmp_path
 
     out = tmp_path / "interrupted"
     args = train_lm_args(prose_file, out, *long)
-    with subprocess.Popen([*TORCHRUN, *args], env=ENV, cwd=ROOT, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen([*TORCHRUN, *args], env=child_env(), cwd=ROOT, stderr=subprocess.PIPE, text=True) as proc:
         try:
             workers = _workers(proc.pid)
             deadline = time.monotonic() + 120
@@ -174,7 +179,7 @@ def test_interrupting_one_rank_stops_all_and_resume_matches(prose_file, tmp_path
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and len(state["rank_rngs"]) == 1 and state["step"] < 40 * 13
 
-    alone = CliRunner().invoke(app, [*args[2:], "--resume"])  # the same run, resumed without torchrun
+    alone = invoke(*args[2:], "--resume")  # the same run, resumed without torchrun
     assert alone.exit_code == 1 and "was trained on 2 process(es) and is resumed on 1" in alone.output
 
     resumed = torchrun(*args, "--resume")
@@ -208,7 +213,7 @@ def test_a_missing_or_broken_rendezvous_is_a_clear_error(lines_file, tmp_path, m
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, train_lm_args(lines_file, out)[2:])
+    result = invoke(*train_lm_args(lines_file, out)[2:])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert not out.exists()
 

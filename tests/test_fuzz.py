@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_run
+from helpers import copy_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,21 +6,12 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, TINY_MODEL, TINY_TRAIN, train_tiny
-from test_plots import png_size
-from typer.testing import CliRunner
+from helpers import ROOT, TINY_MODEL, TINY_TRAIN, assert_clean_error, invoke, png_size, train_tiny
 
 import seqtext
-from seqtext.cli import app
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig
 from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
 from seqtext.models import RNNLanguageModel
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def windows(ids, last, warm=0, steps=None):
@@ -157,7 +148,6 @@ def test_gradients_command(char_run, prose_run, lines_file, tmp_path):
 
 
 def test_gradients_command_refuses_bad_input(char_run, lines_file, tmp_path):
-    from test_plots import assert_one_line_error
 
     clf = tmp_path / "clf"
     seqtext.train_classifier(
@@ -166,12 +156,10 @@ def test_gradients_command_refuses_bad_input(char_run, lines_file, tmp_path):
             data=str(ROOT / "corpora" / "frases_sentimiento.tsv"), out=str(clf), epochs=1, device="cpu"
         ),
     )
-    assert_one_line_error(
-        invoke("gradients", clf, lines_file), "is a classifier run; 'gradients' needs a language model"
-    )
-    assert_one_line_error(invoke("gradients", char_run, lines_file, "--steps", "900"), "lower --steps")
-    assert_one_line_error(invoke("gradients", char_run, lines_file, "--plot", tmp_path), "is a directory")
-    assert_one_line_error(invoke("gradients", char_run, tmp_path / "none.txt"), "no such file")
+    assert_clean_error(invoke("gradients", clf, lines_file), "is a classifier run; 'gradients' needs a language model")
+    assert_clean_error(invoke("gradients", char_run, lines_file, "--steps", "900"), "lower --steps")
+    assert_clean_error(invoke("gradients", char_run, lines_file, "--plot", tmp_path), "is a directory")
+    assert_clean_error(invoke("gradients", char_run, tmp_path / "none.txt"), "no such file")
 
 
 def records(run):

@@ -3,23 +3,13 @@
 import json
 
 import pytest
-from conftest import ROOT, copy_run
-from test_plots import assert_one_line_error
-from typer.testing import CliRunner
+from helpers import FIXTURES, assert_clean_error, copy_run, invoke
 
 import seqtext
-from seqtext.cli import app
 from seqtext.lm.training import LMTask
 from seqtext.models import count_parameters
 from seqtext.runs.inspection import MONITOR
 from seqtext.sentiment.training import ClassifierTask
-
-runner = CliRunner()
-FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_inspect_json_of_a_language_model(char_run):
@@ -81,8 +71,8 @@ def test_the_kept_checkpoint_is_named_by_the_tasks_own_figure():
 def test_inspect_refuses_damaged_runs_in_one_line(char_run, tmp_path, damage, message):
     run = copy_run(char_run, tmp_path / "r")
     damage(run)
-    assert_one_line_error(invoke("inspect", run), message)
+    assert_clean_error(invoke("inspect", run), message)
 
 
 def test_inspect_of_a_folder_that_is_no_run(tmp_path):
-    assert_one_line_error(invoke("inspect", tmp_path), "is not a seqtext run")
+    assert_clean_error(invoke("inspect", tmp_path), "is not a seqtext run")

@@ -5,11 +5,9 @@ import json
 
 import pytest
 import torch
-from conftest import SENTENCES, TINY_MODEL, TINY_TRAIN, copy_run
-from typer.testing import CliRunner
+from helpers import SENTENCES, TINY_MODEL, TINY_TRAIN, copy_run, invoke
 
 import seqtext
-from seqtext.cli import app
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
@@ -17,7 +15,6 @@ from seqtext.keyboard.ngram import build_ngram, modified_discounts
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram, save_ngram
 
 HAND = ["a b", "c b", "a c"]  # worked by hand below, with every discount 0.5
-runner = CliRunner()
 
 
 def test_modified_discounts_by_hand():
@@ -180,21 +177,21 @@ def test_cli_ngram_flags_end_to_end(lines_file, tmp_path):
     out = tmp_path / "kb"
     args = ["train", "lm", str(lines_file), "--out", str(out), "--preset", "keyboard", "--embed-dim", "16"]
     args += ["--hidden-dim", "32", "--epochs", "2", "--max-vocab", "40", "--batch-size", "8", "--device", "cpu"]
-    result = runner.invoke(app, args)
+    result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert "n-gram" in result.stderr and (out / NGRAM_FILE).is_file()
     text = "Voy al parque con mi pe"
-    mixed = runner.invoke(app, ["complete", str(out), "--text", text, "--json"])
-    alone = runner.invoke(app, ["complete", str(out), "--text", text, "--json", "--no-ngram"])
+    mixed = invoke("complete", out, "--text", text, "--json")
+    alone = invoke("complete", out, "--text", text, "--json", "--no-ngram")
     assert mixed.exit_code == 0 and alone.exit_code == 0, mixed.output + alone.output
     assert json.loads(mixed.stdout) != json.loads(alone.stdout)
     figures = {}
     for flag in ([], ["--no-ngram"]):
-        result = runner.invoke(app, ["evaluate", str(out), str(lines_file), "--keyboard", "--json", *flag])
+        result = invoke("evaluate", out, lines_file, "--keyboard", "--json", *flag)
         assert result.exit_code == 0, result.output
         figures[bool(flag)] = json.loads(result.stdout)["ksr"]
     assert figures[False] != figures[True]
-    no_ngram = runner.invoke(app, [*args[:4], str(tmp_path / "plain"), *args[5:], "--no-ngram"])
+    no_ngram = invoke(*args[:4], tmp_path / "plain", *args[5:], "--no-ngram")
     assert no_ngram.exit_code == 0, no_ngram.output
     assert not (tmp_path / "plain" / NGRAM_FILE).exists()
     assert seqtext.load(tmp_path / "plain").config.ngram_weights == ()

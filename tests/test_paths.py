@@ -11,11 +11,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, SENTENCES, TINY_MODEL, TINY_TRAIN, copy_run, interrupt_at, train_tiny
-from typer.testing import CliRunner
+from helpers import (
+    FIXTURES,
+    ROOT,
+    SENTENCES,
+    TINY_MODEL,
+    TINY_TRAIN,
+    assert_clean_error,
+    copy_run,
+    interrupt_at,
+    invoke,
+    train_tiny,
+)
 
 import seqtext
-from seqtext.cli import app
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, TrainingStopped
 from seqtext.files import LOCK_NAME, check_output_file, remove_stale_temporaries, replacing, run_lock
@@ -26,16 +35,6 @@ PHRASES = "PhraseId\tSentenceId\tPhrase\tSentiment\n1\t1\ta great film\t4\n2\t2\
 not_root = pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_refused(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.output
-
-
 # Class 2: outputs that cannot be written are refused before any work (the data named here does not
 # even exist: the refusal comes first).
 
@@ -44,7 +43,7 @@ def assert_refused(result, text):
 def test_out_that_is_a_file(tmp_path, command):
     (tmp_path / "taken").write_text("mine", encoding="utf-8")
     result = invoke("train", command, tmp_path / "missing.tsv", "--out", tmp_path / "taken", *TINY)
-    assert_refused(result, "is a file, not a directory")
+    assert_clean_error(result, "is a file, not a directory")
     assert (tmp_path / "taken").read_text(encoding="utf-8") == "mine"
 
 
@@ -52,7 +51,7 @@ def test_out_that_is_a_file(tmp_path, command):
 def test_out_under_a_file(tmp_path, command):
     (tmp_path / "file").write_text("x", encoding="utf-8")
     result = invoke("train", command, tmp_path / "missing.tsv", "--out", tmp_path / "file" / "run", *TINY)
-    assert_refused(result, "is a file, so nothing can be created under it")
+    assert_clean_error(result, "is a file, so nothing can be created under it")
 
 
 @not_root
@@ -62,7 +61,7 @@ def test_out_in_a_read_only_directory(tmp_path):
     locked.chmod(0o555)
     try:
         result = invoke("train", "lm", tmp_path / "missing.txt", "--out", locked / "run", *TINY)
-        assert_refused(result, "no permission to create it")
+        assert_clean_error(result, "no permission to create it")
     finally:
         locked.chmod(0o755)
 
@@ -73,12 +72,12 @@ def test_out_in_a_read_only_directory(tmp_path):
 )
 def test_outputs_where_nothing_can_be_created(command):
     """/proc refuses new files even to root, whom permission bits never stop: the check really writes."""
-    assert_refused(invoke(*command, "/proc/seqtext-run"), "cannot create it in /proc")
+    assert_clean_error(invoke(*command, "/proc/seqtext-run"), "cannot create it in /proc")
 
 
 def test_a_failed_run_leaves_no_directory(tmp_path):
     result = invoke("train", "lm", tmp_path / "missing.txt", "--out", tmp_path / "new" / "run", *TINY)
-    assert_refused(result, "no such file")
+    assert_clean_error(result, "no such file")
     assert not (tmp_path / "new" / "run").exists()
 
 
@@ -91,7 +90,7 @@ def test_classify_output_checks(tmp_path, lines_file):
         (tmp_path / "file" / "out.tsv", "is a file, so nothing can be created under it"),
         (inputs, "is also an input; writing it would destroy it"),
     ]:
-        assert_refused(invoke("classify", CLASSIFIER, inputs, "--output", output), message)
+        assert_clean_error(invoke("classify", CLASSIFIER, inputs, "--output", output), message)
     assert inputs.read_text(encoding="utf-8").startswith("a great film")
     result = invoke("classify", CLASSIFIER, inputs, "--output", tmp_path / "new" / "preds.tsv")
     assert result.exit_code == 0, result.output
@@ -114,22 +113,22 @@ def test_evaluate_plot_checks(tmp_path, char_run, lines_file):
             assert result.exit_code == 0, result.output
             assert plot.is_file() and not list(plot.parent.glob(".*.tmp"))
         else:
-            assert_refused(result, message)
-    assert_refused(invoke("evaluate", char_run, lines_file, "--plot", tmp_path / "x.png"), "confusion matrix")
+            assert_clean_error(result, message)
+    assert_clean_error(invoke("evaluate", char_run, lines_file, "--plot", tmp_path / "x.png"), "confusion matrix")
 
 
 def test_prompt_file_that_is_a_directory(char_run, tmp_path):
-    assert_refused(
+    assert_clean_error(
         invoke("generate", char_run, "--prompt-file", tmp_path), "--prompt-file " + str(tmp_path) + " is a directory"
     )
-    assert_refused(invoke("generate", char_run, "--prompt-file", tmp_path / "no.txt"), "no such file")
+    assert_clean_error(invoke("generate", char_run, "--prompt-file", tmp_path / "no.txt"), "no such file")
 
 
 def test_data_that_is_a_pipe(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     result = invoke("train", "lm", fifo, "--out", tmp_path / "r", *TINY)
-    assert_refused(result, "is not a regular file (a pipe or a device)")
+    assert_clean_error(result, "is not a regular file (a pipe or a device)")
 
 
 def test_output_file_helper_directly(tmp_path):
@@ -187,7 +186,7 @@ def test_second_writer_is_refused_and_a_killed_one_blocks_nothing(lines_file, tm
     try:
         assert holder.stdout.readline() == "held\n"
         result = invoke("train", "lm", tmp_path / "not-read-yet.txt", "--out", out, *TINY)
-        assert_refused(result, f"is being written by another seqtext process (pid {holder.pid})")
+        assert_clean_error(result, f"is being written by another seqtext process (pid {holder.pid})")
         with pytest.raises(CheckpointError, match="being written by another seqtext process"):
             train_tiny(lines_file, out, epochs=1)
         holder.send_signal(signal.SIGKILL)  # no cleanup at all: the lock file stays, unlocked
@@ -225,7 +224,7 @@ def test_moved_run_resumes_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "elsewhere")
     other = tmp_path / "elsewhere" / "other.txt"
     other.write_text("Otra cosa.\n" * 60, encoding="utf-8")
-    assert_refused(invoke("train", "lm", other, "--out", "../moved", "--resume", *TINY), "but the run in ../moved")
+    assert_clean_error(invoke("train", "lm", other, "--out", "../moved", "--resume", *TINY), "but the run in ../moved")
     # the run by a relative path from another directory, its data by another relative path
     result = invoke("train", "lm", "../corpus/frases.txt", "--out", "../moved", "--resume")
     assert result.exit_code == 0, result.output
@@ -249,4 +248,4 @@ def test_copied_run_resumes_by_absolute_path(interrupted_run, lines_file, tmp_pa
 
 def test_resume_of_the_other_kind_says_which_command(interrupted_run, tmp_path):
     result = invoke("train", "classifier", tmp_path / "d.tsv", "--out", interrupted_run, "--resume")
-    assert_refused(result, "holds a language-model run")
+    assert_clean_error(result, "holds a language-model run")

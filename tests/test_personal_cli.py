@@ -8,16 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
-from typer.testing import CliRunner
-
-from seqtext.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
+from helpers import ROOT, invoke
 
 
 def test_pipe_lines_are_queries_unless_learn_lines(word_run, tmp_path):

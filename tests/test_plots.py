@@ -3,41 +3,18 @@ matplotlib optional, and one clear line for every bad input."""
 
 import json
 import signal
-import struct
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, SENTENCES, copy_run, train_tiny
-from test_cli_sentiment import assert_clean_error as assert_one_line_error  # exit 1, one line, no traceback
-from typer.testing import CliRunner
+from helpers import PHRASES, ROOT, SENTENCES, assert_clean_error, copy_run, invoke, png_size, train_tiny
 
 from seqtext import plots
-from seqtext.cli import app
 
-runner = CliRunner()
 TINY = ["--embed-dim", "16", "--hidden-dim", "16", "--layers", "1", "--bptt", "16", "--batch-size", "8"]
 TINY += ["--precision", "fp32", "--device", "cpu"]
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 W, H = (round(inches * plots.DPI) for inches in plots.PANEL)  # one panel of curves, in pixels
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def png_size(path):
-    """(width, height) of a valid PNG file: its signature, its IHDR chunk, and a full decode."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is not a PNG"
-    width, height = struct.unpack(">II", data[16:24])
-    from PIL import Image  # comes with matplotlib
-
-    with Image.open(path) as image:
-        image.load()  # decodes every pixel: a truncated file fails here
-        assert image.size == (width, height)
-    return width, height
 
 
 @pytest.fixture(scope="module")
@@ -102,32 +79,32 @@ def test_plot_refuses_bad_input(char_run, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "x.png"
     result = invoke("plot", char_run, "--out", out, "--metric", "val_accuracy")
-    assert_one_line_error(result, f"{char_run} has no 'val_accuracy' in metrics.jsonl; it has: epoch, seconds, step,")
+    assert_clean_error(result, f"{char_run} has no 'val_accuracy' in metrics.jsonl; it has: epoch, seconds, step,")
     assert "val_bpc" in result.stderr
     silent = copy_run(char_run, tmp_path / "silent")
     (silent / "metrics.jsonl").unlink()
-    assert_one_line_error(invoke("plot", silent, "--out", out), "has no metrics yet")
+    assert_clean_error(invoke("plot", silent, "--out", out), "has no metrics yet")
     damaged = copy_run(char_run, tmp_path / "damaged")
     lines = (damaged / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     (damaged / "metrics.jsonl").write_text("\n".join([lines[0], lines[1][:20], *lines[2:]]) + "\n", encoding="utf-8")
-    assert_one_line_error(invoke("plot", damaged, "--out", out), "metrics.jsonl, line 2: not a JSON object")
+    assert_clean_error(invoke("plot", damaged, "--out", out), "metrics.jsonl, line 2: not a JSON object")
     (damaged / "metrics.jsonl").write_text("[1, 2]\n", encoding="utf-8")
-    assert_one_line_error(invoke("plot", damaged, "--out", out), "line 1: not a JSON object (a JSON list)")
-    assert_one_line_error(invoke("plot", char_run, "--out", tmp_path), "is a directory; give a file name")
-    assert_one_line_error(invoke("plot", char_run, "--out", tmp_path / "x.jpg"), "give a file name ending in .png")
-    assert_one_line_error(invoke("plot", tmp_path, "--out", out), "is not a seqtext run")
+    assert_clean_error(invoke("plot", damaged, "--out", out), "line 1: not a JSON object (a JSON list)")
+    assert_clean_error(invoke("plot", char_run, "--out", tmp_path), "is a directory; give a file name")
+    assert_clean_error(invoke("plot", char_run, "--out", tmp_path / "x.jpg"), "give a file name ending in .png")
+    assert_clean_error(invoke("plot", tmp_path, "--out", out), "is not a seqtext run")
     assert not out.exists()
 
 
 def test_missing_matplotlib_is_one_clear_line(char_run, lines_file, tmp_path, no_matplotlib):
     expected = 'needs matplotlib, an optional extra; install it with: pip install "seqtext[plot]"'
-    assert_one_line_error(invoke("plot", char_run, "--out", tmp_path / "x.png"), f"seqtext plot {expected}")
+    assert_clean_error(invoke("plot", char_run, "--out", tmp_path / "x.png"), f"seqtext plot {expected}")
     result = invoke("train", "lm", lines_file, "--out", tmp_path / "r", *TINY, "--epochs", "1", "--plot")
-    assert_one_line_error(result, f"--plot {expected}")
+    assert_clean_error(result, f"--plot {expected}")
     assert not (tmp_path / "r").exists(), "refused before training starts"
     result = invoke("gradients", char_run, lines_file, "--plot", tmp_path / "g.png")
-    assert_one_line_error(result, f"--plot {expected}")
-    assert_one_line_error(invoke("evaluate", char_run, lines_file, "--plot", tmp_path / "c.png"), expected)
+    assert_clean_error(result, f"--plot {expected}")
+    assert_clean_error(invoke("evaluate", char_run, lines_file, "--plot", tmp_path / "c.png"), expected)
 
 
 @pytest.mark.parametrize("log_gradients", [False, True])

@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 ENTRY = re.compile(r"^(?P<indent>(?:│   |    )*)[├└]── (?P<name>[\w.]+/?)")
 SETUP_COMMANDS = ["sh scripts/demo.sh", "sh scripts/test.sh"]

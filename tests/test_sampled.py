@@ -5,9 +5,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import train_tiny
+from helpers import invoke, train_tiny
 from safetensors.torch import load_file
-from test_cli import invoke
 
 import seqtext
 from seqtext.config import ClassifierTrainConfig, TrainConfig

@@ -4,11 +4,10 @@ was regrouped) still load and give exactly the answers they gave then."""
 import json
 
 import pytest
-from conftest import ROOT, SENTENCES
+from helpers import FIXTURES, SENTENCES
 
 import seqtext
 
-FIXTURES = ROOT / "tests" / "fixtures"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
 
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, needs_shared_data
+from helpers import ROOT, needs_shared_data, png_size
 
 
 def smoke_report(script: str, *options: str) -> dict:
@@ -110,7 +110,6 @@ def test_bench_serve_smoke():
 
 @needs_shared_data
 def test_cell_study_smoke_writes_its_page(tmp_path):
-    from test_plots import png_size
 
     docs = tmp_path / "docs"
     command = [sys.executable, str(ROOT / "scripts" / "study_cells.py"), "--smoke", "--runs", tmp_path / "runs"]

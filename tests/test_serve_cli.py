@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
+from helpers import assert_clean_error, invoke
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
 httpx = pytest.importorskip("httpx")
@@ -16,35 +16,20 @@ httpx = pytest.importorskip("httpx")
 from serve_harness import serving  # noqa: E402
 
 import seqtext.serve  # noqa: E402
-from seqtext.cli import app  # noqa: E402
-
-runner = CliRunner()
-
-
-def invoke(*args, env=None):
-    return runner.invoke(app, ["serve", *map(str, args)], env=env)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_a_directory_that_is_not_a_run_is_one_line(tmp_path):
-    assert "is not a seqtext run" in one_line_error(invoke(tmp_path))
+    assert "is not a seqtext run" in assert_clean_error(invoke("serve", tmp_path))
 
 
 def test_names_must_be_plain_and_distinct(word_run):
-    assert "model name 'a/b'" in one_line_error(invoke(f"a/b={word_run}"))
-    assert "two runs are named 'x'" in one_line_error(invoke(f"x={word_run}", f"x={word_run}"))
+    assert "model name 'a/b'" in assert_clean_error(invoke("serve", f"a/b={word_run}"))
+    assert "two runs are named 'x'" in assert_clean_error(invoke("serve", f"x={word_run}", f"x={word_run}"))
 
 
 def test_a_missing_extra_says_what_to_install(monkeypatch, word_run):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now fails as if not installed
-    assert 'pip install "seqtext[serve]"' in one_line_error(invoke(word_run))
+    assert 'pip install "seqtext[serve]"' in assert_clean_error(invoke("serve", word_run))
 
 
 def test_a_port_in_use_is_one_line(word_run):
@@ -52,22 +37,22 @@ def test_a_port_in_use_is_one_line(word_run):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert f"cannot listen on 127.0.0.1:{port}" in one_line_error(invoke(word_run, "--port", port))
+        assert f"cannot listen on 127.0.0.1:{port}" in assert_clean_error(invoke("serve", word_run, "--port", port))
 
 
 def test_flags_become_the_serve_config(monkeypatch, word_run, sentiment_run):
     started = {}
     monkeypatch.setattr(seqtext.serve, "run", lambda hosted, config: started.update(hosted=hosted, config=config))
     flags = ["--port", 0, "--max-body-bytes", 5000, "--max-text-chars", 50, "--max-texts", 4, "--max-new-tokens", 9]
-    result = invoke(f"es={word_run}", sentiment_run, *flags, "--max-k", 5, "--no-access-log")
+    result = invoke("serve", f"es={word_run}", sentiment_run, *flags, "--max-k", 5, "--no-access-log")
     assert result.exit_code == 0, result.output
     config = started["config"]
     assert (config.port, config.max_body_bytes, config.max_text_chars, config.max_texts) == (0, 5000, 50, 4)
     assert (config.max_new_tokens, config.max_k, config.access_log, config.host) == (9, 5, False, "127.0.0.1")
     assert list(started["hosted"]) == ["es", "sentiment"]
-    assert invoke(word_run, "--api-key", "k1").exit_code == 0 and started["config"].api_key == "k1"
-    assert invoke(word_run, env={"SEQTEXT_API_KEY": "k2"}).exit_code == 0 and started["config"].api_key == "k2"
-    assert "--api-key must be non-empty" in one_line_error(invoke(word_run, "--api-key", ""))
+    assert invoke("serve", word_run, "--api-key", "k1").exit_code == 0 and started["config"].api_key == "k1"
+    assert invoke("serve", word_run, env={"SEQTEXT_API_KEY": "k2"}).exit_code == 0 and started["config"].api_key == "k2"
+    assert "--api-key must be non-empty" in assert_clean_error(invoke("serve", word_run, "--api-key", ""))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])

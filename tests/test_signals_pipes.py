@@ -9,14 +9,11 @@ import sys
 import time
 
 import pytest
-from conftest import FIXTURES, ROOT, SENTENCES, train_tiny
-from typer.testing import CliRunner
+from helpers import FIXTURES, ROOT, SENTENCES, TINY_LM_FLAGS, invoke, train_tiny
 
-from seqtext.cli import app
 from seqtext.errors import TrainingStopped
 
-TINY = ["--embed-dim", "16", "--hidden-dim", "32", "--layers", "1", "--dropout", "0", "--bptt", "16"]
-TINY += ["--batch-size", "8", "--precision", "fp32", "--device", "cpu"]
+TINY = TINY_LM_FLAGS
 CLASSIFIER = FIXTURES / "run-0.1.0-classifier"
 
 
@@ -66,7 +63,7 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     step = int(stderr.split("terminated at step ")[1].split(";")[0])
     assert json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["step"] == step
     # what --resume does next is the same as after Ctrl-C (tests/test_cli.py resumes that run to the end)
-    result = CliRunner().invoke(app, ["train", "lm", str(data), "--out", str(out), "--resume", "--lr", "0.5"])
+    result = invoke("train", "lm", data, "--out", out, "--resume", "--lr", "0.5")
     assert result.exit_code == 1 and "--lr is 0.5 but the run" in result.stderr
 
 

@@ -4,7 +4,7 @@ import json
 import shutil
 
 import pytest
-from test_cli_sentiment import PHRASES, TINY, assert_clean_error, invoke
+from helpers import PHRASES, TINY_CLASSIFIER_FLAGS, assert_clean_error, invoke
 from tokenizers import decoders
 
 import seqtext
@@ -27,7 +27,7 @@ def test_seen_words_stay_whole_and_unseen_ones_are_spelled_in_pieces():
 @pytest.fixture(scope="module")
 def subword_clf(tmp_path_factory):
     out = tmp_path_factory.mktemp("subword") / "clf"
-    result = invoke("train", "classifier", PHRASES, "--out", out, "--level", "subword", *TINY)
+    result = invoke("train", "classifier", PHRASES, "--out", out, "--level", "subword", *TINY_CLASSIFIER_FLAGS)
     assert result.exit_code == 0, result.output
     return out
 

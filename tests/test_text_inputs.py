@@ -12,10 +12,8 @@ import sys
 import zipfile
 
 import pytest
-from conftest import FIXTURES, ROOT, SENTENCES
-from typer.testing import CliRunner
+from helpers import FIXTURES, ROOT, SENTENCES, invoke
 
-from seqtext.cli import app
 from seqtext.data import read_prompt, read_texts
 from seqtext.errors import CorpusError
 from seqtext.sentiment.labelled import read_labelled, split_labelled
@@ -60,7 +58,7 @@ def test_not_text_is_named(tmp_path, content, message):
 def test_the_cli_names_a_gzip_file(tmp_path):
     data = tmp_path / "frases.txt.gz"
     data.write_bytes(gzip.compress(CORPUS))
-    result = CliRunner().invoke(app, ["train", "lm", str(data), "--out", str(tmp_path / "r")])
+    result = invoke("train", "lm", data, "--out", tmp_path / "r")
     assert result.exit_code == 1 and "frases.txt.gz is a gzip file, not text; decompress it first" in result.stderr
     assert "Traceback" not in result.output
 
@@ -109,13 +107,13 @@ def test_a_table_with_a_byte_order_mark_keeps_its_column_names(tmp_path):
 
 
 def test_classify_reads_stdin_with_a_byte_order_mark(tmp_path):
-    result = CliRunner().invoke(app, ["classify", str(CLASSIFIER), "-"], input=b"\xef\xbb\xbfa great film\n")
+    result = invoke("classify", CLASSIFIER, "-", input=b"\xef\xbb\xbfa great film\n")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].endswith("\ta great film")
 
 
 def test_stdin_that_is_gzip_is_named(word_run):
-    result = CliRunner().invoke(app, ["complete", str(word_run)], input=gzip.compress(b"Mi per\n"))
+    result = invoke("complete", word_run, input=gzip.compress(b"Mi per\n"))
     assert result.exit_code == 1 and "standard input is a gzip file, not text" in result.stderr
 
 

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 import torch
-from conftest import TINY_MODEL, TINY_TRAIN, train_tiny
+from helpers import TINY_MODEL, TINY_TRAIN, train_tiny
 from safetensors.torch import load_file
 
 import seqtext
