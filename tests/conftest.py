@@ -34,6 +34,15 @@ def hermetic_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         yield env
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run where torch sees a CUDA GPU and skip, saying why, everywhere else."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)"))
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)  # faster for tiny models, and stable numerics
