@@ -1,8 +1,10 @@
 """Keyboard completion: the metric of specs/completion-metrics.md, the engine and its cache."""
 
 import dataclasses
+import gc
 import re
 import time
+import weakref
 
 import pytest
 import torch
@@ -211,7 +213,19 @@ def test_lines_restart_from_bos(word_lm):
 
 def test_complete_reuses_the_completer_of_a_loaded_model(word_lm, word_run):
     assert completer_for(word_lm) is completer_for(word_lm)
+    assert completer_for(word_lm, ngram=False) is not completer_for(word_lm)
+    assert completer_for(dataclasses.replace(word_lm)) is not completer_for(word_lm)  # each loaded run its own
     assert words_of(seqtext.complete(word_run, "Mi per")) == words_of(seqtext.complete(word_lm, "Mi per"))
+
+
+def test_the_completer_goes_with_its_loaded_run(word_run):
+    """The loaded run holds its Completer: nothing outside it keeps the model alive once the caller lets go."""
+    loaded = seqtext.load(word_run)
+    assert seqtext.complete(loaded, "Mi per")
+    gone = weakref.ref(loaded)
+    del loaded
+    gc.collect()  # the run and its Completer refer to each other
+    assert gone() is None
 
 
 def test_bad_k_and_wrong_kind_and_empty_vocabulary(word_lm):

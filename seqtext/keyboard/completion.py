@@ -229,27 +229,22 @@ class Completer:
         return [Completion(word, math.exp(score)) for word, score in ranked]
 
 
-_COMPLETERS: dict[tuple[int, bool], tuple[Loaded, Completer]] = {}  # the last few Loaded given to complete()
-
-
 def completer_for(source: Loaded | str | Path, *, ngram: bool = True) -> Completer:
-    """A Completer for a loaded model, reused across calls with the same Loaded (its cache stays warm)."""
+    """A Completer for a loaded model, kept by the Loaded and reused across calls with it (its cache stays
+    warm); a new one for a path."""
     if not isinstance(source, Loaded):
         return Completer(source, ngram=ngram)
-    known = _COMPLETERS.get((id(source), ngram))
-    if known is None or known[0] is not source:
-        known = (source, Completer(source, ngram=ngram))
-        _COMPLETERS[(id(source), ngram)] = known
-        while len(_COMPLETERS) > 4:
-            _COMPLETERS.pop(next(iter(_COMPLETERS)))
-    return known[1]
+    key = ("keyboard.Completer", ngram)
+    if key not in source.reused:
+        source.reused[key] = Completer(source, ngram=ngram)
+    return source.reused[key]
 
 
 def complete(source: Loaded | str | Path, typed: str, k: int = 3, *, ngram: bool = True) -> list[Completion]:
     """Up to k whole-word suggestions for the word being typed, best first (`.word`, `.prob`).
 
-    Pass a `seqtext.load(...)` result when calling per keystroke: its Completer and state cache are
-    kept between calls, so each keystroke costs O(1). A path loads the model on every call.
+    Pass a `seqtext.load(...)` result when calling per keystroke: the loaded run keeps its Completer and
+    state cache between calls, so each keystroke costs O(1). A path loads the model on every call.
     ngram=False ranks by the recurrent model alone, even when the run has an n-gram.
     """
     return completer_for(source, ngram=ngram).suggest(typed, k)

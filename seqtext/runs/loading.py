@@ -1,13 +1,14 @@
 """A run directory loaded for use: `load()` checks every file first (`seqtext.runs.reading`), then
 builds the model on its device in eval mode. What else the run holds comes with the loaded object,
 read and checked the first time it is asked for and kept there: an ensemble's members and a
-classifier's phrase memory.
+classifier's phrase memory. What an area builds from it to reuse across calls (the keyboard's
+Completer) is kept there too, so it goes when the loaded run goes: no module-level caches.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,10 @@ class Loaded:
     tokenizer: Tokenizer
     config: Any  # LMConfig or ClassifierConfig
     path: Path
+    # What an area builds from this run and reuses from call to call, by the area's key: the keyboard's
+    # Completer of `seqtext.complete(loaded, ...)`, whose state cache stays warm between keystrokes.
+    # Each loaded run has its own (dataclasses.replace makes a new, empty one).
+    reused: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
