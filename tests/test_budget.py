@@ -9,7 +9,7 @@ import signal
 
 import pytest
 import torch
-from conftest import TINY_MODEL, TINY_TRAIN
+from helpers import TINY_MODEL, TINY_TRAIN
 from safetensors.torch import load_file
 
 import seqtext
