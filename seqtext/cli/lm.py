@@ -21,7 +21,24 @@ from seqtext.cli.common import (
     training_progress,
     typed_over,
 )
-from seqtext.config import MAX_NGRAM_ORDER, Cell, Device, LMConfig, LMLevel, Precision, SampleBy, TrainConfig
+from seqtext.cli.options import (
+    CellOption,
+    ClipOption,
+    DeviceOption,
+    DropoutOption,
+    EmbedDimOption,
+    EvalEveryOption,
+    LayersOption,
+    LrOption,
+    MaxStepsOption,
+    MaxTimeOption,
+    OutOption,
+    PlotOption,
+    PrecisionOption,
+    ResumeOption,
+    WeightDecayOption,
+)
+from seqtext.config import MAX_NGRAM_ORDER, LMConfig, LMLevel, SampleBy, TrainConfig
 from seqtext.presets import Preset, with_preset
 
 # The options of `train lm` that are fields of LMConfig (M) or TrainConfig (T) take their defaults from the
@@ -38,7 +55,7 @@ def train_lm_cmd(
             help="Text file (one sentence per line, or prose), a tsv/csv/jsonl/parquet file, or a hub dataset name"
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path(T.out),
+    out: OutOption = Path(T.out),
     preset: Annotated[
         Preset | None,
         typer.Option(
@@ -46,13 +63,11 @@ def train_lm_cmd(
         ),
     ] = None,
     level: Annotated[LMLevel, typer.Option(help="Tokenize by character or by word")] = M.level,
-    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = M.cell,
-    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = M.layers,
-    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = M.embed_dim,
+    cell: CellOption = M.cell,
+    layers: LayersOption = M.layers,
+    embed_dim: EmbedDimOption = M.embed_dim,
     hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer")] = M.hidden_dim,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout on embeddings, between layers and before the head")
-    ] = M.dropout,
+    dropout: DropoutOption = M.dropout,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = M.tie_weights,
     max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = M.max_vocab,
     sample_by: Annotated[
@@ -71,26 +86,19 @@ def train_lm_cmd(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Sequences per batch, per process under torchrun (global = N × this)")
     ] = T.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = T.lr,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = T.weight_decay,
-    clip: Annotated[
-        float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
-    ] = T.clip,
+    lr: LrOption = T.lr,
+    weight_decay: WeightDecayOption = T.weight_decay,
+    clip: ClipOption = T.clip,
     epochs: Annotated[
         int | None,
         typer.Option(min=1, help="Passes over the data at most [default: 20; no limit with --max-time or --max-steps]"),
     ] = T.epochs,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
-    max_steps: Annotated[
-        int | None,
-        typer.Option(min=1, help="Optimizer steps at most; the learning rate is planned over them [default: no limit]"),
-    ] = T.max_steps,
+    max_time: MaxTimeOption = T.max_time,
+    max_steps: MaxStepsOption = T.max_steps,
     patience: Annotated[
         int, typer.Option(min=0, help="Stop after N evaluations without improvement; 0 never")
     ] = T.patience,
-    eval_every: Annotated[
-        int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")
-    ] = T.eval_every,
+    eval_every: EvalEveryOption = T.eval_every,
     teacher_forcing: Annotated[
         float,
         typer.Option(
@@ -114,10 +122,8 @@ def train_lm_cmd(
             "in metrics.jsonl at each evaluation"
         ),
     ] = T.log_gradients,
-    precision: Annotated[
-        Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
-    ] = T.precision,
-    device: Annotated[Device, typer.Option(help="Where to train")] = T.device,
+    precision: PrecisionOption = T.precision,
+    device: DeviceOption = T.device,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = T.seed,
     ngram: Annotated[
         bool,
@@ -140,10 +146,8 @@ def train_lm_cmd(
             "[default: on with --preset keyboard]"
         ),
     ] = T.fp16_weights,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
-    plot: Annotated[
-        bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
-    ] = False,
+    resume: ResumeOption = False,
+    plot: PlotOption = False,
 ) -> None:
     """Train a character- or word-level recurrent language model."""
     import seqtext

@@ -27,15 +27,29 @@ from seqtext.cli.common import (
     training_progress,
     typed_over,
 )
+from seqtext.cli.options import (
+    CellOption,
+    ClipOption,
+    DeviceOption,
+    DropoutOption,
+    EmbedDimOption,
+    EvalEveryOption,
+    LayersOption,
+    LrOption,
+    MaxStepsOption,
+    MaxTimeOption,
+    OutOption,
+    PlotOption,
+    PrecisionOption,
+    ResumeOption,
+    WeightDecayOption,
+)
 from seqtext.config import (
-    Cell,
     ClassifierConfig,
     ClassifierTrainConfig,
     ClassWeights,
-    Device,
     Level,
     Pooling,
-    Precision,
 )
 
 FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  # what --init-from decides
@@ -57,22 +71,20 @@ def train_classifier_cmd(
     data: Annotated[
         str, typer.Argument(help="Labelled table: Kaggle train.tsv (PhraseId SentenceId Phrase Sentiment), csv, jsonl")
     ],
-    out: Annotated[Path, typer.Option(help="Run directory to write")] = Path(T.out),
+    out: OutOption = Path(T.out),
     level: Annotated[
         Level,
         typer.Option(help="Tokenize by word, by character, or by word with unseen words spelled in pieces (subword)"),
     ] = M.level,
-    cell: Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")] = M.cell,
-    layers: Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")] = M.layers,
-    embed_dim: Annotated[int, typer.Option(min=1, help="Embedding size")] = M.embed_dim,
+    cell: CellOption = M.cell,
+    layers: LayersOption = M.layers,
+    embed_dim: EmbedDimOption = M.embed_dim,
     hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer and direction")] = M.hidden_dim,
     bidirectional: Annotated[bool, typer.Option(help="Read each text both ways")] = M.bidirectional,
     pooling: Annotated[
         Pooling, typer.Option(help="Text vector: last state, or mean/max/attention over all steps")
     ] = M.pooling,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout on embeddings, between layers and before the head")
-    ] = M.dropout,
+    dropout: DropoutOption = M.dropout,
     lowercase: Annotated[
         bool, typer.Option(help="Lower-case texts before tokenizing (training and use)")
     ] = M.lowercase,
@@ -96,25 +108,18 @@ def train_classifier_cmd(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Texts per batch, per process under torchrun (global = N × this)")
     ] = T.batch_size,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warm-up, then cosine decay)")] = T.lr,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = T.weight_decay,
-    clip: Annotated[
-        float, typer.Option(min=0, help="Clip the gradient norm to this value; 0 turns clipping off")
-    ] = T.clip,
+    lr: LrOption = T.lr,
+    weight_decay: WeightDecayOption = T.weight_decay,
+    clip: ClipOption = T.clip,
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Passes over the data; the learning rate decays over them")
     ] = T.epochs,
-    max_time: Annotated[str | None, typer.Option(help="Wall-clock budget: 90s, 10m, 1h")] = T.max_time,
-    max_steps: Annotated[
-        int | None,
-        typer.Option(min=1, help="Optimizer steps at most; the learning rate is planned over them [default: no limit]"),
-    ] = T.max_steps,
+    max_time: MaxTimeOption = T.max_time,
+    max_steps: MaxStepsOption = T.max_steps,
     patience: Annotated[
         int, typer.Option(min=0, help="Stop after N evaluations without better accuracy; 0 never")
     ] = T.patience,
-    eval_every: Annotated[
-        int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")
-    ] = T.eval_every,
+    eval_every: EvalEveryOption = T.eval_every,
     class_weights: Annotated[
         ClassWeights, typer.Option(help="balanced: weigh the loss so rare labels count as much as common ones")
     ] = T.class_weights,
@@ -147,15 +152,11 @@ def train_classifier_cmd(
     log_gradients: Annotated[
         bool, typer.Option(help="Record gradient norms per layer and the share of clipped steps in metrics.jsonl")
     ] = T.log_gradients,
-    precision: Annotated[
-        Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")
-    ] = T.precision,
-    device: Annotated[Device, typer.Option(help="Where to train")] = T.device,
+    precision: PrecisionOption = T.precision,
+    device: DeviceOption = T.device,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and the split")] = T.seed,
-    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")] = False,
-    plot: Annotated[
-        bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")
-    ] = False,
+    resume: ResumeOption = False,
+    plot: PlotOption = False,
 ) -> None:
     """Train a many-to-one recurrent classifier (sentiment of the Rotten Tomatoes phrases)."""
     import seqtext

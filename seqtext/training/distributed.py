@@ -89,6 +89,8 @@ def detect(environ: dict[str, str] | None = None) -> World | None:
     return World(rank, size, local_rank, values["LOCAL_WORLD_SIZE"], values["GROUP_WORLD_SIZE"])
 
 
+# The training call in progress: process-wide, like the process group torch keeps for it (one training
+# call per process at a time). State, not a cache; set and cleared by joined().
 _world: World | None = None
 _control: Any = None  # the gloo group for control messages (the default group itself when it is gloo)
 _setup_done = False
