@@ -1,5 +1,9 @@
 """Per-word diagnosis for scripts/bench_keyboard.py: which validation words the recurrent model gets
-at the first query and the n-gram misses (and the reverse), split by what explains them.
+at the first query and the n-gram misses (and the reverse), split by what explains them; and where
+two keyboards' keystrokes differ, word by word, by frequency band, vocabulary, context length and
+near-repeats of a training line (`keystroke_bands`).
+
+    python scripts/keyboard_diagnosis.py RUN [--lines N] [--order 3]   (the run's keyboard vs a KN n-gram)
 
 Each word gets the first cause that applies, in this order:
 - oov: the word is outside the recurrent model's vocabulary (neither "▁word" nor "word" is a token);
@@ -128,3 +132,125 @@ def diagnose(
     )
     body += "| total | " + " | ".join(f"{total[c]:,}" for c in columns) + " |\n"
     return {"k": k, "first_query": True, "causes": result, "total": total, "table_md": head + body}
+
+
+def word_costs(suggest: Callable[[str, int], list[str]], lines: Sequence[str], k: int = 3) -> list[tuple[int, bool]]:
+    """For every word of `lines`, as the typist of docs/keystroke-savings.md types it: the keystrokes
+    it costs (i + 1 when offered after its first i characters, else one per character) and whether
+    the first query offered it."""
+    costs = []
+    for line in lines:
+        for match in WORD.finditer(line):
+            start, word = match.start(), match.group()
+            keys, first = len(word), False
+            for i in range(len(word)):
+                if word in suggest(line[: start + i], k)[:k]:
+                    keys, first = i + 1, i == 0
+                    break
+            costs.append((keys, first))
+    return costs
+
+
+BANDS: dict[str, Callable[[dict], str]] = {
+    "training count": lambda w: (
+        next(
+            name for bound, name in ((1, "0 (unseen)"), (5, "1-4"), (50, "5-49"), (500, "50-499")) if w["count"] < bound
+        )
+        if w["count"] < 500
+        else "500+"
+    ),
+    "recurrent model's vocabulary": lambda w: "inside" if w["known"] else "outside",
+    "words before it in the line": lambda w: (
+        "0" if w["position"] == 0 else "1-2" if w["position"] <= 2 else "3-5" if w["position"] <= 5 else "6+"
+    ),
+    "line nearly repeats a training line": lambda w: "yes" if w["repeats"] else "no",
+    "line so far starts a training line": lambda w: (
+        "no (or first word)" if w["prefix"] == 0 else "1-2 words" if w["prefix"] <= 2 else "3+ words"
+    ),
+}
+
+
+def keystroke_bands(
+    systems: dict[str, Callable[[str, int], list[str]]],
+    lines: Sequence[str],
+    train_lines: Sequence[str],
+    known: set[str],
+    k: int = 3,
+) -> dict:
+    """Keystrokes of two keyboards word by word, summed by band of each breakdown in BANDS: where the
+    first (a) saves or loses keystroke-savings points against the second (b). `points` = (keys of b −
+    keys of a) ÷ all characters × 100, so the bands of a breakdown add up to a's lead in savings."""
+    (a, suggest_a), (b, suggest_b) = systems.items()
+    counts = Counter(w for line in train_lines for w in WORD.findall(line))
+    index = repeat_index(train_lines)
+    prefixes = {tuple(WORD.findall(line)[:n]) for line in train_lines for n in range(1, 9)}
+    words = []
+    for line in lines:
+        repeats = nearly_repeats(line, index)
+        before: list[str] = []
+        for match in WORD.finditer(line):
+            word = match.group()
+            matched = 0
+            while matched < min(len(before), 8) and tuple(before[: matched + 1]) in prefixes:
+                matched += 1
+            words.append(
+                {"count": counts[word], "known": word in known, "position": len(before), "repeats": repeats}
+                | {"prefix": matched if matched == len(before) else 0, "length": len(word)}
+            )
+            before.append(word)
+    costs_a, costs_b = word_costs(suggest_a, lines, k), word_costs(suggest_b, lines, k)
+    characters = sum(len(line) for line in lines if line.strip()) or 1
+    result: dict[str, dict[str, dict]] = {}
+    table = f"| breakdown | band | words | {a} keys | {b} keys | points ({a} − {b}) | first-query top-{k} {a} / {b} |\n"
+    table += "|---|---|---|---|---|---|---|\n"
+    for breakdown, band_of in BANDS.items():
+        rows: dict[str, dict] = {}
+        for info, (keys_a, hit_a), (keys_b, hit_b) in zip(words, costs_a, costs_b, strict=True):
+            row = rows.setdefault(band_of(info), Counter())
+            row.update(words=1, keys_a=keys_a, keys_b=keys_b, hits_a=hit_a, hits_b=hit_b)
+        result[breakdown] = {}
+        for band in sorted(rows, key=str):
+            r = rows[band]
+            points = 100 * (r["keys_b"] - r["keys_a"]) / characters
+            result[breakdown][band] = {**dict(r), "points": round(points, 3)}
+            table += (
+                f"| {breakdown} | {band} | {r['words']:,} | {r['keys_a']:,} | {r['keys_b']:,} | {points:+.2f} | "
+                f"{r['hits_a'] / r['words']:.3f} / {r['hits_b'] / r['words']:.3f} |\n"
+            )
+    return {"systems": [a, b], "k": k, "characters": characters, "bands": result, "table_md": table}
+
+
+def main() -> None:
+    """The run's keyboard (its model mixed with its n-gram) against an unpruned KN n-gram, band by band."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    import seqtext
+    from seqtext.keyboard.completion import Completer
+    from seqtext.keyboard.ngram import build_ngram
+    from seqtext.tokenizer import SPACE_MARK
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--train", type=Path, default=Path("../shared/data/spanish/tatoeba_es_train.txt"))
+    parser.add_argument("--valid", type=Path, default=Path("../shared/data/spanish/tatoeba_es_valid.txt"))
+    parser.add_argument("--lines", type=int, help="only the first N validation lines")
+    parser.add_argument("--order", type=int, default=3, help="the n-gram's order (3 was the best unpruned one)")
+    parser.add_argument("--alone", action="store_true", help="the recurrent model without its n-gram")
+    args = parser.parse_args()
+    train_lines = args.train.read_text(encoding="utf-8").splitlines()
+    lines = [line for line in args.valid.read_text(encoding="utf-8").splitlines() if line.strip()][: args.lines]
+    lm = seqtext.load(args.run)
+    completer = Completer(lm, ngram=not args.alone)
+    ngram = NgramSuggester(build_ngram(train_lines, args.order))
+    known = {t.removeprefix(SPACE_MARK) for t in lm.tokenizer.get_vocab()}
+    name = "lstm" if args.alone else "keyboard"
+    systems = {name: lambda t, k: [c.word for c in completer.suggest(t, k)], f"kn{args.order}": ngram}
+    report = keystroke_bands(systems, lines, train_lines, known)
+    print(report["table_md"])
+    print(json.dumps({key: v for key, v in report.items() if key != "table_md"}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,9 @@ from seqtext.data import read_texts
 from seqtext.errors import ConfigError
 from seqtext.keyboard.building import build_run_ngram
 from seqtext.keyboard.completion import Completer
+from seqtext.keyboard.lexicon import make_lexicon, save_lexicon
 from seqtext.keyboard.typist import simulate_typing
+from seqtext.keyboard.words import WORD
 from seqtext.lm import training
 from seqtext.lm.evaluation import LMMetrics, evaluate_lm
 from seqtext.runs import reading, saving
@@ -57,7 +59,14 @@ def train_lm(
             return result
         saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
         train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
-        summary = build_run_ngram(out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb)
+        lexicon = None
+        if train_config.lexicon is not None:  # saved first: the n-gram's size budget is what it leaves
+            known = {word for text in train_texts for word in WORD.findall(text)}
+            lexicon = make_lexicon(train_config.lexicon, train_config.lexicon_words, known)
+            save_lexicon(out, lexicon)
+        summary = build_run_ngram(
+            out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon
+        )
         return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
 
 

@@ -63,7 +63,7 @@ class LMConfig:
     """Architecture of a next-token language model; stored under "model" in config.json."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights"})
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights", "lexicon_weight"})
 
     level: LMLevel = "char"
     cell: Cell = "lstm"
@@ -79,11 +79,16 @@ class LMConfig:
     # the n-gram knows (1 … its order), chosen on the validation text when training builds the n-gram
     # (--ngram); empty when the run has none. Derived, never set by hand.
     ngram_weights: tuple[float, ...] = ()
+    # The share of the keyboard's lexicon words (words no model of the run knows, --lexicon), chosen on the
+    # validation text with the n-gram's weights; 0 when the run has no lexicon. Derived, never set by hand.
+    lexicon_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.level == "subword":  # before the type check, which would only list char and word
             raise field_error("level", "subword is for classifiers; a language model is char or word level")
         _check_recurrent_stack(self)
+        if not 0.0 <= self.lexicon_weight < 1.0:
+            raise field_error("lexicon_weight", f"must be in [0, 1) (got {self.lexicon_weight})")
         if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
             raise field_error(
                 "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
@@ -97,6 +102,7 @@ class TrainConfig:
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
+        | {"lexicon", "lexicon_words"}
     )
 
     data: str = ""
@@ -124,6 +130,10 @@ class TrainConfig:
     ngram_order: int = 4
     ngram_mb: float | None = None  # the n-gram's size budget; None: what keeps the keyboard within KEYBOARD_MB
     fp16_weights: bool = False  # store the final weights in float16 (half the size; computed in float32)
+    # Words no model of the run knows, offered by their frequency in the language (keyboard/lexicon.py):
+    # "wordfreq:LANG" (the wordfreq package's list) or a word-list file; needs --ngram.
+    lexicon: str | None = None
+    lexicon_words: int = 100_000  # the lexicon's most frequent words kept (of those the training text lacks)
 
     @property
     def epoch_limit(self) -> int:
@@ -153,6 +163,9 @@ class TrainConfig:
         if not 0.0 <= self.teacher_forcing <= 1.0:
             raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
         check_range("sampled_softmax", self.sampled_softmax, 0, MAX_VOCAB)
+        check_range("lexicon_words", self.lexicon_words, 1, 1_000_000)
+        if self.lexicon is not None and not self.ngram:
+            raise ConfigError("--lexicon joins the keyboard's mix, built by --ngram: add --ngram or --preset keyboard")
         if self.sampled_softmax and self.teacher_forcing < 1.0:
             raise ConfigError(
                 "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "
@@ -253,8 +266,8 @@ class ClassifierTrainConfig(TrainConfig):
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
         if self.sampled_softmax:
             raise ConfigError("sampled_softmax trains a language model's output layer; a classifier has five labels")
-        if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None:
-            raise ConfigError("ngram, ngram_order and ngram_mb build a keyboard's n-gram; a classifier has none")
+        if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None or self.lexicon:
+            raise ConfigError("ngram, ngram_order, ngram_mb and lexicon build a keyboard's mix; a classifier has none")
         if self.fp16_weights:
             raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")
         if not 0.0 <= self.word_dropout < 1.0:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from seqtext.errors import CheckpointError, ConfigError
+from seqtext.keyboard.lexicon import Lexicon, load_lexicon
 from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
 from seqtext.keyboard.ngramfile import load_ngram
@@ -104,16 +105,20 @@ class Completer:
         if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
             if found is not None:
-                self.use_ngram(found, self.lm.config.ngram_weights)
+                lexicon = load_lexicon(self.lm.path) if self.lm.config.lexicon_weight else None
+                self.use_ngram(found, self.lm.config.ngram_weights, lexicon, self.lm.config.lexicon_weight)
 
-    def use_ngram(self, model: NgramModel, weights: Sequence[float]) -> None:
-        """Rank by the mix with this n-gram (weights: its share by the longest context it knows)."""
+    def use_ngram(
+        self, model: NgramModel, weights: Sequence[float], lexicon: Lexicon | None = None, lexicon_weight: float = 0.0
+    ) -> None:
+        """Rank by the mix with this n-gram (weights: its share by the longest context it knows) and,
+        when given, a lexicon of words neither knows (their share: lexicon_weight)."""
         if len(weights) != model.order:
             raise CheckpointError(
                 f"{self.lm.path / 'config.json'}: ngram_weights has {len(weights)} values but the n-gram is of "
                 f"order {model.order}; train the run again, or use --no-ngram"
             )
-        self.mixer = Mixer(self.vocab, model, weights)
+        self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight)
         exact = WordIndex([(w, w, i) for i, w in enumerate(self.mixer.words)])
         folded = WordIndex([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
