@@ -63,7 +63,9 @@ class LMConfig:
     """Architecture of a next-token language model; stored under "model" in config.json."""
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
-    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset({"ngram_weights", "lexicon_weight"})
+    OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
+        {"ngram_weights", "lexicon_weight", "char_input", "char_vocab"}
+    )
 
     level: LMLevel = "char"
     cell: Cell = "lstm"
@@ -75,6 +77,9 @@ class LMConfig:
     max_vocab: int = 20_000  # word level only; char level keeps every character seen
     sample_by: SampleBy = "auto"  # resolved to line or stream by training; decides how text is read
     vocab_size: int = 0  # derived from the trained tokenizer, never set by hand
+    # Word level: each word's input is its embedding plus a character CNN of its spelling (seqtext.wordinput).
+    char_input: bool = False
+    char_vocab: int = 0  # character ids of the spellings (char_input), derived from the tokenizer
     # The keyboard's n-gram share in its linear mix with this model, one per order of the longest context
     # the n-gram knows (1 … its order), chosen on the validation text when training builds the n-gram
     # (--ngram); empty when the run has none. Derived, never set by hand.
@@ -89,6 +94,9 @@ class LMConfig:
         _check_recurrent_stack(self)
         if not 0.0 <= self.lexicon_weight < 1.0:
             raise field_error("lexicon_weight", f"must be in [0, 1) (got {self.lexicon_weight})")
+        check_range("char_vocab", self.char_vocab, 0, MAX_VOCAB)
+        if self.char_input and self.level != "word":
+            raise field_error("char_input", "spells the words of a word-level model; a char-level one reads characters")
         if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
             raise field_error(
                 "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"

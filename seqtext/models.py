@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqtext.config import ClassifierConfig, LMConfig
+from seqtext.wordinput import CharAwareEmbedding
 
 State = Tensor | tuple[Tensor, Tensor]  # RNN/GRU: h (L, B, H); LSTM: (h, c), both (L, B, H)
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -41,7 +42,11 @@ class RNNLanguageModel(nn.Module):
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.embed: nn.Embedding | CharAwareEmbedding = (
+            CharAwareEmbedding(config.vocab_size, config.embed_dim, config.char_vocab)
+            if config.char_input
+            else nn.Embedding(config.vocab_size, config.embed_dim)
+        )
         self.rnn = make_rnn(config.cell, config.embed_dim, config.hidden_dim, config.layers, config.dropout)
         self.drop = nn.Dropout(config.dropout)
         # Tied weights (Press & Wolf 2016) share the embedding as the output matrix; when the hidden
@@ -305,6 +310,10 @@ def implied_by_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     implied: dict[str, Any] = {}
     if len(embed := shapes.get("embed.weight", ())) == 2:
         implied["vocab_size"], implied["embed_dim"] = embed
+    if "embed.weight" in shapes:
+        implied["char_input"] = "embed.chars.weight" in shapes
+    if len(chars := shapes.get("embed.chars.weight", ())) == 2:
+        implied["char_vocab"] = chars[0]
     if len(hh := shapes.get("rnn.weight_hh_l0", ())) == 2 and hh[1] > 0:
         implied["hidden_dim"] = hh[1]
         implied["cell"] = {4: "lstm", 3: "gru", 1: "rnn"}.get(hh[0] // hh[1], "?")

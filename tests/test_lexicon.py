@@ -65,7 +65,7 @@ def test_words_no_model_knows_are_offered(lexicon_run):
     assert [c.word for c in completer.suggest("Voy al parque con mi periq", k=3)] == ["periquito"]
     assert [c.word for c in completer.suggest("Mi perro come una Zana", k=3)] == ["Zanahoria"]  # the typed case
     mixer = completer.mixer
-    dist = mixer.mix(completer._read("Mi perro come").dist, "Mi perro come", False)
+    dist = mixer.mix(completer.reader.read("Mi perro come").dist, "Mi perro come", False)
     assert float(dist[mixer.lexicon > 0].sum()) == pytest.approx(mixer.lexicon_weight, rel=1e-4)
 
 
@@ -128,7 +128,7 @@ def test_bad_options_and_word_lists(tmp_path, monkeypatch):
         TrainConfig(data="x", lexicon="wordfreq:es")
     with pytest.raises(ConfigError, match="--lexicon-words"):
         TrainConfig(data="x", ngram=True, lexicon="wordfreq:es", lexicon_words=0)
-    with pytest.raises(ConfigError, match="lexicon.weight"):
+    with pytest.raises(ConfigError, match="--lexicon-weight"):
         LMConfig(level="word", lexicon_weight=1.0)
     bad = tmp_path / "bad.tsv"
     bad.write_text("uno\t3\ndos\tmuchos\n", encoding="utf-8")

@@ -27,6 +27,7 @@ from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
 from seqtext.training.session import TrainingSession, check_out_dir
+from seqtext.wordinput import char_vocab_size, spell_vocabulary, vocabulary_tokens
 
 
 class LMTask:
@@ -159,6 +160,8 @@ def train_lm(
     model_config = replace(
         model_config, vocab_size=tokenizer.get_vocab_size(), sample_by="stream" if stream else "line"
     )
+    if model_config.char_input:
+        model_config = replace(model_config, char_vocab=char_vocab_size(vocabulary_tokens(tokenizer)))
     train_windows = lm_windows(
         train_texts, tokenizer, stream=stream, bptt=train_config.bptt, batch_size=train_config.batch_size
     )
@@ -186,7 +189,9 @@ def train_lm(
         except CorpusError as exc:
             raise CorpusError(f"--log-gradients: {exc}; lower --bptt or give more validation text") from exc
     check_fits(on_meta(RNNLanguageModel, model_config), device)
-    model = RNNLanguageModel(model_config).to(device)
+    model = RNNLanguageModel(model_config)
+    spell_vocabulary(model, tokenizer)
+    model = model.to(device)
     task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe, sampler)
     return run_training(
         session,

@@ -131,9 +131,12 @@ def module_specs(model: nn.Module, prefix: str = "") -> list[tuple[list[str], Sp
     one of them. Build the module on the "meta" device to get these without allocating anything.
     """
     groups: dict[int, tuple[list[str], Spec]] = {}
+    saved = set(model.state_dict(keep_vars=True))  # without non-persistent buffers (derived at load)
     for name, tensor in itertools.chain(
         model.named_parameters(remove_duplicate=False), model.named_buffers(remove_duplicate=False)
     ):
+        if name not in saved:
+            continue
         spec = (DTYPES.get(tensor.dtype, str(tensor.dtype)), tuple(tensor.shape))
         groups.setdefault(id(tensor), ([], spec))[0].append(prefix + name)
     return list(groups.values())
@@ -169,6 +172,8 @@ def check_tensors(
             raise problem(path, f"tensor {missing!r} is missing; the file comes from another run")
         has = f"{found[wrong][0]} {list(found[wrong][1])}"
         raise problem(path, f"tensor {wrong!r} is {has}, but the model needs {spec[0]} {list(spec[1])}")
+    if unknown and explain and (told := explain()):
+        raise CheckpointError(f"{path}: {told}")
     if unknown:
         shown_names = ", ".join(sorted(unknown)[:3])
         raise problem(path, f"tensors this model does not have ({shown_names}); the file comes from another run")

@@ -30,6 +30,7 @@ from seqtext.runs.reading import (
     read_tokenizer,
     read_train_config,
 )
+from seqtext.wordinput import spell_vocabulary
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,10 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
         load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
     except Exception as exc:  # changed on disk since its header was checked
         raise problem(path / "model.safetensors", f"unreadable ({str(exc).splitlines()[0]})") from exc
+    try:
+        spell_vocabulary(model, tokenizer)  # the character-aware input's spellings come from tokenizer.json
+    except ValueError as exc:
+        raise problem(path / "config.json", f'field "model.char_vocab" does not fit tokenizer.json ({exc})') from exc
     for name, tensor in model.state_dict().items():
         if not bool(torch.isfinite(tensor).all()):
             raise problem(
