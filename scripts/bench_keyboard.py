@@ -14,7 +14,10 @@ the same typist simulation (specs/completion-metrics.md, k = 3) on the validatio
 latency p50/p99 overall and with 10 and 200 words of context, and the megabytes each loads from disk.
 Checks the targets of the keyboard issue against the best unpruned n-gram, and prints the per-word
 diagnosis (scripts/keyboard_diagnosis.py: which words the LSTM alone and the best n-gram each get at
-the first query and the other misses, by cause) as counts and as a Markdown table.
+the first query and the other misses, by cause) as counts and as a Markdown table, and where the keyboard
+and that n-gram spend their keystrokes, word by word, by frequency band, vocabulary, context length and
+near-repeats of a training line (keyboard_diagnosis.keystroke_bands). A trial's `--set` takes any field
+of the preset's configs: `--set char_input=true`, `--set lexicon=wordfreq:es`, `--set seed=1`.
 Runtime on 2 idle cores: --max-time + about 15 minutes (n-gram builds ~1 min, each simulation 1-3 min).
 Prints one JSON object and appends rows to docs/benchmarks.md. --profile laptop runs it as on an fp32
 AVX2 laptop (scripts/machine.py). --lines N simulates only the first N validation lines; --smoke runs
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import torch
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
-from keyboard_diagnosis import NgramSuggester, diagnose
+from keyboard_diagnosis import NgramSuggester, diagnose, keystroke_bands
 from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
@@ -238,13 +241,24 @@ def measure(
         train_lines,
         known,
     )
+    bands = keystroke_bands(
+        {"keyboard": lambda t, k: [c.word for c in combo_completer.suggest(t, k)], "ngram": suggesters[best]},
+        lines,
+        train_lines,
+        known,
+    )
     figures = seqtext.evaluate(lm, write_lines(tmp / "valid-subset.txt", lines)).to_dict()
     alone.update(perplexity=figures["perplexity"], bits_per_char=figures["bits_per_char"])
     return {
         "benchmark": "bench_keyboard",
         "k": 3,
         "config": dataclasses.asdict(lm.config),
-        "combined": {**combo, "ngram_weights": lm.config.ngram_weights, "ngram_order": run_ngram.order},
+        "combined": {
+            **combo,
+            "ngram_weights": lm.config.ngram_weights,
+            "ngram_order": run_ngram.order,
+            "lexicon_weight": lm.config.lexicon_weight,
+        },
         "lstm": alone,
         "run_ngram": own,
         "ngram": {"best_order": best, **by_order[best], "by_order": by_order},
@@ -255,6 +269,7 @@ def measure(
         },
         "targets": targets(combo, by_order[best]),
         "diagnosis": {"systems": f"LSTM alone vs KN {best}-gram (unpruned)", **diagnosis},
+        "keystroke_bands": {"systems": f"the keyboard (LSTM + n-gram mix) vs KN {best}-gram (unpruned)", **bands},
     }
 
 
@@ -286,9 +301,11 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     verdict = "all targets met" if not missed else "not met: " + ", ".join(missed)
     c = report["combined"]
     weights = "/".join(f"{w:.2f}" for w in c["ngram_weights"])
+    lstm = "LSTM with character-CNN input" if report["config"].get("char_input") else "LSTM"
+    lexicon = f" + lexicon (weight {c['lexicon_weight']:g})" if c.get("lexicon_weight") else ""
     rows = [
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | "
-        f"LSTM + {c['ngram_order']}-gram (weights {weights}) | {cell(c)} | "
+        f"{lstm} + {c['ngram_order']}-gram (weights {weights}){lexicon} | {cell(c)} | "
         f"{v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, top-3 ×{v['top3_ratio']:.2f}; {verdict} |",
         f"|  |  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
         f"|  |  |  |  | the run's {report['run_ngram']['order']}-gram alone "

@@ -45,6 +45,7 @@ def train_lm(
     what was built. With train_config.fp16_weights (also in the preset) the final weights are stored
     in float16.
     """
+    check_keyboard_options(model_config, train_config)
     # One session for the model and the n-gram: the n-gram is written under the same lock, by the same (rank-0) process
     with training_session(train_config) as session:
         if train_config.ngram and model_config.level != "word":
@@ -68,6 +69,14 @@ def train_lm(
             out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon
         )
         return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
+
+
+def check_keyboard_options(model_config: LMConfig, train_config: TrainConfig) -> None:
+    """Options that need others, checked once a preset has filled in its values and before anything is written."""
+    if model_config.char_input and model_config.level != "word":
+        raise ConfigError("--char-input spells the words of a word-level model; a char-level one reads characters")
+    if train_config.lexicon is not None and not train_config.ngram:
+        raise ConfigError("--lexicon joins the keyboard's mix, built by --ngram: add --ngram or --preset keyboard")
 
 
 def evaluate(

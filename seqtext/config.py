@@ -95,8 +95,6 @@ class LMConfig:
         if not 0.0 <= self.lexicon_weight < 1.0:
             raise field_error("lexicon_weight", f"must be in [0, 1) (got {self.lexicon_weight})")
         check_range("char_vocab", self.char_vocab, 0, MAX_VOCAB)
-        if self.char_input and self.level != "word":
-            raise field_error("char_input", "spells the words of a word-level model; a char-level one reads characters")
         if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
             raise field_error(
                 "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
@@ -172,8 +170,6 @@ class TrainConfig:
             raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
         check_range("sampled_softmax", self.sampled_softmax, 0, MAX_VOCAB)
         check_range("lexicon_words", self.lexicon_words, 1, 1_000_000)
-        if self.lexicon is not None and not self.ngram:
-            raise ConfigError("--lexicon joins the keyboard's mix, built by --ngram: add --ngram or --preset keyboard")
         if self.sampled_softmax and self.teacher_forcing < 1.0:
             raise ConfigError(
                 "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "
@@ -274,8 +270,11 @@ class ClassifierTrainConfig(TrainConfig):
             raise ConfigError("bptt and teacher_forcing apply to language models; a classifier reads whole texts")
         if self.sampled_softmax:
             raise ConfigError("sampled_softmax trains a language model's output layer; a classifier has five labels")
-        if self.ngram or self.ngram_order != TrainConfig.ngram_order or self.ngram_mb is not None or self.lexicon:
-            raise ConfigError("ngram, ngram_order, ngram_mb and lexicon build a keyboard's mix; a classifier has none")
+        keyboard = self.ngram_mb is not None or self.lexicon or self.lexicon_words != TrainConfig.lexicon_words
+        if self.ngram or self.ngram_order != TrainConfig.ngram_order or keyboard:
+            raise ConfigError(
+                "ngram, ngram_order, ngram_mb, lexicon and lexicon_words build a keyboard's mix; a classifier has none"
+            )
         if self.fp16_weights:
             raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")
         if not 0.0 <= self.word_dropout < 1.0:

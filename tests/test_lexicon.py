@@ -125,7 +125,8 @@ def test_a_damaged_lexicon_is_one_clear_error(lexicon_run, tmp_path, damage, mes
 
 def test_bad_options_and_word_lists(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="--ngram"):
-        TrainConfig(data="x", lexicon="wordfreq:es")
+        seqtext.train_lm(LMConfig(level="word"), TrainConfig(data="x", out=str(tmp_path / "o"), lexicon="wordfreq:es"))
+    assert not (tmp_path / "o").exists()
     with pytest.raises(ConfigError, match="--lexicon-words"):
         TrainConfig(data="x", ngram=True, lexicon="wordfreq:es", lexicon_words=0)
     with pytest.raises(ConfigError, match="--lexicon-weight"):
@@ -157,3 +158,24 @@ def test_wordfreq_lists_a_language():
     assert len(lexicon.words) == 1000 and "de" not in lexicon.words and "que" in lexicon.words
     with pytest.raises(ConfigError, match="no word list for language"):
         make_lexicon("wordfreq:xx", 10, set())
+
+
+def test_cli_flags_end_to_end(lines_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from seqtext.cli import app
+
+    runner = CliRunner()
+    words = tmp_path / "palabras.txt"
+    words.write_text(WORD_LIST, encoding="utf-8")
+    out = tmp_path / "kb"
+    args = ["train", "lm", str(lines_file), "--out", str(out), "--preset", "keyboard", "--embed-dim", "16"]
+    args += ["--hidden-dim", "32", "--epochs", "2", "--batch-size", "8", "--device", "cpu", "--char-input"]
+    result = runner.invoke(app, [*args, "--lexicon", str(words), "--lexicon-words", "3"])
+    assert result.exit_code == 0, result.output
+    lm = seqtext.load(out)
+    assert lm.config.char_input and len(load_lexicon(out).words) == 3
+    assert json.loads((out / "train_config.json").read_text())["lexicon"] == str(words)
+    refused = runner.invoke(app, [*args[:4], str(tmp_path / "no"), *args[5:], "--no-ngram", "--lexicon", str(words)])
+    assert refused.exit_code == 1 and "--lexicon joins the keyboard's mix" in refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "no").exists()

@@ -123,6 +123,6 @@ def test_tokenizer_of_another_alphabet_is_refused(char_input_run, tmp_path):
 
 def test_char_input_needs_words():
     with pytest.raises(ConfigError, match="--char-input spells the words"):
-        LMConfig(level="char", char_input=True)
+        seqtext.train_lm(LMConfig(level="char", char_input=True), TrainConfig(data="x", out="never-written"))
     model = RNNLanguageModel(LMConfig(level="word", char_input=True, char_vocab=8, vocab_size=8, embed_dim=6))
     assert isinstance(model.embed, CharAwareEmbedding)

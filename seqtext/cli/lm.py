@@ -70,6 +70,13 @@ def train_lm_cmd(
     dropout: DropoutOption = M.dropout,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = M.tie_weights,
     max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = M.max_vocab,
+    char_input: Annotated[
+        bool,
+        typer.Option(
+            help="Word level: add to each word's embedding a character CNN of its spelling (Kim et al. 2016), so "
+            "rare words and inflections get a sensible input; a keystroke costs the same"
+        ),
+    ] = M.char_input,
     sample_by: Annotated[
         SampleBy,
         typer.Option(
@@ -139,6 +146,16 @@ def train_lm_cmd(
         float | None,
         typer.Option(help="Size budget of the n-gram on disk [default: what keeps the keyboard within 20 MB]"),
     ] = T.ngram_mb,
+    lexicon: Annotated[
+        str | None,
+        typer.Option(
+            help="Words no model of the run knows, offered by their frequency: wordfreq:LANG (pip install "
+            "'seqtext[lexicon]') or a word list (a word per line, optionally a tab and its count); needs --ngram"
+        ),
+    ] = T.lexicon,
+    lexicon_words: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="The lexicon's most frequent new words kept")
+    ] = T.lexicon_words,
     fp16_weights: Annotated[
         bool,
         typer.Option(
@@ -181,6 +198,11 @@ def train_lm_cmd(
             f"{', '.join(f'{w:.2f}' for w in built['weights'])} by the longest context it knows "
             f"(chosen on {built['valid_words']:,} validation words)"
         )
+        if built.get("lexicon_weight"):
+            err.print(
+                f"[green]lexicon[/] weight {built['lexicon_weight']:g} ({built['lexicon_words']:,} validation words "
+                "known only to it)"
+            )
 
 
 @friendly_errors
