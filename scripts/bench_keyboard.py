@@ -45,6 +45,7 @@ import seqtext
 from seqtext.config import KEYBOARD_MB, LMConfig, TrainConfig, parse_duration
 from seqtext.keyboard.building import build_run_ngram, keyboard_files_mb
 from seqtext.keyboard.completion import Completer
+from seqtext.keyboard.lexicon import LEXICON_FILE
 from seqtext.keyboard.ngram import build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.typist import percentile, simulate_typing
@@ -222,8 +223,15 @@ def measure(
     combo = score(lambda t, k: [c.word for c in combo_completer.suggest(t, k)], lines, latency_lines)
     combo["model_mb"] = keyboard_files_mb(run)
     alone = score(lambda t, k: [c.word for c in alone_completer.suggest(t, k)], lines, latency_lines)
-    alone["model_mb"] = combo["model_mb"] - (run / NGRAM_FILE).stat().st_size / 1e6  # all but the n-gram
+    lexicon_mb = (run / LEXICON_FILE).stat().st_size / 1e6 if (run / LEXICON_FILE).is_file() else 0.0
+    alone["model_mb"] = combo["model_mb"] - (run / NGRAM_FILE).stat().st_size / 1e6 - lexicon_mb  # the LSTM's files
     run_ngram = load_ngram(run, lm.tokenizer)
+    without_lexicon = None
+    if lm.config.lexicon_weight:  # the same keyboard without its lexicon: what the lexicon adds, on one model
+        plain = Completer(lm)
+        plain.use_ngram(run_ngram, lm.config.ngram_weights)
+        without_lexicon = score(lambda t, k: [c.word for c in plain.suggest(t, k)], lines, latency_lines)
+        without_lexicon["model_mb"] = combo["model_mb"] - lexicon_mb
     own = score(NgramSuggester(run_ngram), lines, latency_lines)
     own.update(model_mb=(run / NGRAM_FILE).stat().st_size / 1e6, order=run_ngram.order)
     by_order, suggesters = {}, {}
@@ -260,6 +268,7 @@ def measure(
             "lexicon_weight": lm.config.lexicon_weight,
         },
         "lstm": alone,
+        "without_lexicon": without_lexicon,
         "run_ngram": own,
         "ngram": {"best_order": best, **by_order[best], "by_order": by_order},
         "vs_ngram": {
@@ -308,6 +317,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         f"{lstm} + {c['ngram_order']}-gram (weights {weights}){lexicon} | {cell(c)} | "
         f"{v['ksr_points']:+.1f} pts, top-1 ×{v['top1_ratio']:.2f}, top-3 ×{v['top3_ratio']:.2f}; {verdict} |",
         f"|  |  |  |  | LSTM alone (--no-ngram) | {cell(report['lstm'])} |  |",
+        *([f"|  |  |  |  | the same without its lexicon | {cell(report['without_lexicon'])} |  |"] if lexicon else []),
         f"|  |  |  |  | the run's {report['run_ngram']['order']}-gram alone "
         f"({report['run_ngram']['model_mb']:.1f} MB) | {cell(report['run_ngram'])} |  |",
         f"|  |  |  |  | KN {n['best_order']}-gram, unpruned | {cell(n)} |  |",

@@ -158,3 +158,23 @@ def test_keyboard_diagnosis_names_the_causes(monkeypatch):
     assert cause_of(line, line.index("come"), "come", known, counts, False) == "rare"
     assert cause_of(line, line.index("parque"), "parque", known, counts, True) == "near_repeat"
     assert cause_of(line, line.index("parque"), "parquecito", known, counts, True) == "oov"
+
+
+def test_keystroke_bands_add_up_to_the_lead(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from keyboard_diagnosis import keystroke_bands, word_costs
+
+    lines = ["Voy al parque", "Mi perro come"]
+    oracle = {"": ["Voy", "Mi"], "Voy ": ["al"], "Voy al ": ["parque"], "Mi ": ["perro"], "Mi perro ": ["come"]}
+    knows_all = lambda typed, k: oracle.get(typed, [])  # noqa: E731
+    after_one = lambda typed, k: ["perro"] if typed.endswith("p") else []  # noqa: E731
+    assert word_costs(knows_all, lines) == [(1, True)] * 6
+    assert word_costs(after_one, lines)[4] == (2, False) and word_costs(after_one, lines)[0] == (3, False)
+    report = keystroke_bands({"a": knows_all, "b": after_one}, lines, ["Voy al parque hoy"], known={"Voy", "al"})
+    characters = sum(len(line) for line in lines)
+    lead = 100 * (sum(k for k, _ in word_costs(after_one, lines)) - 6) / characters
+    for bands in report["bands"].values():
+        assert sum(b["points"] for b in bands.values()) == pytest.approx(lead, abs=1e-2)
+        assert sum(b["words"] for b in bands.values()) == 6
+    assert report["bands"]["line so far starts a training line"]["1-2 words"]["words"] == 2  # "al", "parque"
+    assert report["bands"]["recurrent model's vocabulary"]["outside"]["words"] == 4
