@@ -25,7 +25,7 @@ from torch import Tensor
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.keyboard.words import WORD
 from seqtext.runs import checks
-from seqtext.runs.saving import save_tensors
+from seqtext.runs.saving import lines_tensor, save_tensors
 from seqtext.schema import shown
 
 LEXICON_FILE = "lexicon.safetensors"
@@ -105,7 +105,7 @@ def make_lexicon(source: str, size: int, known: set[str]) -> Lexicon:
 def save_lexicon(run: Path, lexicon: Lexicon) -> Path:
     """Write the lexicon into a run directory (atomically): its words as UTF-8 text and their probabilities."""
     tensors = {
-        "words": torch.tensor(list("\n".join(lexicon.words).encode("utf-8")), dtype=torch.uint8),
+        "words": lines_tensor(lexicon.words),
         "probs": lexicon.probs.float(),
     }
     header = {"format": FORMAT, "words": len(lexicon.words), "source": lexicon.source}
@@ -134,10 +134,7 @@ def load_lexicon(run: Path) -> Lexicon | None:
     if found != expected or found["words"][1][0] > size * (4 * MAX_WORD_CHARS + 1):
         raise checks.problem(path, f"its tensors are {found}, expected {expected}", FIX)
     tensors = checks.load_tensors(path)
-    try:
-        words = bytes(tensors["words"].tolist()).decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        words = []
+    words = checks.tensor_lines(tensors["words"])
     if len(words) != size or len(set(words)) != size or not all(WORD.fullmatch(w) for w in words):
         raise checks.problem(path, f"its word list is not {size:,} distinct words", FIX)
     probs = tensors["probs"]

@@ -18,7 +18,7 @@ import torch
 from seqtext.errors import CheckpointError
 from seqtext.keyboard.ngram import BOS, NgramModel, Order
 from seqtext.runs import checks
-from seqtext.runs.saving import save_tensors
+from seqtext.runs.saving import lines_tensor, save_tensors
 from seqtext.schema import shown
 
 NGRAM_FILE = "ngram.safetensors"
@@ -37,7 +37,7 @@ def fingerprint(tokenizer: Any) -> str:
 def save_ngram(run: Path, model: NgramModel, tokenizer: Any) -> Path:
     """Write the n-gram into a run directory (atomically)."""
     tensors: dict[str, torch.Tensor] = {
-        "vocab": torch.tensor(list("\n".join(model.vocab).encode("utf-8")), dtype=torch.uint8),
+        "vocab": lines_tensor(model.vocab),
         "unigram": model.unigram.float(),
     }
     for n, table in enumerate(model.tables, start=2):
@@ -118,10 +118,7 @@ def load_ngram(run: Path, tokenizer: Any) -> NgramModel | None:
     if set(found) - set(expected):
         raise checks.problem(path, f"unexpected tensors ({', '.join(sorted(set(found) - set(expected))[:3])})", FIX)
     tensors = checks.load_tensors(path)
-    try:
-        vocab = bytes(tensors["vocab"].tolist()).decode("utf-8").split("\n")
-    except UnicodeDecodeError:
-        vocab = []
+    vocab = checks.tensor_lines(tensors["vocab"])
     if len(vocab) != size or vocab[0] != BOS or len(set(vocab)) != size:
         raise checks.problem(path, f"its vocabulary is not {size:,} distinct words from {BOS}", FIX)
     unigram = tensors["unigram"]

@@ -179,6 +179,14 @@ def check_tensors(
         raise problem(path, f"tensors this model does not have ({shown_names}); the file comes from another run")
 
 
+def tensor_lines(tensor: torch.Tensor) -> list[str]:
+    """The lines of a word list stored by saving.lines_tensor; [] when its bytes are not UTF-8 (a damaged file)."""
+    try:
+        return bytes(tensor.tolist()).decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return []
+
+
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file whose header was checked; NaN or infinite values are refused."""
     try:

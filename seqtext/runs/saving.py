@@ -60,6 +60,11 @@ def save_tensors(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], met
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
+def lines_tensor(lines: list[str]) -> torch.Tensor:
+    """Lines of text as one uint8 tensor (UTF-8, joined by newlines): how a run's word lists are stored."""
+    return torch.tensor(list("\n".join(lines).encode("utf-8")), dtype=torch.uint8)
+
+
 def update_model_config(out_dir: Path, config: Any) -> None:
     """Rewrite the model config of a finished run's config.json (a value chosen after training)."""
     header = read_header(out_dir)
