@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL, TINY_TRAIN, copy_run
+from helpers import TINY_MODEL, TINY_TRAIN, copy_run
 
 import seqtext
 from seqtext.config import LMConfig, TrainConfig
