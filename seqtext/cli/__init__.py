@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from seqtext.cli import evaluate, keyboard, lm, runs, sentiment, serve
+from seqtext.cli import evaluate, export, keyboard, lm, runs, sentiment, serve
 
 app = typer.Typer(
     name="seqtext",
@@ -34,3 +34,4 @@ app.command("plot")(runs.plot_cmd)
 app.command("inspect")(runs.inspect_cmd)
 app.command("classify")(sentiment.classify_cmd)
 app.command("serve")(serve.serve_cmd)
+app.command("export")(export.export_cmd)
