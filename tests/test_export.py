@@ -6,21 +6,18 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import copy_run
-from typer.testing import CliRunner
+from helpers import assert_clean_error, copy_run, invoke
 
 pytest.importorskip("onnx", reason="needs the export extra: pip install -e '.[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install -e '.[export]'")
 
 import seqtext  # noqa: E402
-from seqtext.cli import app  # noqa: E402
 from seqtext.keyboard.completion import Completer  # noqa: E402
 from seqtext.keyboard.ngramfile import load_ngram  # noqa: E402
 from seqtext.models import join_states, select_state  # noqa: E402
 from seqtext.sentiment.classification import encode_texts, predict_proba  # noqa: E402
 from seqtext.tokenizer import from_json  # noqa: E402
 
-runner = CliRunner()
 TYPED = [
     "",
     "Voy al parque con mi per",  # "periquito": a word only the n-gram knows
@@ -34,7 +31,7 @@ TYPED = [
 
 
 def export(run, out, *flags):
-    result = runner.invoke(app, ["export", str(run), "--out", str(out), *flags])
+    result = invoke("export", run, "--out", out, *flags)
     assert result.exit_code == 0, result.output
     return out
 
@@ -142,29 +139,20 @@ def test_the_exported_classifier_gives_seqtexts_probabilities(sentiment_run, tmp
         assert json.loads((out / "phrases.json").read_text(encoding="utf-8"))["phrases"] == memory
 
 
-def one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
-
-
 def test_bad_export_targets_are_refused_before_any_work(word_run, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "mine.txt").write_text("keep me", encoding="utf-8")
-    assert "is not empty" in one_line_error(runner.invoke(app, ["export", str(word_run), "--out", str(full)]))
+    assert "is not empty" in assert_clean_error(invoke("export", str(word_run), "--out", str(full)))
     assert (full / "mine.txt").read_text(encoding="utf-8") == "keep me"
     a_file = tmp_path / "a-file"
     a_file.write_text("x", encoding="utf-8")
-    assert "is a file" in one_line_error(runner.invoke(app, ["export", str(word_run), "--out", str(a_file)]))
+    assert "is a file" in assert_clean_error(invoke("export", str(word_run), "--out", str(a_file)))
     under_a_file = a_file / "sub"
-    assert "is a file" in one_line_error(runner.invoke(app, ["export", str(word_run), "--out", str(under_a_file)]))
-    result = runner.invoke(app, ["export", str(word_run), "--out", str(tmp_path / "x"), "--format", "tflite"])
+    assert "is a file" in assert_clean_error(invoke("export", str(word_run), "--out", str(under_a_file)))
+    result = invoke("export", word_run, "--out", tmp_path / "x", "--format", "tflite")
     assert result.exit_code == 2 and "tflite" in result.output  # typer names the formats there are
-    assert "not a seqtext run" in one_line_error(
-        runner.invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "y")])
-    )
+    assert "not a seqtext run" in assert_clean_error(invoke("export", str(tmp_path), "--out", str(tmp_path / "y")))
 
 
 def test_force_writes_into_a_directory_that_holds_files(word_run, tmp_path):
@@ -177,13 +165,11 @@ def test_an_ensemble_is_refused_with_what_to_do(sentiment_run, tmp_path, monkeyp
     from seqtext.runs.loading import Loaded
 
     monkeypatch.setattr(Loaded, "members", property(lambda self: (self, self)))
-    message = one_line_error(runner.invoke(app, ["export", str(sentiment_run), "--out", str(tmp_path / "e")]))
+    message = assert_clean_error(invoke("export", str(sentiment_run), "--out", str(tmp_path / "e")))
     assert "ensemble of 2 models" in message
 
 
 def test_a_damaged_run_is_refused(keyboard_run, tmp_path):
     damaged = copy_run(keyboard_run, tmp_path / "damaged")
     (damaged / "ngram.safetensors").write_bytes(b"not safetensors")
-    assert "ngram.safetensors" in one_line_error(
-        runner.invoke(app, ["export", str(damaged), "--out", str(tmp_path / "e")])
-    )
+    assert "ngram.safetensors" in assert_clean_error(invoke("export", str(damaged), "--out", str(tmp_path / "e")))
