@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import assert_clean_error, copy_run, invoke
+from helpers import assert_clean_error, copy_run, invoke, train_tiny
 
 pytest.importorskip("onnx", reason="needs the export extra: pip install -e '.[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install -e '.[export]'")
 
 import seqtext  # noqa: E402
 from seqtext.keyboard.completion import Completer  # noqa: E402
+from seqtext.keyboard.lexicon import load_lexicon  # noqa: E402
 from seqtext.keyboard.ngramfile import load_ngram  # noqa: E402
 from seqtext.models import join_states, select_state  # noqa: E402
 from seqtext.sentiment.classification import encode_texts, predict_proba  # noqa: E402
@@ -78,7 +79,9 @@ def exported_keyboard(run, out):
     )
     keyboard = Completer(lm, ngram=False)
     if described["ngram"]:
-        keyboard.use_ngram(load_ngram(out, lm.tokenizer), described["ngram"]["weights"])
+        lexicon = load_lexicon(out) if described["lexicon"] else None
+        weight = described["lexicon"]["weight"] if lexicon else 0.0
+        keyboard.use_ngram(load_ngram(out, lm.tokenizer), described["ngram"]["weights"], lexicon, weight)
     return keyboard, described
 
 
@@ -104,6 +107,17 @@ def test_character_and_gru_models_export_too(run, request, tmp_path):
     keyboard, _ = exported_keyboard(path, export(path, tmp_path / "export"))
     reference = Completer(path)
     for typed in ["Voy al parque con mi pe", "En un lugar de la Man", "Mi "]:
+        got, want = keyboard.suggest(typed, 3), reference.suggest(typed, 3)
+        assert [c.word for c in got] == [c.word for c in want]
+        assert [c.prob for c in got] == pytest.approx([c.prob for c in want], abs=1e-4)
+
+
+def test_a_character_aware_input_exports_as_its_table(lines_file, tmp_path):
+    run = train_tiny(lines_file, tmp_path / "run", {"level": "word", "char_input": True})
+    out = export(run, tmp_path / "export")
+    assert json.loads((out / "keyboard.json").read_text(encoding="utf-8"))["char_input"]
+    keyboard, reference = exported_keyboard(run, out)[0], Completer(run)
+    for typed in ["Voy al parque con mi pe", "Mi ", "El niño juega con el p"]:
         got, want = keyboard.suggest(typed, 3), reference.suggest(typed, 3)
         assert [c.word for c in got] == [c.word for c in want]
         assert [c.prob for c in got] == pytest.approx([c.prob for c in want], abs=1e-4)

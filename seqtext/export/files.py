@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from seqtext.export import graphs
+from seqtext.keyboard.lexicon import LEXICON_FILE
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT
 from seqtext.keyboard.words import INEXACT_DISCOUNT
@@ -22,9 +23,18 @@ FORMAT, VERSION = "seqtext-export", 1
 
 
 def weights_of(loaded: Loaded) -> dict[str, torch.Tensor]:
-    """The network's weights in float32 under PyTorch's names (a tied head is written once more as head.weight)."""
+    """The network's weights in float32 under PyTorch's names (a tied head is written once more as head.weight).
+
+    A character-aware input (train lm --char-input) is written as it runs at inference too: `embed.table`,
+    the input vector of every token (its embedding plus the CNN of its spelling), computed once here.
+    """
     state = loaded.model.state_dict()
-    return {name: tensor.detach().float().cpu().contiguous().clone() for name, tensor in state.items()}
+    weights = {name: tensor.detach().float().cpu().contiguous().clone() for name, tensor in state.items()}
+    if getattr(loaded.config, "char_input", False):
+        with torch.inference_mode():
+            ids = torch.arange(loaded.config.vocab_size, device=loaded.device)
+            weights["embed.table"] = loaded.model.embed(ids).float().cpu().contiguous().clone()
+    return weights
 
 
 def write_json(path: Path, content: dict[str, Any]) -> Path:
@@ -62,6 +72,10 @@ def write_lm(loaded: Loaded, out: Path) -> list[Path]:
     if ngram is not None:
         shutil.copyfile(loaded.path / NGRAM_FILE, out / NGRAM_FILE)
         written.append(out / NGRAM_FILE)
+    lexicon_weight = getattr(config, "lexicon_weight", 0.0)
+    if ngram is not None and lexicon_weight and (loaded.path / LEXICON_FILE).exists():
+        shutil.copyfile(loaded.path / LEXICON_FILE, out / LEXICON_FILE)
+        written.append(out / LEXICON_FILE)
     keyboard = {
         "format": FORMAT,
         "version": VERSION,
@@ -73,6 +87,8 @@ def write_lm(loaded: Loaded, out: Path) -> list[Path]:
         "ngram": None
         if ngram is None
         else {"file": NGRAM_FILE, "order": ngram.order, "weights": list(config.ngram_weights)},
+        "lexicon": {"file": LEXICON_FILE, "weight": lexicon_weight} if (out / LEXICON_FILE).exists() else None,
+        "char_input": bool(getattr(config, "char_input", False)),
         "inexact_discount": INEXACT_DISCOUNT,
         "personal_weight": PERSONAL_WEIGHT,
         "char_beam": 8,

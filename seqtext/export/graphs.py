@@ -87,7 +87,8 @@ def language_model(weights: dict[str, np.ndarray], config, step: bool) -> onnx.M
     ids = "ids"
     if step:
         ids = g.one("Unsqueeze", ["ids", g.const(np.array([1]))])  # (B, 1)
-    x = g.one("Transpose", [g.one("Gather", [g.const(weights["embed.weight"]), ids])], perm=[1, 0, 2])  # (T, B, E)
+    table = weights.get("embed.table", weights["embed.weight"])  # char-aware input: precomputed per token
+    x = g.one("Transpose", [g.one("Gather", [g.const(table), ids])], perm=[1, 0, 2])  # (T, B, E)
     finals: list[list[str]] = []
     for layer in range(layers):
         index = g.const(np.array([layer]))
