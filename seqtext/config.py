@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -109,6 +109,7 @@ class TrainConfig:
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
         | {"lexicon", "lexicon_words"}
+        | {"embeddings", "freeze_embeddings", "embeddings_coverage"}
     )
 
     data: str = ""
@@ -140,6 +141,13 @@ class TrainConfig:
     # "wordfreq:LANG" (the wordfreq package's list) or a word-list file; needs --ngram.
     lexicon: str | None = None
     lexicon_words: int = 100_000  # the lexicon's most frequent words kept (of those the training text lacks)
+    # Pretrained word vectors (GloVe .txt, word2vec/fastText .vec; gzip or not) that start the embedding.
+    # Only provenance once trained: the run keeps the vectors in its weights.
+    embeddings: str | None = None
+    freeze_embeddings: bool = False  # keep the embedding as --embeddings gave it (words it lacks keep a random vector)
+    # Derived when training starts, never set by hand: the share of the vocabulary's words (special tokens
+    # aside) and of the training tokens that --embeddings had a vector for.
+    embeddings_coverage: dict[str, float] = field(default_factory=dict)
 
     @property
     def epoch_limit(self) -> int:
@@ -170,6 +178,10 @@ class TrainConfig:
             raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
         check_range("sampled_softmax", self.sampled_softmax, 0, MAX_VOCAB)
         check_range("lexicon_words", self.lexicon_words, 1, 1_000_000)
+        if self.freeze_embeddings and not self.embeddings:
+            raise ConfigError("--freeze-embeddings keeps pretrained vectors fixed; give them with --embeddings FILE")
+        if self.embeddings_coverage and not self.embeddings:
+            raise field_error("embeddings_coverage", "is derived from --embeddings, which the run does not name")
         if self.sampled_softmax and self.teacher_forcing < 1.0:
             raise ConfigError(
                 "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "
@@ -246,11 +258,12 @@ class ClassifierTrainConfig(TrainConfig):
     # Answer a text found verbatim among the training phrases with its training label: +4.1 points on the
     # SST dev phrases (mean of 2 seeds, 0.652 → 0.692), whole sentences unchanged.
     phrase_memory: bool = True
+    embeddings_vocab: int = 0  # with --embeddings: the words of its first N rows (most frequent) join the vocabulary
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = TrainConfig.OPTIONAL_IN_FILES | {
         "ensemble", "distill_from", "distill_weight", "ema", "ordinal_weight", "split_seed",
-        "phrase_memory",
+        "phrase_memory", "embeddings_vocab",
     }  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -279,6 +292,14 @@ class ClassifierTrainConfig(TrainConfig):
             raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")
         if not 0.0 <= self.word_dropout < 1.0:
             raise field_error("word_dropout", f"must be in [0, 1) (got {self.word_dropout})")
+        check_range("embeddings_vocab", self.embeddings_vocab, 0, MAX_VOCAB)
+        if self.embeddings_vocab and not self.embeddings:
+            raise ConfigError("--embeddings-vocab adds words of a vectors file; give the file with --embeddings")
+        if self.embeddings and self.init_from:
+            raise ConfigError(
+                "--init-from and --embeddings both start the embedding; pass one (a language model trained "
+                "with --embeddings carries the vectors into --init-from)"
+            )
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")

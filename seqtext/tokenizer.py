@@ -83,6 +83,17 @@ def build_tokenizer(texts: Sequence[str], level: str, max_vocab: int) -> Tokeniz
     return build_word_tokenizer(texts, max_vocab)
 
 
+def with_words(tokenizer: Tokenizer, words: Iterable[str]) -> Tokenizer:
+    """A word-level tokenizer that also knows `words` (as words following a space), each with a new id
+    after the existing ones; words it knows already keep theirs."""
+    vocab = tokenizer.get_vocab()
+    for word in words:
+        vocab.setdefault(SPACE_MARK + word, len(vocab))
+    extended = Tokenizer.from_str(tokenizer.to_str())
+    extended.model = models.WordLevel(vocab, unk_token="<unk>")
+    return extended
+
+
 def encode_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens (the caller adds <bos>/<eos>)."""
     # tokenizers ≥ 0.20 has encode_batch_fast: the same ids without offsets, about 15% faster

@@ -15,18 +15,20 @@ import torch.nn.functional as F
 
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
-from seqtext.errors import CorpusError
+from seqtext.errors import ConfigError, CorpusError
 from seqtext.lm.evaluation import eval_windows, lm_metrics, lm_nll
 from seqtext.lm.gradients import ProbeWindows, probe_windows, state_gradient_norms
 from seqtext.lm.sampled import SampledSoftmax, token_counts
 from seqtext.models import RNNLanguageModel, State, detach_state, on_meta, state_from_tensors, state_tensors
 from seqtext.runs.checks import problem
 from seqtext.runs.reading import read_tokenizer
+from seqtext.runs.resume import saved_configs
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
 from seqtext.training.session import TrainingSession, check_out_dir
+from seqtext.vectors import check_dim, start_embedding
 from seqtext.wordinput import char_vocab_size, spell_vocabulary, vocabulary_tokens
 
 
@@ -147,7 +149,14 @@ def train_lm(
     In the session that holds train_config.out: `seqtext.train_lm` opens it, and adds the keyboard's n-gram.
     """
     out = Path(train_config.out)
+    if resume:
+        _, saved_train = saved_configs(out)
+        train_config = replace(train_config, embeddings_coverage=saved_train.embeddings_coverage)
     saved = check_out_dir(out, resume, model_config, train_config)
+    if train_config.embeddings and not resume:
+        if model_config.level != "word":
+            raise ConfigError("--embeddings holds word vectors; train a --level word language model with them")
+        check_dim(train_config.embeddings, model_config.embed_dim)
     seed_everything(train_config.seed)
     device = pick_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
@@ -166,9 +175,11 @@ def train_lm(
         train_texts, tokenizer, stream=stream, bptt=train_config.bptt, batch_size=train_config.batch_size
     )
     check_lm_size(train_windows, train_config.data, train_config.bptt, train_config.batch_size)
-    sampler = None
-    if train_config.sampled_softmax:  # counts of the whole corpus, the same on every process
-        sampler = SampledSoftmax(token_counts(train_windows, model_config.vocab_size), train_config.sampled_softmax)
+    sampler, counts = None, None
+    if train_config.sampled_softmax or (train_config.embeddings and not resume):
+        counts = token_counts(train_windows, model_config.vocab_size)  # of the whole corpus, the same on every process
+    if train_config.sampled_softmax:
+        sampler = SampledSoftmax(counts, train_config.sampled_softmax)
     train_windows = shards.for_rank(train_windows, train_config.data)  # under torchrun: this process's share
     valid_windows = eval_windows(valid_texts, tokenizer, stream=stream, bptt=train_config.bptt)
     valid_chars = count_characters(valid_texts, stream=stream)
@@ -191,8 +202,14 @@ def train_lm(
     check_fits(on_meta(RNNLanguageModel, model_config), device)
     model = RNNLanguageModel(model_config)
     spell_vocabulary(model, tokenizer)
+    if train_config.embeddings and not resume:  # a tied output layer is the same matrix, so it starts from them too
+        coverage = start_embedding(model.embed, train_config.embeddings, tokenizer.get_vocab(), counts)
+        train_config = replace(train_config, embeddings_coverage=coverage)
+    model.embed.weight.requires_grad_(not train_config.freeze_embeddings)  # tied: the output matrix is fixed too
     model = model.to(device)
     task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe, sampler)
+    if train_config.embeddings:
+        task.info = {"embeddings": train_config.embeddings_coverage}
     return run_training(
         session,
         task,

@@ -24,10 +24,11 @@ from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, spl
 from seqtext.sentiment.memory import build_memory
 from seqtext.sentiment.metrics import classifier_metrics
 from seqtext.sentiment.task import ClassifierTask, class_weights
-from seqtext.tokenizer import build_tokenizer, from_json, to_json
+from seqtext.tokenizer import SPACE_MARK, build_tokenizer, from_json, to_json, with_words
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
 from seqtext.training.session import TrainingSession, check_out_dir, training_session
+from seqtext.vectors import check_dim, frequent_words, start_embedding
 
 __all__ = ["ClassifierTask", "class_weights", "train_classifier"]  # the task lives in seqtext.sentiment.task
 
@@ -62,18 +63,21 @@ def _train_one(
 ) -> TrainResult:
     out = Path(train_config.out)
     if resume:
-        saved_model, _ = saved_configs(out)
+        saved_model, saved_train = saved_configs(out)
         if not isinstance(saved_model, ClassifierConfig):
             raise CheckpointError(f"{out} holds a language-model run; resume it with: seqtext train lm --resume")
         model_config = replace(model_config, labels=model_config.labels or saved_model.labels)
+        train_config = replace(train_config, embeddings_coverage=saved_train.embeddings_coverage)
     check_out_dir(out, resume, model_config, train_config)
+    if train_config.embeddings and not resume:
+        check_embeddings(model_config, train_config)
     seed_everything(train_config.seed)
     device = pick_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
     lm = language_model(train_config.init_from, model_config) if train_config.init_from else None
     train_rows, valid_rows, split, names = _read(train_config, model_config.labels)
     model_config = replace(model_config, labels=names)
-    tokenizer = _tokenizer(out, resume, lm, model_config, train_rows)
+    tokenizer = _tokenizer(out, resume, lm, model_config, train_rows, train_config)
     model_config = replace(model_config, vocab_size=tokenizer.get_vocab_size())
     kept = [i for i, t in enumerate(train_rows.texts) if t.strip()]  # empty texts teach nothing
     train_ids = encode_texts(tokenizer, model_config, [train_rows.texts[i] for i in kept])
@@ -91,6 +95,13 @@ def _train_one(
     model = RNNClassifier(model_config)
     if lm is not None and not resume:
         init_from_lm(model, lm.model)
+    if train_config.embeddings and not resume:
+        counts = torch.bincount(
+            torch.tensor([i for ids in train_ids for i in ids], dtype=torch.long), minlength=model_config.vocab_size
+        )
+        coverage = start_embedding(model.embed, train_config.embeddings, tokenizer.get_vocab(), counts)
+        train_config = replace(train_config, embeddings_coverage=coverage)
+    model.embed.weight.requires_grad_(not train_config.freeze_embeddings)
     info = {
         "unit": "texts",
         "train_texts": len(kept),
@@ -100,6 +111,7 @@ def _train_one(
         "labels": list(names),
         "init_from": train_config.init_from,
         "distill_from": train_config.distill_from,
+        "embeddings": train_config.embeddings_coverage,
     }
     valid_ids = encode_texts(tokenizer, model_config, valid_rows.texts)
     task = ClassifierTask(
@@ -187,8 +199,11 @@ def _train_ensemble(
     )
 
 
-def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierConfig, rows: Labelled) -> Any:
-    """The run's own tokenizer on --resume, the language model's with --init-from, else a new one."""
+def _tokenizer(
+    out: Path, resume: bool, lm: Loaded | None, config: ClassifierConfig, rows: Labelled, cfg: ClassifierTrainConfig
+) -> Any:
+    """The run's own tokenizer on --resume, the language model's with --init-from, else a new one (with
+    the most frequent words of --embeddings added, for --embeddings-vocab)."""
     if resume:
         saved, _ = saved_configs(out)
         tokenizer = read_tokenizer(out, vocab_size=saved.vocab_size, level=saved.level)
@@ -200,8 +215,25 @@ def _tokenizer(out: Path, resume: bool, lm: Loaded | None, config: ClassifierCon
         return tokenizer
     if lm is not None:
         return lm.tokenizer
-    build = lambda: build_tokenizer([prepare(t, config) for t in rows.texts], config.level, config.max_vocab)  # noqa: E731
+
+    def build() -> Any:
+        tokenizer = build_tokenizer([prepare(t, config) for t in rows.texts], config.level, config.max_vocab)
+        if not cfg.embeddings_vocab:
+            return tokenizer
+        known = {token.removeprefix(SPACE_MARK) for token in tokenizer.get_vocab() if token.startswith(SPACE_MARK)}
+        words = frequent_words(cfg.embeddings, cfg.embeddings_vocab, known)
+        return with_words(tokenizer, [w for w in words if not config.lowercase or w == w.lower()])
+
     return distributed.from_writer(build, to_json, from_json)  # built once (rank 0), shared
+
+
+def check_embeddings(config: ClassifierConfig, cfg: ClassifierTrainConfig) -> None:
+    """--embeddings: word vectors for a word or sub-word vocabulary, of the embedding's dimension."""
+    if config.level == "char":
+        raise ConfigError("--embeddings holds word vectors; a --level char classifier has no words (use word)")
+    if cfg.embeddings_vocab and config.level != "word":
+        raise ConfigError("--embeddings-vocab adds whole words to a word vocabulary; it needs --level word")
+    check_dim(cfg.embeddings, config.embed_dim)
 
 
 ARCHITECTURE = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")

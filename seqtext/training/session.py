@@ -72,9 +72,9 @@ def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: Trai
         )
     for name, saved, given in [
         *_differences(saved_model, model_config, {"vocab_size", "sample_by"}),
-        *_differences(saved_train, train_config, {"out"}),  # the run is where it is now
+        *_differences(saved_train, train_config, {"out", "embeddings_coverage"}),  # the run is where it is now
     ]:
-        if name in ("data", "valid") and same_file(given, saved, sources.get(name)):
+        if name in ("data", "valid", "embeddings") and same_file(given, saved, sources.get(name)):
             continue
         raise ConfigError(
             f"--{name.replace('_', '-')} is {given!r} but the run in {out} was started with {saved!r}; "
@@ -110,7 +110,7 @@ def same_file(given: str | None, saved: str | None, source: Any) -> bool:
 def sources(train_config: TrainConfig) -> dict[str, dict[str, Any]]:
     """Where the local data files are and their sizes, saved with the resume state so that --resume
     from another directory, or of a copied run, recognises them."""
-    named = {"data": train_config.data, "valid": train_config.valid}
+    named = {"data": train_config.data, "valid": train_config.valid, "embeddings": train_config.embeddings}
     return {
         name: {"path": os.path.abspath(path), "bytes": os.path.getsize(path)}
         for name, path in named.items()
