@@ -1,0 +1,248 @@
+"""Pretrained word vectors (--embeddings): the reader (formats, folding, coverage, every bad file), and
+training with them: classifier and word language model, frozen or fine-tuned, resumed, and classifying
+once the file is gone."""
+
+import gzip
+import json
+import re
+from dataclasses import replace
+
+import pytest
+import torch
+from conftest import ROOT, TINY_MODEL, TINY_TRAIN, interrupt_at
+from safetensors.torch import load_file
+
+import seqtext
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
+from seqtext.errors import ConfigError, CorpusError, TrainingStopped
+from seqtext.sentiment.classification import encode_texts
+from seqtext.vectors import frequent_words, read_vectors, vector_dim
+
+PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
+DIM = 8
+TINY_CLF = {"embed_dim": DIM, "hidden_dim": 16, "dropout": 0.0}
+TINY_CLF_TRAIN = {"batch_size": 32, "epochs": 2, "precision": "fp32", "device": "cpu"}
+VOCAB = {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3, "▁film": 4, "film": 5, "▁Café": 6, "▁Apple": 7, "▁zzz": 8}
+
+
+def vector(seed: int) -> list[float]:
+    return [round((seed * 7 + i * 3) % 11 / 10 - 0.5, 2) for i in range(DIM)]
+
+
+def row(word: str, seed: int) -> str:
+    return word + " " + " ".join(str(x) for x in vector(seed)) + "\n"
+
+
+def glove(tmp_path, rows: str, name: str = "vectors.txt", compress: bool = False):
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(rows.encode()) if compress else rows.encode())
+    return path
+
+
+def phrase_words() -> list[str]:
+    """The words of the shipped phrases, lower-cased, as the word tokenizer cuts them."""
+    text = PHRASES.read_text(encoding="utf-8").lower()
+    return sorted(set(re.findall(r"\w+|[^\w\s]", text)) - {"phraseid", "sentenceid", "phrase", "sentiment"})
+
+
+@pytest.fixture(scope="module")
+def phrase_vectors(tmp_path_factory):
+    """GloVe-style vectors for two thirds of the phrases' words, plus words the phrases lack."""
+    words = phrase_words()
+    kept = [w for i, w in enumerate(words) if i % 3]
+    extra = ["unseenword", "anotherword"]
+    path = tmp_path_factory.mktemp("vectors") / "tiny.6B.8d.txt"
+    path.write_text("".join(row(w, i) for i, w in enumerate(kept + extra)), encoding="utf-8")
+    return path
+
+
+# The reader
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("header", [False, True])
+def test_glove_and_vec_files_plain_or_gzip_give_the_same_vectors(tmp_path, compress, header):
+    rows = row("film", 1) + row("café", 2) + row("apple", 3) + row("Apple", 4)
+    text = (f"4 {DIM}\n" if header else "") + rows.replace("\n", " \n" if header else "\n")  # .vec: trailing space
+    path = glove(tmp_path, text, "v.vec.gz" if compress else "v.vec", compress)
+    vectors = read_vectors(path, VOCAB)
+    assert vectors.dim == DIM and vectors.rows == 4 and vector_dim(path) == DIM
+    assert vectors.found.tolist() == [False] * 4 + [True, True, True, True, False]
+    assert vectors.weight[4].tolist() == pytest.approx(vector(1)) and torch.equal(vectors.weight[4], vectors.weight[5])
+    assert vectors.weight[6].tolist() == pytest.approx(vector(2))  # "▁Café" lower-cased
+    assert vectors.weight[7].tolist() == pytest.approx(vector(4))  # the exact "Apple" beats the earlier "apple"
+    assert vectors.weight[8].abs().sum() == 0
+
+
+def test_accents_fold_after_case(tmp_path):
+    vectors = read_vectors(glove(tmp_path, row("cafe", 1) + row("film", 2)), VOCAB)
+    assert vectors.weight[6].tolist() == pytest.approx(vector(1))  # "Café" → "café" → "cafe"
+
+
+def test_coverage_counts_words_and_training_tokens(tmp_path):
+    vectors = read_vectors(glove(tmp_path, row("film", 1)), VOCAB)
+    counts = torch.tensor([0, 2, 9, 9, 5, 1, 1, 0, 1])  # <bos>/<eos> are not words; <unk> is a word not found
+    assert vectors.coverage(counts) == {"vocabulary": pytest.approx(2 / 5), "training_tokens": pytest.approx(6 / 10)}
+
+
+def test_frequent_words_are_the_first_rows_that_are_one_token(tmp_path):
+    path = glove(tmp_path, "".join(row(w, i) for i, w in enumerate(["the", "n't", "film", "e-mail", "movie", "late"])))
+    assert frequent_words(path, 5, known={"film"}) == ["the", "movie"]
+
+
+def test_a_word_with_spaces_is_read_whole(tmp_path):
+    vectors = read_vectors(glove(tmp_path, row("film", 1) + row(". . .", 2)), {**VOCAB, "▁. . .": 9})
+    assert vectors.found[9] and vectors.weight[9].tolist() == pytest.approx(vector(2))
+
+
+def numbers(n: int) -> str:
+    return " ".join(["0.5"] * n)
+
+
+BAD_FILES = {
+    "empty": (b"", None, "is empty"),
+    "blank": (b"\n \n", None, "is empty"),
+    "ragged": (f"film {numbers(DIM)}\ncafe {numbers(DIM - 1)}\n".encode(), 2, f"has {DIM - 1} numbers, not {DIM}"),
+    "too long": (f"film {numbers(DIM)}\ncafe {numbers(DIM + 2)}\n".encode(), 2, f"has {DIM + 2} numbers, not {DIM}"),
+    "not a number": (f"film {numbers(DIM - 1)} abc\n".encode(), 1, "'abc' is not a number"),
+    "nan": (f"film {numbers(DIM - 1)} nan\n".encode(), 1, "infinite or NaN"),
+    "header count": (f"3 {DIM}\nfilm {numbers(DIM)}\n".encode(), 2, "announces 3 vectors but the file holds 1"),
+    "header dimension": (f"1 {DIM + 1}\nfilm {numbers(DIM)}\n".encode(), 2, f"has {DIM} numbers, not {DIM + 1}"),
+    "no numbers": (b"film\ncafe\n", 1, "a word without numbers"),
+    "binary word2vec": (b"2 8\nfilm " + bytes(range(0, 32)) + b"\ncafe ", 2, "binary word2vec"),
+    "binary, not utf-8": (b"2 8\nfilm \xff\xfe\x80\x81abcd\n", 2, "binary word2vec"),
+    "invalid utf-8": (f"film {numbers(DIM)}\n".encode() + b"caf\xe9 " + numbers(DIM).encode() + b"\n", 2, "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_a_bad_vectors_file_is_one_line_naming_file_and_line(tmp_path, name):
+    content, line, problem = BAD_FILES[name]
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError) as caught:
+        read_vectors(path, VOCAB)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and problem in message
+    assert (f"line {line}:" in message) if line else not re.search(r"line \d", message)
+
+
+def test_gzip_that_is_not_gzip_and_gzip_cut_short(tmp_path):
+    fake = glove(tmp_path, row("film", 1), "v.txt.gz")
+    with pytest.raises(CorpusError, match=r"v\.txt\.gz: is named \.gz but is not gzip-compressed; rename it"):
+        read_vectors(fake, VOCAB)
+    whole = gzip.compress("".join(row(f"w{i}", i) for i in range(2000)).encode())
+    cut = tmp_path / "cut.txt.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CorpusError, match=r"cut\.txt\.gz, line [\d,]+: the gzip data is damaged or cut short"):
+        read_vectors(cut, VOCAB)
+
+
+# Training with vectors
+
+
+def train_clf(out, vectors, model=None, **train):
+    seqtext.train_classifier(
+        ClassifierConfig(**{**TINY_CLF, **(model or {})}),
+        ClassifierTrainConfig(data=str(PHRASES), out=str(out), embeddings=str(vectors), **{**TINY_CLF_TRAIN, **train}),
+    )
+    return out
+
+
+def test_frozen_vectors_stay_and_the_run_classifies_without_the_file(tmp_path, phrase_vectors):
+    local = tmp_path / "vectors.txt"
+    local.write_bytes(phrase_vectors.read_bytes())
+    run = train_clf(tmp_path / "run", local, freeze_embeddings=True)
+    weight = load_file(str(run / "model.safetensors"))["embed.weight"]
+    expected = read_vectors(local, seqtext.load(run).tokenizer.get_vocab())
+    assert torch.equal(weight[expected.found], expected.weight[expected.found])  # unchanged by training
+    recipe = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
+    assert recipe["embeddings"] == str(local) and recipe["freeze_embeddings"] is True
+    coverage = recipe["embeddings_coverage"]
+    assert 0.55 < coverage["vocabulary"] < 0.75 and 0 < coverage["training_tokens"] <= 1
+    before = seqtext.classify(run, ["a warm , funny film", "dull and lifeless"])
+    local.unlink()  # the run holds the vectors in its weights
+    assert seqtext.classify(seqtext.load(run), ["a warm , funny film", "dull and lifeless"]) == before
+
+
+def test_fine_tuned_vectors_start_from_the_file_and_move(tmp_path, phrase_vectors):
+    run = train_clf(tmp_path / "run", phrase_vectors)
+    expected = read_vectors(phrase_vectors, seqtext.load(run).tokenizer.get_vocab())
+    weight = load_file(str(run / "model.safetensors"))["embed.weight"]
+    assert not torch.equal(weight[expected.found], expected.weight[expected.found])
+    assert torch.allclose(weight[expected.found], expected.weight[expected.found], atol=0.2)
+
+
+def test_embeddings_vocab_adds_the_files_frequent_words(tmp_path, phrase_vectors):
+    run = train_clf(tmp_path / "run", phrase_vectors, embeddings_vocab=10_000, freeze_embeddings=True)
+    clf = seqtext.load(run)
+    unseen = clf.tokenizer.token_to_id("▁unseenword")
+    assert unseen is not None and encode_texts(clf.tokenizer, clf.config, ["unseenword"]) == [[unseen]]
+    weight = load_file(str(run / "model.safetensors"))["embed.weight"]
+    assert weight[unseen].tolist() == pytest.approx(vector(len([w for i, w in enumerate(phrase_words()) if i % 3])))
+
+
+def test_a_conflicting_embed_dim_and_other_misuses_are_refused(tmp_path, phrase_vectors):
+    with pytest.raises(ConfigError, match=rf"--embed-dim is 16 but --embeddings .* holds {DIM}-dimensional .* 8"):
+        train_clf(tmp_path / "a", phrase_vectors, model={"embed_dim": 16})
+    with pytest.raises(ConfigError, match="--level char"):
+        train_clf(tmp_path / "b", phrase_vectors, model={"level": "char"})
+    with pytest.raises(ConfigError, match="give them with --embeddings"):
+        ClassifierTrainConfig(freeze_embeddings=True)
+    with pytest.raises(ConfigError, match="--init-from and --embeddings"):
+        ClassifierTrainConfig(embeddings="v.txt", init_from="lm")
+    assert not (tmp_path / "a").exists()
+
+
+def test_resume_with_vectors_ends_like_the_straight_run(tmp_path, phrase_vectors):
+    options = {"epochs": 2, "patience": 0, "eval_every": 5}
+    straight = train_clf(tmp_path / "straight", phrase_vectors, **options)
+    model_config = ClassifierConfig(**TINY_CLF)
+    copy = tmp_path / "moved.txt"  # the same bytes under another name are the same data
+    copy.write_bytes(phrase_vectors.read_bytes())
+    train_config = ClassifierTrainConfig(
+        data=str(PHRASES),
+        out=str(tmp_path / "resumed"),
+        embeddings=str(phrase_vectors),
+        **{**TINY_CLF_TRAIN, **options},
+    )
+    with pytest.raises(TrainingStopped):
+        seqtext.train_classifier(model_config, train_config, callback=interrupt_at(7))
+    other = glove(tmp_path, row("film", 1) + row("warm", 2))
+    with pytest.raises(ConfigError, match=r"--embeddings is .* but the run .* was started with"):
+        seqtext.train_classifier(model_config, replace(train_config, embeddings=str(other)), resume=True)
+    seqtext.train_classifier(model_config, replace(train_config, embeddings=str(copy)), resume=True)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    recipes = [
+        json.loads((r / "train_config.json").read_text(encoding="utf-8")) for r in (straight, tmp_path / "resumed")
+    ]
+    assert recipes[0]["embeddings_coverage"] == recipes[1]["embeddings_coverage"] != {}
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_word_language_model_with_frozen_vectors(tmp_path, lines_file, tie):
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", lines_file.read_text(encoding="utf-8"))))
+    path = glove(tmp_path, "".join(row(w.lower(), i) for i, w in enumerate(words)))
+    out = tmp_path / "lm"
+    seqtext.train_lm(
+        LMConfig(**{**TINY_MODEL, "level": "word", "embed_dim": DIM, "tie_weights": tie}),
+        TrainConfig(data=str(lines_file), out=str(out), embeddings=str(path), freeze_embeddings=True, **TINY_TRAIN),
+    )
+    lm = seqtext.load(out)
+    expected = read_vectors(path, lm.tokenizer.get_vocab())
+    weight = load_file(str(out / "model.safetensors"))
+    assert torch.equal(weight["embed.weight"][expected.found], expected.weight[expected.found])
+    if tie:  # the output layer is the same matrix
+        assert lm.model.head.weight is lm.model.embed.weight
+    coverage = json.loads((out / "train_config.json").read_text(encoding="utf-8"))["embeddings_coverage"]
+    assert coverage["vocabulary"] == 1.0 and coverage["training_tokens"] == 1.0
+
+
+def test_char_language_model_refuses_vectors(tmp_path, lines_file):
+    path = glove(tmp_path, row("perro", 1))
+    with pytest.raises(ConfigError, match="--level word"):
+        seqtext.train_lm(
+            LMConfig(**{**TINY_MODEL, "embed_dim": DIM}),
+            TrainConfig(data=str(lines_file), out=str(tmp_path / "lm"), embeddings=str(path), **TINY_TRAIN),
+        )
