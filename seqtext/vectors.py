@@ -142,7 +142,9 @@ def read_vectors(path: str | Path, vocab: Mapping[str, int]) -> Vectors:
 
 def vector_dim(path: str | Path) -> int:
     """The dimension of a vectors file, from its first line (the header, or the first row)."""
-    return _Rows(Path(path)).dim
+    rows = _Rows(Path(path))
+    rows.close()
+    return rows.dim
 
 
 def frequent_words(path: str | Path, rows: int, known: Iterable[str]) -> list[str]:
@@ -156,6 +158,7 @@ def frequent_words(path: str | Path, rows: int, known: Iterable[str]) -> list[st
         if word not in seen and ONE_TOKEN.fullmatch(word):
             seen.add(word)
             words.append(word)
+    reader.close()
     return words
 
 
@@ -166,7 +169,7 @@ class _Rows:
         self.path = path
         self.count = 0
         self.announced: int | None = None  # the header's row count (word2vec/fastText)
-        lines = self._lines()
+        self._source = lines = self._lines()
         try:
             number, first = next(lines)
         except StopIteration:
@@ -179,6 +182,10 @@ class _Rows:
             self.dim, self._rest = len(first.rstrip(" ").split(" ")) - 1, itertools.chain([(number, first)], lines)
         if self.dim < 1:
             raise self.error(number, "holds a word without numbers", "give one word and its numbers per line")
+
+    def close(self) -> None:
+        """Close the file before its last row (a finished pass closes it itself)."""
+        self._source.close()
 
     def error(self, line: int | None, problem: str, fix: str) -> CorpusError:
         where = f"{self.path}" if line is None else f"{self.path}, line {line:,}"
