@@ -11,8 +11,10 @@ import pytest
 import torch
 from conftest import ROOT, TINY_MODEL, TINY_TRAIN, interrupt_at
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 import seqtext
+from seqtext.cli import app
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import ConfigError, CorpusError, TrainingStopped
 from seqtext.sentiment.classification import encode_texts
@@ -246,3 +248,71 @@ def test_char_language_model_refuses_vectors(tmp_path, lines_file):
             LMConfig(**{**TINY_MODEL, "embed_dim": DIM}),
             TrainConfig(data=str(lines_file), out=str(tmp_path / "lm"), embeddings=str(path), **TINY_TRAIN),
         )
+
+
+# The command line
+
+runner = CliRunner()
+TINY_CLI = ["--hidden-dim", "16", "--batch-size", "32", "--epochs", "2", "--precision", "fp32", "--device", "cpu"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_error(result, text):
+    assert result.exit_code == 1, result.output
+    assert text in result.stderr, result.stderr
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_cli_trains_with_vectors_shows_coverage_and_classifies_without_the_file(tmp_path, phrase_vectors):
+    local = tmp_path / "vectors.txt.gz"
+    local.write_bytes(gzip.compress(phrase_vectors.read_bytes()))
+    out = tmp_path / "run"
+    result = invoke(
+        "train", "classifier", PHRASES, "--out", out, "--embeddings", local, "--freeze-embeddings", *TINY_CLI
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"word vectors for \d+\.\d% of the vocabulary's words, \d+\.\d% of the training tokens", result.stderr
+    )
+    assert seqtext.load(out).config.embed_dim == DIM  # the file's dimension, not --embed-dim's default
+    shown = invoke("inspect", out)
+    assert shown.exit_code == 0 and re.search(
+        r"word vectors .*vectors\.txt\.gz \(frozen\): \d", shown.stdout + shown.stderr
+    )
+    local.unlink()
+    classified = runner.invoke(app, ["classify", str(out), "-"], input="a warm , funny film\n")
+    assert classified.exit_code == 0 and classified.stdout.count("\n") == 2
+
+
+def test_cli_refuses_a_conflicting_embed_dim_and_a_bad_file_in_one_line(tmp_path, phrase_vectors):
+    result = invoke(
+        "train",
+        "classifier",
+        PHRASES,
+        "--out",
+        tmp_path / "a",
+        "--embeddings",
+        phrase_vectors,
+        "--embed-dim",
+        "16",
+        *TINY_CLI,
+    )
+    assert_clean_error(result, f"--embed-dim is 16 but --embeddings {phrase_vectors} holds {DIM}-dimensional vectors")
+    bad = glove(tmp_path, row("film", 1) + "warm 0.1 0.2\n")
+    result = invoke("train", "classifier", PHRASES, "--out", tmp_path / "b", "--embeddings", bad, *TINY_CLI)
+    assert_clean_error(result, f"{bad}, line 2: has 2 numbers, not {DIM}")
+    result = invoke("train", "classifier", PHRASES, "--out", tmp_path / "c", "--freeze-embeddings", *TINY_CLI)
+    assert_clean_error(result, "--freeze-embeddings keeps pretrained vectors fixed; give them with --embeddings FILE")
+
+
+def test_cli_word_lm_takes_the_files_dimension(tmp_path, lines_file):
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", lines_file.read_text(encoding="utf-8"))))
+    path = glove(tmp_path, f"{len(words)} {DIM}\n" + "".join(row(w, i) for i, w in enumerate(words)), "v.vec")
+    out = tmp_path / "lm"
+    tiny = ["--layers", "1", "--hidden-dim", "16", "--batch-size", "8", "--epochs", "1", "--precision", "fp32"]
+    result = invoke("train", "lm", lines_file, "--out", out, "--level", "word", "--embeddings", path, *tiny)
+    assert result.exit_code == 0, result.output
+    assert seqtext.load(out).config.embed_dim == DIM and "word vectors for 100.0% of the vocabulary" in result.stderr

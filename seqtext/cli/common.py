@@ -176,6 +176,16 @@ def typed_over(saved: Any, given: Any, typed: set[str]) -> Any:
     )
 
 
+def with_vectors_dim(model_config: Any, train_config: Any, typed: set[str]) -> Any:
+    """--embeddings: the embedding takes the file's dimension, unless --embed-dim was typed (training then
+    refuses a different one)."""
+    if not train_config.embeddings or "embed_dim" in typed:
+        return model_config
+    from seqtext.vectors import vector_dim
+
+    return dataclasses.replace(model_config, embed_dim=vector_dim(train_config.embeddings))
+
+
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -215,6 +225,12 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
                 progress.console.print(
                     f"{info['train_texts']:,} training texts ({info['skipped_empty']:,} empty skipped) · "
                     f"{info['valid_texts']:,} validation texts: {info['split']}"
+                )
+            if info.get("embeddings"):  # --embeddings: what the vectors cover
+                coverage = info["embeddings"]
+                progress.console.print(
+                    f"word vectors for {coverage['training_words']:.1%} of the training text's words, "
+                    f"{coverage['training_tokens']:.1%} of the training tokens"
                 )
             fields.update(unit=info.get("unit", "tok"), figure="acc -" if "train_texts" in info else "bpc -")
         elif event.kind == "step":

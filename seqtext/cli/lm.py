@@ -20,6 +20,7 @@ from seqtext.cli.common import (
     stdout,
     training_progress,
     typed_over,
+    with_vectors_dim,
 )
 from seqtext.cli.options import (
     CellOption,
@@ -132,6 +133,17 @@ def train_lm_cmd(
     precision: PrecisionOption = T.precision,
     device: DeviceOption = T.device,
     seed: Annotated[int, typer.Option(help="Seed for initialisation, batching and splits")] = T.seed,
+    embeddings: Annotated[
+        str | None,
+        typer.Option(
+            help="Word level: pretrained word vectors that start the embedding (GloVe .txt, word2vec/fastText .vec, "
+            "gzip or not); the embedding takes their dimension"
+        ),
+    ] = T.embeddings,
+    freeze_embeddings: Annotated[
+        bool,
+        typer.Option(help="Keep the embedding as --embeddings gave it (with --tie-weights, the output matrix too)"),
+    ] = T.freeze_embeddings,
     ngram: Annotated[
         bool,
         typer.Option(
@@ -175,6 +187,8 @@ def train_lm_cmd(
     model_config, train_config = config_from(LMConfig, options), config_from(TrainConfig, options)
     if preset is not None and not resume:  # a resumed run keeps the values it started with
         model_config, train_config = with_preset(preset, model_config, train_config, explicit(ctx))
+    if not resume:
+        model_config = with_vectors_dim(model_config, train_config, explicit(ctx))
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         typed = explicit(ctx)

@@ -87,6 +87,7 @@ def summary_rows(s: Any) -> list[tuple[str, str]]:
         ("parameters", f"{s.parameters:,}: {layers}"),
         ("vocabulary", f"{s.vocab_size:,} tokens; {sample}{' …' if s.vocab_size > 4 + len(s.vocab_sample) else ''}"),
         ("recipe", _recipe(s.recipe)),
+        *([("word vectors", _vectors(s.recipe))] if s.recipe and s.recipe.get("embeddings") else []),
     ]
     if s.last is not None:
         rows.append(("training", f"{s.evaluations} evaluations; the last at {_when(s.last)}"))
@@ -103,6 +104,17 @@ def _recipe(recipe: dict[str, Any] | None) -> str:
         return "unknown (no train_config.json)"
     shown = {k: recipe[k] for k in RECIPE if k in recipe and recipe[k] is not None and recipe[k] is not False}
     return ", ".join(f"--{k.replace('_', '-')} {'' if v is True else v}".rstrip() for k, v in shown.items())
+
+
+def _vectors(recipe: dict[str, Any]) -> str:
+    """--embeddings: the file (provenance only: the vectors are in the weights), frozen or not, and its coverage."""
+    coverage = recipe.get("embeddings_coverage") or {}
+    shares = ""
+    if {"vocabulary", "training_tokens"} <= set(coverage):
+        shares = (
+            f": {coverage['vocabulary']:.1%} of the vocabulary's words, {coverage['training_tokens']:.1%} of tokens"
+        )
+    return f"{recipe['embeddings']} ({'frozen' if recipe.get('freeze_embeddings') else 'fine-tuned'}){shares}"
 
 
 def _when(evaluation: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from seqtext.cli.common import (
     stdout,
     training_progress,
     typed_over,
+    with_vectors_dim,
 )
 from seqtext.cli.options import (
     CellOption,
@@ -56,6 +57,9 @@ FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  #
 # The options of `train classifier` that are fields of ClassifierConfig (M) or ClassifierTrainConfig (T) take
 # their defaults from the fields, and their choices from the fields' Literal types.
 M, T = ClassifierConfig, ClassifierTrainConfig
+VECTORS_HELP = (
+    "Word vectors that start the embedding (GloVe .txt, word2vec/fastText .vec, gzip or not; their dimension)"
+)
 
 
 class OutputFormat(str, Enum):
@@ -127,6 +131,16 @@ def train_classifier_cmd(
     init_from: Annotated[
         str | None, typer.Option(help="Start embedding and recurrent layers from this language-model run")
     ] = T.init_from,
+    embeddings: Annotated[str | None, typer.Option(help=VECTORS_HELP)] = T.embeddings,
+    embeddings_vocab: Annotated[
+        int,
+        typer.Option(
+            min=0, help="With --embeddings: the words of its first N rows (most frequent) join the vocabulary"
+        ),
+    ] = T.embeddings_vocab,
+    freeze_embeddings: Annotated[
+        bool, typer.Option(help="Keep the embedding as --embeddings gave it")
+    ] = T.freeze_embeddings,
     ensemble: Annotated[
         int, typer.Option(min=1, help="Train N members (seeds SEED…SEED+N-1) within --max-time; classify averages them")
     ] = T.ensemble,
@@ -175,6 +189,8 @@ def train_classifier_cmd(
         lm = seqtext.load(init_from).config
         adopted = {name: getattr(lm, name) for name in FROM_LM if name not in typed and hasattr(lm, name)}
         model_config = dataclasses.replace(model_config, **adopted)
+    else:
+        model_config = with_vectors_dim(model_config, train_config, typed)
     with curves_when_done(out, plot), training_progress(err) as on_event:
         result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
     if not writes():  # under torchrun, rank 0 reports
