@@ -145,8 +145,8 @@ class TrainConfig:
     # Only provenance once trained: the run keeps the vectors in its weights.
     embeddings: str | None = None
     freeze_embeddings: bool = False  # keep the embedding as --embeddings gave it (words it lacks keep a random vector)
-    # Derived when training starts, never set by hand: the share of the vocabulary's words (special tokens
-    # aside) and of the training tokens that --embeddings had a vector for.
+    # Derived when training starts, never set by hand: the share of the training text's distinct words
+    # and of its tokens that --embeddings had a vector for (training_words, training_tokens).
     embeddings_coverage: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from seqtext.errors import ConfigError, CorpusError
-from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPACE_MARK, SPECIAL_TOKENS, SUBWORD_PREFIX
+from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPACE_MARK, SPECIAL_TOKENS, SUBWORD_PREFIX, UNK_ID
 
 GZIP_MAGIC = b"\x1f\x8b"
 FOLDS = 3  # exact, lower-cased, lower-cased without accents
@@ -49,15 +49,15 @@ class Vectors:
     rows: int  # vectors in the file
 
     def coverage(self, counts: torch.Tensor) -> dict[str, float]:
-        """Share of the vocabulary's words with a vector (special tokens aside), and of the training
-        tokens that are words (`counts`, (V,), how often each id occurs in the training text; <unk>, a
-        word outside the vocabulary, counts as not found)."""
-        words = self.found.numel() - len(SPECIAL_TOKENS)
+        """Share of the training text's distinct words (those of the vocabulary; words added from the
+        file itself do not count) with a vector, and of its word tokens, `counts` (V,) being how often
+        each id occurs in the training text (<unk>, a word outside the vocabulary, counts as not found)."""
         counts = counts.clone()
         counts[[PAD_ID, BOS_ID, EOS_ID]] = 0
-        tokens = float(counts.sum())
+        words, tokens = counts > 0, float(counts.sum())
+        words[UNK_ID] = False
         return {
-            "vocabulary": float(self.found.sum()) / max(1, words),
+            "training_words": float(self.found[words].sum()) / max(1, int(words.sum())),
             "training_tokens": float(counts[self.found].sum()) / tokens if tokens else 0.0,
         }
 

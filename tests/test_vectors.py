@@ -84,7 +84,8 @@ def test_accents_fold_after_case(tmp_path):
 def test_coverage_counts_words_and_training_tokens(tmp_path):
     vectors = read_vectors(glove(tmp_path, row("film", 1)), VOCAB)
     counts = torch.tensor([0, 2, 9, 9, 5, 1, 1, 0, 1])  # <bos>/<eos> are not words; <unk> is a word not found
-    assert vectors.coverage(counts) == {"vocabulary": pytest.approx(2 / 5), "training_tokens": pytest.approx(6 / 10)}
+    expected = {"training_words": pytest.approx(2 / 4), "training_tokens": pytest.approx(6 / 10)}  # ▁zzz: 1
+    assert vectors.coverage(counts) == expected
 
 
 def test_frequent_words_are_the_first_rows_that_are_one_token(tmp_path):
@@ -161,7 +162,7 @@ def test_frozen_vectors_stay_and_the_run_classifies_without_the_file(tmp_path, p
     recipe = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
     assert recipe["embeddings"] == str(local) and recipe["freeze_embeddings"] is True
     coverage = recipe["embeddings_coverage"]
-    assert 0.55 < coverage["vocabulary"] < 0.75 and 0 < coverage["training_tokens"] <= 1
+    assert 0.55 < coverage["training_words"] < 0.75 and 0 < coverage["training_tokens"] <= 1
     before = seqtext.classify(run, ["a warm , funny film", "dull and lifeless"])
     local.unlink()  # the run holds the vectors in its weights
     assert seqtext.classify(seqtext.load(run), ["a warm , funny film", "dull and lifeless"]) == before
@@ -238,7 +239,7 @@ def test_word_language_model_with_frozen_vectors(tmp_path, lines_file, tie):
     if tie:  # the output layer is the same matrix
         assert lm.model.head.weight is lm.model.embed.weight
     coverage = json.loads((out / "train_config.json").read_text(encoding="utf-8"))["embeddings_coverage"]
-    assert coverage["vocabulary"] == 1.0 and coverage["training_tokens"] == 1.0
+    assert coverage["training_words"] == 1.0 and coverage["training_tokens"] == 1.0
 
 
 def test_char_language_model_refuses_vectors(tmp_path, lines_file):
@@ -275,7 +276,7 @@ def test_cli_trains_with_vectors_shows_coverage_and_classifies_without_the_file(
     )
     assert result.exit_code == 0, result.output
     assert re.search(
-        r"word vectors for \d+\.\d% of the vocabulary's words, \d+\.\d% of the training tokens", result.stderr
+        r"word vectors for \d+\.\d% of the training text's words, \d+\.\d% of the training tokens", result.stderr
     )
     assert seqtext.load(out).config.embed_dim == DIM  # the file's dimension, not --embed-dim's default
     shown = invoke("inspect", out)
@@ -315,4 +316,7 @@ def test_cli_word_lm_takes_the_files_dimension(tmp_path, lines_file):
     tiny = ["--layers", "1", "--hidden-dim", "16", "--batch-size", "8", "--epochs", "1", "--precision", "fp32"]
     result = invoke("train", "lm", lines_file, "--out", out, "--level", "word", "--embeddings", path, *tiny)
     assert result.exit_code == 0, result.output
-    assert seqtext.load(out).config.embed_dim == DIM and "word vectors for 100.0% of the vocabulary" in result.stderr
+    assert (
+        seqtext.load(out).config.embed_dim == DIM
+        and "word vectors for 100.0% of the training text's words" in result.stderr
+    )

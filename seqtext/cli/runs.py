@@ -110,9 +110,9 @@ def _vectors(recipe: dict[str, Any]) -> str:
     """--embeddings: the file (provenance only: the vectors are in the weights), frozen or not, and its coverage."""
     coverage = recipe.get("embeddings_coverage") or {}
     shares = ""
-    if {"vocabulary", "training_tokens"} <= set(coverage):
+    if {"training_words", "training_tokens"} <= set(coverage):
         shares = (
-            f": {coverage['vocabulary']:.1%} of the vocabulary's words, {coverage['training_tokens']:.1%} of tokens"
+            f": {coverage['training_words']:.1%} of the training words, {coverage['training_tokens']:.1%} of tokens"
         )
     return f"{recipe['embeddings']} ({'frozen' if recipe.get('freeze_embeddings') else 'fine-tuned'}){shares}"
 
