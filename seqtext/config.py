@@ -182,6 +182,11 @@ class TrainConfig:
             raise ConfigError("--freeze-embeddings keeps pretrained vectors fixed; give them with --embeddings FILE")
         if self.embeddings_coverage and not self.embeddings:
             raise field_error("embeddings_coverage", "is derived from --embeddings, which the run does not name")
+        coverage = self.embeddings_coverage
+        if set(coverage) - {"training_words", "training_tokens"} or not all(0 <= v <= 1 for v in coverage.values()):
+            raise field_error(
+                "embeddings_coverage", f"must give training_words and training_tokens shares (got {coverage})"
+            )
         if self.sampled_softmax and self.teacher_forcing < 1.0:
             raise ConfigError(
                 "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "

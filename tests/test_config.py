@@ -87,6 +87,8 @@ FLOAT_FIELDS = [
 def test_every_float_field_refuses_non_finite_values(cls, name, value):
     if typing.get_origin(typing.get_type_hints(cls)[name]) is tuple:
         value = (0.5, value)  # a tuple of floats (LMConfig.ngram_weights): each item is checked
+    if typing.get_origin(typing.get_type_hints(cls)[name]) is dict:
+        value = {"training_words": value}  # a dict of floats (TrainConfig.embeddings_coverage): each value is checked
     with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')} must be a finite number") as raised:
         cls(**{name: value})
     assert raised.value.field == name
