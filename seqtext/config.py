@@ -141,12 +141,9 @@ class TrainConfig:
     # "wordfreq:LANG" (the wordfreq package's list) or a word-list file; needs --ngram.
     lexicon: str | None = None
     lexicon_words: int = 100_000  # the lexicon's most frequent words kept (of those the training text lacks)
-    # Pretrained word vectors (GloVe .txt, word2vec/fastText .vec; gzip or not) that start the embedding.
-    # Only provenance once trained: the run keeps the vectors in its weights.
-    embeddings: str | None = None
+    embeddings: str | None = None  # word vectors that start the embedding (then in the weights: the path is provenance)
     freeze_embeddings: bool = False  # keep the embedding as --embeddings gave it (words it lacks keep a random vector)
-    # Derived when training starts, never set by hand: the share of the training text's distinct words
-    # and of its tokens that --embeddings had a vector for (training_words, training_tokens).
+    # Derived, never set by hand: the shares of the training text's distinct words and tokens with a vector.
     embeddings_coverage: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -180,13 +177,9 @@ class TrainConfig:
         check_range("lexicon_words", self.lexicon_words, 1, 1_000_000)
         if self.freeze_embeddings and not self.embeddings:
             raise ConfigError("--freeze-embeddings keeps pretrained vectors fixed; give them with --embeddings FILE")
-        if self.embeddings_coverage and not self.embeddings:
-            raise field_error("embeddings_coverage", "is derived from --embeddings, which the run does not name")
         coverage = self.embeddings_coverage
         if set(coverage) - {"training_words", "training_tokens"} or not all(0 <= v <= 1 for v in coverage.values()):
-            raise field_error(
-                "embeddings_coverage", f"must give training_words and training_tokens shares (got {coverage})"
-            )
+            raise field_error("embeddings_coverage", f"must be training_words and training_tokens shares ({coverage})")
         if self.sampled_softmax and self.teacher_forcing < 1.0:
             raise ConfigError(
                 "sampled_softmax trains with teacher forcing; scheduled sampling needs every word's score: "
@@ -302,8 +295,8 @@ class ClassifierTrainConfig(TrainConfig):
             raise ConfigError("--embeddings-vocab adds words of a vectors file; give the file with --embeddings")
         if self.embeddings and self.init_from:
             raise ConfigError(
-                "--init-from and --embeddings both start the embedding; pass one (a language model trained "
-                "with --embeddings carries the vectors into --init-from)"
+                "--init-from and --embeddings both start the embedding; pass one of them (an LM "
+                "trained with --embeddings carries the vectors into --init-from)"
             )
 
 
