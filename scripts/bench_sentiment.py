@@ -62,7 +62,7 @@ TRAIN = DATA / "rotten_tomatoes_phrases" / "train.tsv"
 DEV_PHRASES = DATA / "sst" / "rt_phrases_dev.tsv"
 DEV_SENTENCES = DATA / "sst" / "sst5_dev_sentences.tsv"
 EMBEDDINGS_VOCAB = ["--embeddings-vocab", "100000"]  # the file's 100k most frequent words join the vocabulary
-VECTORS = "frozen"  # the recommended way to use vectors (README), which the --embeddings ensemble uses
+VECTORS = "tuned"  # the recommended way to use vectors (docs/sentiment.md), which the --embeddings ensemble uses
 
 
 def seqtext_cli(*args: str) -> float:
