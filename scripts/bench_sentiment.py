@@ -243,7 +243,8 @@ def main() -> None:
                 train_rows[0], tests, folder / f"{VECTORS}-0"
             )
             report["classify_vectors"] = classify_speed(folder / f"{VECTORS}-0", tests["dev_phrases"][0], folder)
-            report["embeddings"] = {"file": args.embeddings, "coverage": coverage(folder / f"{VECTORS}-0")}
+            file = "tiny vectors of the training words (--smoke)" if args.smoke else args.embeddings
+            report["embeddings"] = {"file": file, "coverage": coverage(folder / f"{VECTORS}-0")}
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
         if args.init_from_lm:

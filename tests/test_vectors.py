@@ -9,18 +9,15 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import ROOT, TINY_MODEL, TINY_TRAIN, interrupt_at
+from helpers import PHRASES, TINY_MODEL, TINY_TRAIN, assert_clean_error, interrupt_at, invoke
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import seqtext
-from seqtext.cli import app
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import ConfigError, CorpusError, TrainingStopped
 from seqtext.sentiment.classification import encode_texts
 from seqtext.vectors import frequent_words, read_vectors, vector_dim
 
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
 DIM = 8
 TINY_CLF = {"embed_dim": DIM, "hidden_dim": 16, "dropout": 0.0}
 TINY_CLF_TRAIN = {"batch_size": 32, "epochs": 2, "precision": "fp32", "device": "cpu"}
@@ -253,18 +250,7 @@ def test_char_language_model_refuses_vectors(tmp_path, lines_file):
 
 # The command line
 
-runner = CliRunner()
 TINY_CLI = ["--hidden-dim", "16", "--batch-size", "32", "--epochs", "2", "--precision", "fp32", "--device", "cpu"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_clean_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_cli_trains_with_vectors_shows_coverage_and_classifies_without_the_file(tmp_path, phrase_vectors):
@@ -284,7 +270,7 @@ def test_cli_trains_with_vectors_shows_coverage_and_classifies_without_the_file(
         r"word vectors .*vectors\.txt\.gz \(frozen\): \d", shown.stdout + shown.stderr
     )
     local.unlink()
-    classified = runner.invoke(app, ["classify", str(out), "-"], input="a warm , funny film\n")
+    classified = invoke("classify", out, "-", input="a warm , funny film\n")
     assert classified.exit_code == 0 and classified.stdout.count("\n") == 2
 
 
