@@ -8,16 +8,16 @@ Every field is checked when a config is made, from the CLI, the Python API or a 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from seqtext.errors import ConfigError
-from seqtext.files import replacing
-from seqtext.schema import check_finite, check_range, check_types, field_error, shown
+from seqtext.files import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported, with the JSON files' reader and writer
+from seqtext.files import read_json as read_json
+from seqtext.files import write_json as write_json
+from seqtext.schema import check_finite, check_range, check_types, field_error
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
 # The choices of the fields below, which the CLI offers as they are (`--cell rnn|lstm|gru`): add one here.
@@ -35,7 +35,6 @@ MAX_LAYERS = 256
 MAX_VOCAB = 10_000_000
 MAX_WINDOW = 1_000_000  # --bptt, --batch-size
 MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext multiplies them)
-MAX_JSON_BYTES = 16 << 20  # a config or state file is a few KB
 MAX_NGRAM_ORDER = 9
 KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
 MAX_MEMBERS = 32  # --ensemble: each member is a whole model, trained in a share of the budget
@@ -318,28 +317,3 @@ def parse_duration(text: str) -> float:
 def to_dict(config: Any) -> dict[str, Any]:
     """Dataclass → JSON-ready dict (paths become strings)."""
     return {k: str(v) if isinstance(v, os.PathLike) else v for k, v in asdict(config).items()}
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a crash while writing leaves the previous file intact."""
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """Read a JSON object (a file written by write_json, or one edited by hand)."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ConfigError(
-                f"{path} is {size:,} bytes, too large for what it should hold; it was replaced or damaged"
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ConfigError(f"{path} is not readable JSON ({reason}); restore it, or delete the run directory") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path} does not hold a JSON object (got {shown(data)}); restore it, or delete the run directory"
-        )
-    return data
