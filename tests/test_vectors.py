@@ -306,3 +306,43 @@ def test_cli_word_lm_takes_the_files_dimension(tmp_path, lines_file):
         seqtext.load(out).config.embed_dim == DIM
         and "word vectors for 100.0% of the training text's words" in result.stderr
     )
+
+
+def test_frozen_vectors_export_and_classify_without_the_file(tmp_path, phrase_vectors):
+    ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install -e '.[export]'")
+    pytest.importorskip("onnx", reason="needs the export extra: pip install -e '.[export]'")
+    from seqtext.sentiment.classification import predict_proba
+    from seqtext.tokenizer import from_json
+
+    local = tmp_path / "vectors.txt"
+    local.write_bytes(phrase_vectors.read_bytes())
+    run = train_clf(tmp_path / "run", local, freeze_embeddings=True)
+    local.unlink()  # the export, like classify, reads the run alone
+    result = invoke("export", run, "--out", tmp_path / "export")
+    assert result.exit_code == 0, result.output
+    clf = seqtext.load(run)
+    texts = ["a warm , funny film", "unseenword and dull", "ok"]
+    ids = encode_texts(
+        from_json((tmp_path / "export" / "tokenizer.json").read_text(encoding="utf-8")), clf.config, texts
+    )
+    width = max(map(len, ids))
+    feed = {"ids": [i + [0] * (width - len(i)) for i in ids], "lengths": [len(i) for i in ids]}
+    feed = {k: torch.tensor(v).numpy() for k, v in feed.items()}
+    (probs,) = ort.InferenceSession(str(tmp_path / "export" / "classifier.onnx")).run(None, feed)
+    assert probs == pytest.approx(predict_proba(clf.model, ids, clf.device).numpy(), abs=1e-4)
+
+
+def test_word_lm_with_character_aware_input_starts_its_word_embedding_from_the_vectors(tmp_path, lines_file):
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", lines_file.read_text(encoding="utf-8"))))
+    path = glove(tmp_path, "".join(row(w.lower(), i) for i, w in enumerate(words)))
+    out = tmp_path / "lm"
+    model = LMConfig(**{**TINY_MODEL, "level": "word", "embed_dim": DIM, "char_input": True})
+    seqtext.train_lm(
+        model,
+        TrainConfig(data=str(lines_file), out=str(out), embeddings=str(path), freeze_embeddings=True, **TINY_TRAIN),
+    )
+    lm = seqtext.load(out)
+    expected = read_vectors(path, lm.tokenizer.get_vocab())
+    weight = load_file(str(out / "model.safetensors"))
+    assert torch.equal(weight["embed.weight"][expected.found], expected.weight[expected.found])
+    assert seqtext.complete(lm, "el ")  # the character CNN beside the frozen vectors still predicts
