@@ -39,6 +39,7 @@ _API = {
     "RunSummary": "seqtext.runs.inspection",
     "plot_curves": "seqtext.plots",
     "plot_gradients": "seqtext.plots",
+    "plot_confusion": "seqtext.plots",
 }
 __all__ = ["__version__", *_API]
 

@@ -27,6 +27,7 @@ from seqtext.runs import reading, saving
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
 from seqtext.training.loop import Callback, TrainResult
+from seqtext.training.progress import progress_shown
 from seqtext.training.session import training_session
 
 
@@ -36,6 +37,7 @@ def train_lm(
     *,
     resume: bool = False,
     callback: Callback | None = None,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out.
 
@@ -43,11 +45,12 @@ def train_lm(
     n-gram of the same training text (ngram.safetensors), and the mixing weight chosen on the
     validation text is saved in config.json (LMConfig.ngram_weights); `result.extras["ngram"]` says
     what was built. With train_config.fp16_weights (also in the preset) the final weights are stored
-    in float16.
+    in float16. `progress`: one display updated in place (True; None, the default: in a notebook only;
+    False: none), beside `callback`, which receives every TrainEvent.
     """
     check_keyboard_options(model_config, train_config)
     # One session for the model and the n-gram: the n-gram is written under the same lock, by the same (rank-0) process
-    with training_session(train_config) as session:
+    with progress_shown(progress, callback) as callback, training_session(train_config) as session:
         if train_config.ngram and model_config.level != "word":
             raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
         out = Path(train_config.out)

@@ -2,7 +2,9 @@
 
 Matplotlib is an optional extra (`pip install "seqtext[plot]"`), imported only when a figure is
 drawn. Figures have a fixed size in pixels (PANEL inches × DPI per panel), so they stay small and
-comparable; the file type follows the name (.png, .svg or .pdf).
+comparable; the file type follows the name (.png, .svg or .pdf). Each function returns the file's
+path as a FigureFile, which a notebook shows inline; in a notebook the backend is left as it is (the
+learner's own figures stay inline), elsewhere it is Agg, which needs no display.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from seqtext.errors import ConfigError
 from seqtext.files import check_output_file, replacing
 from seqtext.runs.reading import read_header, read_metrics
+from seqtext.training.progress import in_notebook
 
 MISSING = (
     'needs matplotlib, an optional extra; install it with: pip install "seqtext[plot]" (or pip install matplotlib)'
@@ -57,7 +60,8 @@ def pyplot(what: str) -> Any:
     try:
         import matplotlib
 
-        matplotlib.use("Agg")  # no display needed
+        if not in_notebook():
+            matplotlib.use("Agg")  # no display needed; a notebook's inline backend needs none either
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError(f"{what} {MISSING}") from None
@@ -135,16 +139,31 @@ def _grid(plt: Any, panels: int, size: tuple[float, float]) -> tuple[Any, list[A
     return fig, flat[:panels]
 
 
-def _save(plt: Any, fig: Any, out: Path) -> Path:
+class FigureFile(type(Path())):  # type: ignore[misc]  # PosixPath or WindowsPath: Path itself is abstract before 3.12
+    """The path of a figure just drawn, which IPython (a notebook) shows as the picture itself."""
+
+    def _repr_png_(self) -> bytes | None:
+        return self.read_bytes() if self.suffix.lower() == ".png" else None
+
+    def _repr_svg_(self) -> str | None:
+        return self.read_text(encoding="utf-8") if self.suffix.lower() == ".svg" else None
+
+
+def _save(plt: Any, fig: Any, out: Path) -> FigureFile:
     fig.tight_layout()
     with replacing(out) as tmp:  # the type follows the name; the temporary name has none
         fig.savefig(tmp, dpi=DPI, format=out.suffix.lower().lstrip("."))  # no bbox_inches="tight": pixels as asked
-    plt.close(fig)
-    return out
+    plt.close(fig)  # shown once, as the returned file: never again by an inline backend at the cell's end
+    return FigureFile(out)
 
 
 def plot_curves(
-    runs: Sequence[str | Path], out: Path, *, metrics: Sequence[str] = (LOSS,), x: str = "step", what: str = "plotting"
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    metrics: Sequence[str] = (LOSS,),
+    x: str = "step",
+    what: str = "plotting",
 ) -> Path:
     """Draw metrics.jsonl figures of one or more runs, one panel per metric and one line per run.
 
@@ -152,6 +171,7 @@ def plot_curves(
     draws the gradient through time against steps back: for one run at every evaluation, shaded
     from early (light) to late (dark); for several runs, each run's last one.
     """
+    out = Path(out)
     check_output(out)
     plt = pyplot(what)
     curves = read_runs(runs)
@@ -207,9 +227,10 @@ def run_figures(run: Path) -> list[str]:
     return [m for m in wanted if m == LOSS or m in have]
 
 
-def plot_gradients(reports: Sequence[dict[str, Any]], out: Path, *, what: str = "--plot") -> Path:
+def plot_gradients(reports: Sequence[dict[str, Any]], out: str | Path, *, what: str = "--plot") -> Path:
     """Gradients through time of several runs on one log-scale panel: the mean over windows, and the
     10th-90th percentile band (from `seqtext.lm.gradients.GradientReport.to_dict()`)."""
+    out = Path(out)
     check_output(out, "--plot")
     plt = pyplot(what)
     fig, (ax,) = _grid(plt, 1, WIDE)
@@ -228,8 +249,9 @@ def plot_gradients(reports: Sequence[dict[str, Any]], out: Path, *, what: str = 
     return _save(plt, fig, out)
 
 
-def plot_confusion(metrics: Any, out: Path, title: str, *, what: str = "--plot") -> Path:
+def plot_confusion(metrics: Any, out: str | Path, title: str = "confusion matrix", *, what: str = "--plot") -> Path:
     """The confusion matrix (rows gold, columns predicted), each row normalised by its gold count."""
+    out = Path(out)
     check_output(out, "--plot")
     plt = pyplot(what)
     rows = [[n / max(1, sum(row)) for n in row] for row in metrics.confusion]

@@ -195,7 +195,7 @@ def train_lm_cmd(
         model_config = typed_over(saved_model, model_config, typed)
         train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
     with curves_when_done(out, plot), training_progress(err) as on_event:
-        result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event)
+        result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event, progress=False)
     if not writes():  # under torchrun, rank 0 reports
         return
     best = result.best_metrics

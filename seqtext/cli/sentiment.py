@@ -192,7 +192,7 @@ def train_classifier_cmd(
     else:
         model_config = with_vectors_dim(model_config, train_config, typed)
     with curves_when_done(out, plot), training_progress(err) as on_event:
-        result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event)
+        result = seqtext.train_classifier(model_config, train_config, resume=resume, callback=on_event, progress=False)
     if not writes():  # under torchrun, rank 0 reports
         return
     best = result.best_metrics

@@ -27,6 +27,7 @@ from seqtext.sentiment.task import ClassifierTask, class_weights
 from seqtext.tokenizer import SPACE_MARK, build_tokenizer, from_json, to_json, with_words
 from seqtext.training import distributed, shards
 from seqtext.training.loop import Callback, TrainResult, run_training
+from seqtext.training.progress import progress_shown
 from seqtext.training.session import TrainingSession, check_out_dir, training_session
 from seqtext.vectors import check_dim, frequent_words, start_embedding
 
@@ -39,15 +40,20 @@ def train_classifier(
     *,
     resume: bool = False,
     callback: Callback | None = None,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train a classifier on train_config.data; keep the most accurate checkpoint in train_config.out.
 
     With train_config.ensemble N > 1, train N members (seeds seed … seed+N-1, one validation split)
-    one after another within the one --max-time, into one run directory.
+    one after another within the one --max-time, into one run directory. `progress`: one display
+    updated in place (True; None, the default: in a notebook only; False: none), beside `callback`.
     """
     # --resume into a run of another kind hands over that run's options (a language model's, without
     # `ensemble`); _train_one's run-directory check then refuses it naming the right command.
-    with training_session(train_config) as session:  # the lock of train_config.out, members/ included
+    with (
+        progress_shown(progress, callback) as callback,
+        training_session(train_config) as session,  # the lock of train_config.out, members/ included
+    ):
         if getattr(train_config, "ensemble", 1) > 1:
             return _train_ensemble(session, model_config, train_config, resume=resume, callback=callback)
         return _train_one(session, model_config, train_config, resume=resume, callback=callback)
