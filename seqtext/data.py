@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,9 @@ def load_table(data: str | Path, split: str = "train", *, streaming: bool = Fals
     With streaming=True, an `IterableDataset` read in chunks (no Arrow cache; column names are known
     only once the first rows are read).
     """
-    import datasets  # heavy: imported only when a table is read
+    with warnings.catch_warnings():  # in a notebook without ipywidgets, tqdm.auto warns on import; its bars are off
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import datasets  # heavy: imported only when a table is read
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
