@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seqtext.config import MAX_WIDTH
 from seqtext.errors import ConfigError, CorpusError
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPACE_MARK, SPECIAL_TOKENS, SUBWORD_PREFIX, UNK_ID
 
@@ -35,6 +36,7 @@ TO_TEXT = (
     "convert it to the text format (gensim: KeyedVectors.load_word2vec_format(FILE, binary=True)"
     ".save_word2vec_format('vectors.vec'))"
 )
+TO_FILE = "give a file of word vectors: a word and its numbers per line (GloVe .txt, word2vec/fastText .vec)"
 # Words the word tokenizer makes as one token: a run of word characters, or one other character.
 ONE_TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -88,8 +90,14 @@ def start_embedding(
     """Initialise `embedding` from the vectors file for the words of `vocab` (token → id); returns the
     coverage (see Vectors.coverage), `counts` being how often each id occurs in the training text."""
     vectors = read_vectors(path, vocab)
+    coverage = vectors.coverage(counts)
+    if not coverage["training_words"]:  # a file of another language, or of sub-word pieces: nothing to start from
+        raise CorpusError(
+            f"--embeddings {path}: none of the training text's words has a vector in its {vectors.rows:,} rows "
+            "(even lower-cased and without accents); give vectors of the training text's language"
+        )
     vectors.initialise(embedding.weight)
-    return vectors.coverage(counts)
+    return coverage
 
 
 def fold(word: str, level: int) -> str:
@@ -173,7 +181,7 @@ class _Rows:
         try:
             number, first = next(lines)
         except StopIteration:
-            raise self.error(None, "is empty", "give a file of word vectors: a word and its numbers per line") from None
+            raise self.error(None, "is empty", TO_FILE) from None
         header = first.split()
         if len(header) == 2 and all(part.isdigit() for part in header):  # word2vec/fastText: "WORDS DIM"
             self.announced, self.dim = int(header[0]), int(header[1])
@@ -182,6 +190,10 @@ class _Rows:
             self.dim, self._rest = len(first.rstrip(" ").split(" ")) - 1, itertools.chain([(number, first)], lines)
         if self.dim < 1:
             raise self.error(number, "holds a word without numbers", "give one word and its numbers per line")
+        if self.dim > MAX_WIDTH:
+            raise self.error(
+                number, f"gives {self.dim:,} numbers per vector, more than an embedding holds ({MAX_WIDTH:,})", TO_FILE
+            )
 
     def close(self) -> None:
         """Close the file before its last row (a finished pass closes it itself)."""
@@ -216,6 +228,8 @@ class _Rows:
                         raise self.error(
                             number, f"is not valid UTF-8 (byte {exc.start + 1})", "save the file as UTF-8 text"
                         ) from None
+                    if number == 1:
+                        text = text.removeprefix("\ufeff")  # a byte-order mark is no part of the first word
                     if text.strip():
                         yield number, text
             except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -224,7 +238,9 @@ class _Rows:
                 ) from None
 
     def _binary_fix(self, number: int) -> str:
-        return f"it is a binary word2vec file: {TO_TEXT}" if self.announced is not None else "give a text file"
+        if self.announced is not None:
+            return f"it is a binary word2vec file: {TO_TEXT}"
+        return "give the text format (.txt, .vec), not a binary .bin file"
 
     def __iter__(self) -> Iterator[tuple[int, str, str]]:
         """(line number, word, text) per row; the field count checked against the dimension."""
@@ -242,6 +258,8 @@ class _Rows:
                 raise self.error(number, f"has {spaces} numbers, not {dim}", self._dim_fix())
             self.count += 1
             yield number, word, text
+        if not self.count:
+            raise self.error(number, "holds no vectors after its header line", TO_FILE)
         if self.announced is not None and self.count != self.announced:
             raise self.error(
                 number,

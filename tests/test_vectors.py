@@ -5,6 +5,7 @@ once the file is gone."""
 import gzip
 import json
 import re
+import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -78,6 +79,27 @@ def test_accents_fold_after_case(tmp_path):
     assert vectors.weight[6].tolist() == pytest.approx(vector(1))  # "Café" → "café" → "cafe"
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_word(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_text("\ufeff" + row("film", 1), encoding="utf-8")
+    assert read_vectors(path, VOCAB).weight[5].tolist() == pytest.approx(vector(1))
+
+
+def test_the_file_is_streamed_not_held(tmp_path):
+    """Only the vocabulary's rows are kept: reading a file costs far less memory than the file."""
+    path = tmp_path / "big.txt"
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(20_000):
+            out.write(row(f"w{i}", i))
+    tracemalloc.start()
+    try:
+        read_vectors(path, VOCAB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < path.stat().st_size / 10, (peak, path.stat().st_size)
+
+
 def test_coverage_counts_words_and_training_tokens(tmp_path):
     vectors = read_vectors(glove(tmp_path, row("film", 1)), VOCAB)
     counts = torch.tensor([0, 2, 9, 9, 5, 1, 1, 0, 1])  # <bos>/<eos> are not words; <unk> is a word not found
@@ -109,7 +131,10 @@ BAD_FILES = {
     "header count": (f"3 {DIM}\nfilm {numbers(DIM)}\n".encode(), 2, "announces 3 vectors but the file holds 1"),
     "header dimension": (f"1 {DIM + 1}\nfilm {numbers(DIM)}\n".encode(), 2, f"has {DIM} numbers, not {DIM + 1}"),
     "no numbers": (b"film\ncafe\n", 1, "a word without numbers"),
+    "header alone": (f"0 {DIM}\n".encode(), 1, "holds no vectors after its header line"),
+    "absurd dimension": (b"3 100000000\nfilm 0.5\n", 1, "more than an embedding holds (65,536)"),
     "binary word2vec": (b"2 8\nfilm " + bytes(range(0, 32)) + b"\ncafe ", 2, "binary word2vec"),
+    "binary fastText": (b"\xba\x16\x4f\x2f\x0c\x00\x00\x00" + bytes(range(32)), 1, "not a binary .bin file"),
     "binary, not utf-8": (b"2 8\nfilm \xff\xfe\x80\x81abcd\n", 2, "binary word2vec"),
     "invalid utf-8": (f"film {numbers(DIM)}\n".encode() + b"caf\xe9 " + numbers(DIM).encode() + b"\n", 2, "UTF-8"),
 }
@@ -192,6 +217,12 @@ def test_a_conflicting_embed_dim_and_other_misuses_are_refused(tmp_path, phrase_
     with pytest.raises(ConfigError, match="--init-from and --embeddings"):
         ClassifierTrainConfig(embeddings="v.txt", init_from="lm")
     assert not (tmp_path / "a").exists()
+
+
+def test_vectors_of_none_of_the_training_words_are_refused(tmp_path):
+    other = glove(tmp_path, row("perro", 1) + row("gato", 2))
+    with pytest.raises(CorpusError, match=r"none of the training text's words has a vector in its 2 rows"):
+        train_clf(tmp_path / "run", other)
 
 
 def test_resume_with_vectors_ends_like_the_straight_run(tmp_path, phrase_vectors):
