@@ -5,12 +5,14 @@ once the file is gone."""
 import gzip
 import json
 import re
+import subprocess
+import sys
 import tracemalloc
 from dataclasses import replace
 
 import pytest
 import torch
-from helpers import PHRASES, TINY_MODEL, TINY_TRAIN, assert_clean_error, interrupt_at, invoke
+from helpers import PHRASES, ROOT, TINY_MODEL, TINY_TRAIN, assert_clean_error, interrupt_at, invoke, needs_shared_data
 from safetensors.torch import load_file
 
 import seqtext
@@ -377,3 +379,17 @@ def test_word_lm_with_character_aware_input_starts_its_word_embedding_from_the_v
     weight = load_file(str(out / "model.safetensors"))
     assert torch.equal(weight["embed.weight"][expected.found], expected.weight[expected.found])
     assert seqtext.complete(lm, "el ")  # the character CNN beside the frozen vectors still predicts
+
+
+@needs_shared_data
+def test_sentiment_benchmark_smoke_with_vectors():
+    """bench_sentiment --embeddings: from scratch, frozen, fine-tuned and the ensemble with vectors, and coverage."""
+    command = [sys.executable, "scripts/bench_sentiment.py", "--smoke", "--seeds", "1", "--embeddings", "glove.6B.50d"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    for name in ("seqtext_single", "seqtext_frozen", "seqtext_tuned", "seqtext_ensemble"):
+        assert 0 <= report[name]["mean_std"]["sst5_sentences.accuracy"]["mean"] <= 1
+    assert "seqtext_distilled" not in report  # with vectors, the ensemble's row replaces the from-scratch pair
+    assert 0.5 < report["embeddings"]["coverage"]["training_words"] < 0.8  # the smoke vectors: 2/3 of the words
+    assert report["classify_vectors"]["cli_phrases_per_s"] > 0
