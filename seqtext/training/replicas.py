@@ -102,14 +102,19 @@ class Replicas:
         """What the resume state holds for every process: rank 0's RNG and carried state under their
         single-process names, the others' as `rank_rngs` and `rankN.` tensors."""
         if self.world is None:
-            return {"torch_rng": rng.tolist()}, carried
+            return {"torch_rng": rng.tolist(), **self._gpu_rngs()}, carried
         names = json.dumps({k: [str(v.dtype).removeprefix("torch."), list(v.shape)] for k, v in carried.items()})
         layouts = [json.loads(text) for text in distributed.gather_text(names)]
         blob = torch.cat(
             [rng.view(-1), *[v.detach().cpu().contiguous().view(-1).view(torch.uint8) for v in carried.values()]]
         )
         blobs = distributed.gather_bytes(blob)
-        state: dict[str, Any] = {"torch_rng": rng.tolist(), "world_size": self.size, "rank_rngs": []}
+        state: dict[str, Any] = {
+            "torch_rng": rng.tolist(),
+            "world_size": self.size,
+            "rank_rngs": [],
+            **self._gpu_rngs(),
+        }
         tensors: dict[str, torch.Tensor] = {}
         for rank, (layout, data) in enumerate(zip(layouts, blobs, strict=True)):
             if rank:
@@ -143,6 +148,7 @@ class Replicas:
                 )
             )
         rank = 0 if self.world is None else self.world.rank
+        self._restore_gpu_rng(saved.get("gpu_rngs"), rank, file)
         if rank == 0:
             return saved["torch_rng"], {k: v for k, v in tensors.items() if not k.startswith("rank")}
         rngs = saved.get("rank_rngs")
@@ -157,3 +163,32 @@ class Replicas:
             raise checks.problem(file, 'field "rank_rngs" is not a list of random-generator states of this torch')
         prefix = f"rank{rank}."
         return rng, {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    def _gpu_rngs(self) -> dict[str, Any]:
+        """Every process's GPU random-generator state (dropout and scheduled sampling draw there), as
+        `gpu_rngs` in rank order; nothing when a process trains on the CPU. A collective under torchrun."""
+        own = gpu_rng()
+        every = [own] if self.world is None else [json.loads(t) for t in distributed.gather_text(json.dumps(own))]
+        return {} if any(state is None for state in every) else {"gpu_rngs": every}
+
+    def _restore_gpu_rng(self, saved: Any, rank: int, file: Path) -> None:
+        """This process's GPU generator as it was saved, for an exact resume on the GPU (a run saved on
+        the CPU has none, and a run resumed on the CPU needs none)."""
+        own = gpu_rng()
+        if saved is None or own is None:
+            return
+        state = saved[rank] if isinstance(saved, list) and len(saved) == self.size else None
+        if (
+            not isinstance(state, list)
+            or len(state) != len(own)
+            or not all(type(b) is int and 0 <= b < 256 for b in state)
+        ):
+            raise checks.problem(file, f'field "gpu_rngs" does not hold {self.size} GPU random-generator state(s)')
+        torch.cuda.set_rng_state(torch.tensor(state, dtype=torch.uint8))
+
+
+def gpu_rng() -> list[int] | None:
+    """The current GPU's random-generator state when this process uses CUDA, else None."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return torch.cuda.get_rng_state().tolist()
