@@ -85,10 +85,11 @@ def check_dim(path: str | Path, embed_dim: int) -> int:
 
 
 def start_embedding(
-    embedding: nn.Embedding, path: str | Path, vocab: Mapping[str, int], counts: torch.Tensor
+    embedding: nn.Module, path: str | Path, vocab: Mapping[str, int], counts: torch.Tensor
 ) -> dict[str, float]:
-    """Initialise `embedding` from the vectors file for the words of `vocab` (token → id); returns the
-    coverage (see Vectors.coverage), `counts` being how often each id occurs in the training text."""
+    """Initialise `embedding`'s word matrix (`.weight`: an nn.Embedding's, or a character-aware input's
+    word part) from the vectors file for the words of `vocab` (token → id); returns the coverage (see
+    Vectors.coverage), `counts` being how often each id occurs in the training text."""
     vectors = read_vectors(path, vocab)
     coverage = vectors.coverage(counts)
     if not coverage["training_words"]:  # a file of another language, or of sub-word pieces: nothing to start from
