@@ -253,6 +253,21 @@ def test_resume_with_vectors_ends_like_the_straight_run(tmp_path, phrase_vectors
     assert recipes[0]["embeddings_coverage"] == recipes[1]["embeddings_coverage"] != {}
 
 
+def test_resume_needs_no_vectors_file(tmp_path, phrase_vectors):
+    local = tmp_path / "vectors.txt"
+    local.write_bytes(phrase_vectors.read_bytes())
+    out = tmp_path / "run"
+    train_config = ClassifierTrainConfig(
+        data=str(PHRASES), out=str(out), embeddings=str(local), **{**TINY_CLF_TRAIN, "eval_every": 5}
+    )
+    with pytest.raises(TrainingStopped):
+        seqtext.train_classifier(ClassifierConfig(**TINY_CLF), train_config, callback=interrupt_at(7))
+    local.unlink()  # the vectors are in the saved weights: resuming reads the run alone
+    result = invoke("train", "classifier", PHRASES, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert seqtext.load(out).config.embed_dim == DIM
+
+
 @pytest.mark.parametrize("tie", [False, True])
 def test_word_language_model_with_frozen_vectors(tmp_path, lines_file, tie):
     words = sorted(set(re.findall(r"\w+|[^\w\s]", lines_file.read_text(encoding="utf-8"))))
