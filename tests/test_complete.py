@@ -15,6 +15,7 @@ from seqtext.config import LMConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer, Completion, completer_for, partial_word
 from seqtext.keyboard.typist import simulate_typing
+from seqtext.keyboard.words import WordIndex
 from seqtext.models import STEPPED_READ, RNNLanguageModel
 from seqtext.tokenizer import build_word_tokenizer
 
@@ -239,3 +240,10 @@ def test_bad_k_and_wrong_kind_and_empty_vocabulary(word_lm):
     empty = dataclasses.replace(word_lm, model=RNNLanguageModel(config).eval(), tokenizer=tokenizer, config=config)
     with pytest.raises(CheckpointError, match="has no words in its vocabulary"):
         Completer(empty)
+
+
+def test_of_equally_likely_words_the_first_in_order_are_kept():
+    index = WordIndex([(w, w, i) for i, w in enumerate(["pa", "pe", "pi", "po", "pu"])])
+    probs = torch.tensor([0.1, 0.2, 0.2, 0.2, 0.3])
+    assert [w for w, _ in index.best(probs, "p", 3)] == ["pu", "pe", "pi"]  # never "po" by topk's order of ties
+    assert [w for w, _ in index.best(probs, "p", 9)] == ["pu", "pe", "pi", "po", "pa"]

@@ -72,10 +72,16 @@ class WordIndex:
         self.ids = torch.tensor([i for _, _, i in entries], dtype=torch.long)
 
     def best(self, probs: Tensor, prefix: str, n: int) -> list[tuple[str, float]]:
-        """The n most likely words whose key starts with prefix, with their probabilities."""
+        """The n most likely words whose key starts with prefix, with their probabilities, best first. Of
+        equally likely words, those first in key order: which of them are kept never depends on topk's
+        order of ties, so every engine (a batch, the page's keyboard) keeps the same ones."""
         lo = bisect_left(self.keys, prefix)
         hi = bisect_left(self.keys, prefix + HIGHEST, lo)
         if lo == hi:
             return []
-        top = probs[self.ids[lo:hi]].topk(min(n, hi - lo))
-        return [(self.words[lo + i], p) for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+        values = probs[self.ids[lo:hi]]
+        last = values.topk(min(n, hi - lo)).values[-1]
+        above = (values > last).nonzero().flatten()
+        tied = (values == last).nonzero().flatten()[: n - len(above)]
+        kept = [*zip(values[above].tolist(), above.tolist(), strict=True), *((float(last), i) for i in tied.tolist())]
+        return [(self.words[lo + i], p) for p, i in sorted(kept, key=lambda pair: (-pair[0], pair[1]))]
