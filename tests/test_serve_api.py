@@ -132,7 +132,7 @@ def test_the_page_and_the_docs_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for asset in ("/page.js", "/page.css"):
+    for asset in ("/page.js", "/page.css", "/network.js", "/keyboard.js"):
         assert asset in page.text
         assert client.get(asset).status_code == 200
     docs = client.get("/docs")
@@ -145,7 +145,7 @@ def test_the_page_and_the_docs_are_served(client):
 
 
 def test_the_page_loads_nothing_from_elsewhere(client):
-    for asset in ("/", "/page.js", "/page.css"):
+    for asset in ("/", "/page.js", "/page.css", "/network.js", "/keyboard.js"):
         text = client.get(asset).text
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
 

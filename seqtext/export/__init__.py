@@ -12,6 +12,7 @@ docs/export.md is the full description. Needs the `export` extra (onnx; onnxrunt
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from seqtext.errors import ConfigError
@@ -19,6 +20,8 @@ from seqtext.files import check_output_dir
 from seqtext.runs.loading import Loaded, load
 
 FORMATS = ("onnx",)
+# What a keyboard in a web page reads (seqtext serve's in-page keyboard): everything but the ONNX graphs
+PAGE_FILES = ("keyboard.json", "vocab.json", "weights.safetensors", "ngram.safetensors", "lexicon.safetensors")
 
 
 def require_extra() -> None:
@@ -55,3 +58,13 @@ def export_run(run: str | Path | Loaded, out: str | Path, *, format: str = "onnx
     written = files.write_lm(loaded, out) if loaded.kind == "lm" else files.write_classifier(loaded, out)
     shutil.copyfile(Path(__file__).parent / f"readme_{loaded.kind}.md", out / "README.md")
     return [*written, out / "README.md"]
+
+
+def keyboard_files(loaded: Loaded) -> dict[str, bytes]:
+    """A language model's export without its ONNX graphs, in memory (name → bytes): the files of PAGE_FILES
+    it has. What `seqtext serve` hands its page to run the keyboard there; needs no onnx."""
+    from seqtext.export import files
+
+    with tempfile.TemporaryDirectory(prefix="seqtext-page-") as folder:
+        written = files.write_lm(loaded, Path(folder), graphs=False)
+        return {path.name: path.read_bytes() for path in written if path.name in PAGE_FILES}

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqtext.export import graphs
 from seqtext.keyboard.lexicon import LEXICON_FILE
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT
@@ -59,15 +58,19 @@ def model_fields(config: Any) -> dict[str, Any]:
     return {name: getattr(config, name) for name in names}
 
 
-def write_lm(loaded: Loaded, out: Path) -> list[Path]:
-    """lm_step.onnx, lm_forward.onnx, weights, tokenizer, vocabulary, keyboard.json (+ the n-gram)."""
-    import onnx
-
+def write_lm(loaded: Loaded, out: Path, graphs: bool = True) -> list[Path]:
+    """lm_step.onnx, lm_forward.onnx, weights, tokenizer, vocabulary, keyboard.json (+ the n-gram);
+    graphs=False leaves out the two ONNX graphs (what the page's keyboard reads, without onnx)."""
     config = loaded.config
     weights, written = common(loaded, out, "lm")
-    for name, step in (("lm_step.onnx", True), ("lm_forward.onnx", False)):
-        onnx.save(graphs.language_model(weights, config, step), out / name)
-        written.append(out / name)
+    if graphs:
+        import onnx
+
+        from seqtext.export.graphs import language_model
+
+        for name, step in (("lm_step.onnx", True), ("lm_forward.onnx", False)):
+            onnx.save(language_model(weights, config, step), out / name)
+            written.append(out / name)
     ngram = load_ngram(loaded.path, loaded.tokenizer) if config.level == "word" and config.ngram_weights else None
     if ngram is not None:
         shutil.copyfile(loaded.path / NGRAM_FILE, out / NGRAM_FILE)
@@ -101,6 +104,8 @@ def write_lm(loaded: Loaded, out: Path) -> list[Path]:
 def write_classifier(loaded: Loaded, out: Path) -> list[Path]:
     """classifier.onnx, weights, tokenizer, vocabulary, classifier.json (+ phrases.json, the phrase memory)."""
     import onnx
+
+    from seqtext.export import graphs
 
     config = loaded.config
     weights, written = common(loaded, out, "classifier")

@@ -21,6 +21,7 @@ from seqtext.serve import schemas
 from seqtext.serve.config import ServeConfig
 from seqtext.serve.guards import ApiError, Guard, check_key, install_error_handlers, log
 from seqtext.serve.hosted import KINDS, Hosted
+from seqtext.serve.inpage import add_export_files
 from seqtext.serve.page import OFFLINE_DOCS, add_page
 
 STREAM_STEP, TEXT_STEP = 1, 32  # tokens per job on the model thread: streams flow token by token
@@ -117,6 +118,7 @@ def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> 
         predictions = [{"label": p.label, "name": p.name, "probs": p.probs} for p in found]
         return {"model": model.name, "labels": list(model.loaded.config.labels), "predictions": predictions}
 
+    add_export_files(api, hosted)
     app.include_router(api)
     add_page(app)
     return app

@@ -1,4 +1,5 @@
-"""The page at / and the OpenAPI page at /docs: fixed files, read once from installed packages.
+"""The page at / (and its keyboard, which can run in the page) and the OpenAPI page at /docs: fixed files,
+read once from installed packages.
 
 No route takes a path from the request, so nothing a request sends can name a file. The page loads
 nothing from elsewhere (its Content-Security-Policy says so to the browser too). FastAPI's own /docs
@@ -19,6 +20,8 @@ PAGE_FILES = {
     "/": ("index.html", "text/html"),
     "/page.js": ("page.js", "text/javascript"),
     "/page.css": ("page.css", "text/css"),
+    "/network.js": ("network.js", "text/javascript"),  # the keyboard in the page, from the model's export
+    "/keyboard.js": ("keyboard.js", "text/javascript"),
 }
 DOCS_FILES = {
     "/docs-assets/swagger-ui-bundle.js": ("swagger-ui-bundle.js", "text/javascript"),
@@ -26,7 +29,9 @@ DOCS_FILES = {
     "/docs-assets/favicon.png": ("favicon.png", "image/png"),
 }
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    # 'wasm-unsafe-eval' lets the in-page keyboard compile its WebAssembly kernel (keyboard.js), and no eval
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; "
+    "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -34,7 +39,7 @@ OFFLINE_DOCS = importlib.util.find_spec("fastapi_offline") is not None  # Swagge
 
 
 def add_page(app: FastAPI) -> None:
-    """GET / (and the two files it loads); GET /docs from local files when they are installed."""
+    """GET / (and the files it loads); GET /docs from local files when they are installed."""
     _add_files(app, resources.files("seqtext.serve") / "static", PAGE_FILES, PAGE_HEADERS)
     if not OFFLINE_DOCS:
         return

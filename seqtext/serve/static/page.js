@@ -1,5 +1,6 @@
-// The seqtext page: keyboard suggestions, sentiment and streamed generation over the /v1/ API.
-// Plain JavaScript, no build step, nothing loaded from elsewhere.
+// The seqtext page: keyboard suggestions, sentiment and streamed generation over the /v1/ API; the
+// keyboard also runs in the page (keyboard.js) from the model's export. Plain JavaScript, no build
+// step, nothing loaded from elsewhere.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -47,16 +48,68 @@ function showPanel(name, models) {
 
 // --- keyboard ---------------------------------------------------------------------------------
 const text = $("text");
-let shown = [], askedFor = null;
+let shown = [], shownProbs = [], askedFor = null;
+
+let where = "server"; // where suggestions come from: "server" (/v1/complete) or "page" (keyboard.js)
+const pageKeyboards = new Map(); // model name → Promise of its PageKeyboard, loaded once
+const readyKeyboards = new Map(); // model name → its PageKeyboard, once loaded
+const inPageLatencies = []; // ms per keystroke in the page: from the keystroke to its suggestions shown
 
 const suggest = latest(async (typed) => {
   try {
     const answer = await (await api("/v1/complete", { model: $("keyboard-model").value, text: typed, k: 3 })).json();
-    if (text.value.slice(0, text.selectionStart) !== typed) return; // the text moved on meanwhile
-    shown = answer.suggestions.map((s) => s.word);
-    renderSuggestions();
+    if (text.value.slice(0, text.selectionStart) !== typed || where !== "server") return; // moved on meanwhile
+    show(answer.suggestions, typed);
   } catch (error) { showError($("suggestions"), error); }
 });
+
+function pageKeyboard(model) {
+  if (!pageKeyboards.has(model)) {
+    const status = $("page-status");
+    status.hidden = false;
+    status.textContent = `Loading ${model} into the page…`;
+    const started = performance.now();
+    const fetchFile = (name) => api(`/v1/models/${encodeURIComponent(model)}/export/${name}`);
+    const loading = loadPageKeyboard(fetchFile).then((keyboard) => {
+      keyboard.loadSeconds = (performance.now() - started) / 1000;
+      readyKeyboards.set(model, keyboard);
+      return keyboard;
+    });
+    loading.catch(() => pageKeyboards.delete(model)); // a failed load is tried again on the next keystroke
+    pageKeyboards.set(model, loading);
+  }
+  return pageKeyboards.get(model);
+}
+
+async function suggestInPage(typed, started) {
+  const model = $("keyboard-model").value;
+  let keyboard = readyKeyboards.get(model);
+  try {
+    if (!keyboard) { // the first keystroke waits for the model, and is not a keystroke's latency
+      keyboard = await pageKeyboard(model);
+      started = null;
+      if (text.value.slice(0, text.selectionStart) !== typed || where !== "page") return;
+    }
+    show(keyboard.suggest(typed, 3), typed);
+    if (started !== null) inPageLatencies.push(performance.now() - started);
+    showLatency(model, keyboard);
+  } catch (error) { showError($("suggestions"), error); showError($("page-status"), error); }
+}
+
+function showLatency(model, keyboard) {
+  const sorted = [...inPageLatencies].sort((a, b) => a - b);
+  const at = (q) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+  const status = $("page-status");
+  status.textContent = `In the page: ${model}, loaded in ${keyboard.loadSeconds.toFixed(1)} s; ` +
+    (sorted.length ? `${sorted.length} keystrokes, p50 ${at(0.5).toFixed(2)} ms, p99 ${at(0.99).toFixed(2)} ms per keystroke` : "type to see its speed");
+}
+
+function show(suggestions, typed) {
+  shown = suggestions.map((s) => s.word);
+  shownProbs = suggestions.map((s) => s.prob);
+  renderSuggestions();
+  Object.assign($("suggestions").dataset, { for: typed, from: where }); // what they answer, and who answered
+}
 
 function renderSuggestions() {
   const bar = $("suggestions");
@@ -68,6 +121,7 @@ function renderSuggestions() {
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.word = word;
+    button.dataset.prob = shownProbs[i];
     button.title = i === 0 ? "Tab or Alt+1" : `Alt+${i + 1}`;
     button.append(Object.assign(document.createElement("kbd"), { textContent: i + 1 }), word);
     button.addEventListener("mousedown", (event) => event.preventDefault()); // keep the caret in the text
@@ -77,10 +131,10 @@ function renderSuggestions() {
 }
 
 function refresh() {
-  const typed = text.value.slice(0, text.selectionStart);
+  const started = performance.now(), typed = text.value.slice(0, text.selectionStart);
   if (typed !== askedFor && !$("keyboard-panel").querySelector(".available").hidden) {
     askedFor = typed;
-    suggest(typed);
+    if (where === "page") suggestInPage(typed, started); else suggest(typed);
   }
 }
 
@@ -198,6 +252,7 @@ async function start() {
     const { models } = await (await api("/v1/models")).json();
     const lms = models.filter((m) => m.kind === "lm");
     showPanel("keyboard", lms.filter((m) => m.can_complete));
+    $("keyboard-where").hidden = !lms.some((m) => m.can_complete);
     showPanel("generate", lms);
     showPanel("sentiment", models.filter((m) => m.kind === "classifier"));
     $("status").textContent = `${models.length} model${models.length === 1 ? "" : "s"}: ` +
@@ -215,5 +270,11 @@ $("key-form").addEventListener("submit", (event) => {
   start();
 });
 $("keyboard-model").addEventListener("change", () => { askedFor = null; refresh(); });
+$("keyboard-where").addEventListener("change", (event) => {
+  where = event.target.value;
+  $("page-status").hidden = where !== "page";
+  askedFor = null;
+  refresh();
+});
 $("sentiment-model").addEventListener("change", sentimentSoon);
 start();
