@@ -27,7 +27,7 @@ TINY = {
     "FILAS_SENTIMIENTO": 1500,
     "DISPOSITIVO": "cpu",
 }
-TRAININGS = 10  # train_lm and train_classifier calls in the notebook: one progress display each
+TRAININGS = 11  # train_lm and train_classifier calls in the notebook: one progress display each
 # The figures it draws: seqtext's (curves ×4, gradients ×2, confusion) and its own (lengths, temperature,
 # the three classifiers, p("perro") key by key)
 FIGURES = 11
@@ -67,7 +67,8 @@ def test_the_budgets_are_one_parameters_cell():
 
 def test_the_first_code_cell_installs_seqtext_when_it_is_missing():
     first = source(code_cells(notebook())[0])
-    assert 'find_spec("seqtext") is None' in first and '%pip install --quiet "seqtext[plot]"' in first
+    assert 'find_spec("seqtext") is None' in first and '%pip install --quiet "{ORIGEN_SEQTEXT}[plot]"' in first
+    assert 'ORIGEN_SEQTEXT = "seqtext"' in first and "raise RuntimeError" in first  # a clear line if it fails
 
 
 def test_the_readme_and_the_docs_link_the_tutorial():
