@@ -1,6 +1,7 @@
 """Every benchmark script runs end to end in --smoke mode (seconds) on the real corpora."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -109,6 +110,20 @@ def test_bench_serve_smoke():
 
 
 @needs_shared_data
+@needs_shared_data
+def test_bench_page_smoke():
+    """Three sentences typed in the page's keyboard in headless Chromium: the page's own latency figures."""
+    pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("playwright", reason="needs playwright: pip install -e '.[dev]'")
+    if not shutil.which("chromium"):
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    report = smoke_report("bench_page.py")
+    figures = report["in_page"]
+    assert report["benchmark"] == "bench_page" and report["sentences"] == 3
+    assert figures["keystrokes"] > 20 and 0 <= figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert figures["kernel"] == "WebAssembly SIMD"  # Chromium compiles the page's kernel under its CSP
+
+
 def test_cell_study_smoke_writes_its_page(tmp_path):
 
     docs = tmp_path / "docs"

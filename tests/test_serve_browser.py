@@ -4,62 +4,35 @@ Types "Voy al parque con mi per" into the page served by a real `seqtext serve` 
 "perro" among the suggestions, takes it with Tab, sees a sentiment label appear and a generation
 stream in. Types a sentence with suggestions from the server and from the keyboard in the page
 (static/keyboard.js, from the model's export) and sees the same suggestions at every keystroke; the
-page measures its per-keystroke latency, which the test prints (reported, not asserted:
-SEQTEXT_PAGE_LM=RUN types tatoeba sentences with that model instead of the tiny one). Skips where
-chromium or playwright is missing; `.ci/run` installs chromium. Set SEQTEXT_SCREENSHOT=docs/serve-page.png
-to refresh the README's screenshot.
+page measures its per-keystroke latency, which the test prints (reported, not asserted; a real
+keyboard's figures come from scripts/bench_page.py). Skips where chromium or playwright is missing;
+`.ci/run` installs chromium. Set SEQTEXT_SCREENSHOT=docs/serve-page.png to refresh the README's screenshot.
 """
 
 import importlib.util
 import json
-import math
 import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SHARED_DATA
+from helpers import ROOT
+from serve_harness import CHROMIUM, chromium_page, in_page_latency, serving, type_keystroke_by_keystroke
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright: pip install -e '.[dev]'")
 
-from serve_harness import serving  # noqa: E402
-
-# Without these flags chromium reaches for the network (closed here) and stalls at start.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
 
 
 @pytest.fixture
 def browser_page(tmp_path):
     """A page in a fresh headless chromium with an empty profile, closed however the test ends."""
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),  # a new, empty --user-data-dir
-            executable_path=CHROMIUM,
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1100, "height": 820},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(60_000)  # a busy CI machine, not a speed limit
-            yield page
-        finally:
-            context.close()
+    with chromium_page(tmp_path / "profile") as page:
+        yield page
 
 
 def test_typing_in_the_page_suggests_perro_and_tab_takes_it(browser_page, word_run, sentiment_run, tmp_path):
@@ -119,32 +92,14 @@ def test_the_page_asks_for_the_api_key(browser_page, word_run):
         expect(page.locator("#suggestions button", has_text="perro")).to_be_visible()
 
 
-def typed_keystroke_by_keystroke(page, sentence: str, where: str) -> list[list[tuple[str, float]]]:
-    """Type `sentence` one key at a time with suggestions from `where` ("server" or "page"); after each
-    key, wait for the suggestions that answer the text so far, and return them (word, probability)."""
-    page.locator(f'#keyboard-where input[value="{where}"]').check()
-    text, bar = page.locator("#text"), page.locator("#suggestions")
-    text.fill("")
-    text.focus()
-    seen = []
-    for n in range(1, len(sentence) + 1):
-        page.keyboard.type(sentence[n - 1])
-        # the first key in the page waits for the model to load: long on a busy machine, no speed limit
-        sync_api.expect(bar).to_have_attribute("data-for", sentence[:n], timeout=120_000)
-        sync_api.expect(bar).to_have_attribute("data-from", where)
-        pairs = bar.locator("button").evaluate_all("bs => bs.map((b) => [b.dataset.word, Number(b.dataset.prob)])")
-        seen.append([(word, prob) for word, prob in pairs])
-    return seen
-
-
 def test_the_keyboard_in_the_page_suggests_what_the_server_suggests(browser_page, keyboard_run, record_property):
     sentence = "Voy al parque con mi periquito. Mañana el nin"  # the n-gram's own word, an unseen one, folding
     page = browser_page
     with serving([f"kbd={keyboard_run}"], "--no-access-log") as server:
         page.goto(server.url)
         sync_api.expect(page.locator("#status")).to_contain_text("1 model")
-        from_server = typed_keystroke_by_keystroke(page, sentence, "server")
-        in_page = typed_keystroke_by_keystroke(page, sentence, "page")
+        from_server = type_keystroke_by_keystroke(page, sentence, "server")
+        in_page = type_keystroke_by_keystroke(page, sentence, "page")
         sync_api.expect(page.locator("#page-status")).to_contain_text("keystrokes, p50")  # its own figures, shown
         for n, (want, got) in enumerate(zip(from_server, in_page, strict=True), start=1):
             assert [w for w, _ in got] == [w for w, _ in want], sentence[:n]
@@ -154,37 +109,8 @@ def test_the_keyboard_in_the_page_suggests_what_the_server_suggests(browser_page
         report_latency(page, "tiny keyboard of the tests", record_property)
 
 
-def report_latency(page, model: str, record_property) -> dict:
+def report_latency(page, model: str, record_property) -> None:
     """The page's own per-keystroke latency figures, printed and recorded (reported, never asserted)."""
-    latencies = sorted(page.evaluate("inPageLatencies"))
-
-    def at(q: float) -> float:  # as the page computes its figures
-        return latencies[min(len(latencies) - 1, math.ceil(q * len(latencies)) - 1)]
-
-    report = {
-        "model": model,
-        "kernel": page.evaluate("readyKeyboards.values().next().value.reader.network.kernel.name"),
-        "keystrokes": len(latencies),
-        "p50_ms": round(at(0.5), 3),
-        "p99_ms": round(at(0.99), 3),
-        "max_ms": round(latencies[-1], 3),
-    }
+    report = {"model": model, **in_page_latency(page)}
     record_property("in_page_latency", json.dumps(report))
-    print("in-page keystroke latency:", json.dumps(report))
-    return report
-
-
-@pytest.mark.skipif(not os.environ.get("SEQTEXT_PAGE_LM"), reason="set SEQTEXT_PAGE_LM=RUN to time a real keyboard")
-def test_in_page_latency_of_a_real_keyboard(browser_page, record_property):
-    """Tatoeba sentences typed in the page with the keyboard SEQTEXT_PAGE_LM names, for its latency figures."""
-    run, page = Path(os.environ["SEQTEXT_PAGE_LM"]), browser_page
-    valid = SHARED_DATA / "spanish" / "tatoeba_es_valid.txt"
-    if not valid.is_file():
-        pytest.skip(f"needs {valid} (../shared/data beside the project)")
-    sentences = valid.read_text(encoding="utf-8").splitlines()[:40]
-    with serving([f"kbd={run}"], "--no-access-log") as server:
-        page.goto(server.url)
-        page.locator('#keyboard-where input[value="page"]').check()
-        for sentence in sentences:
-            typed_keystroke_by_keystroke(page, sentence, "page")
-    report_latency(page, str(run), record_property)
+    print("in-page keystroke latency (this machine, as loaded as it is):", json.dumps(report))

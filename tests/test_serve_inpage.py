@@ -81,6 +81,15 @@ def test_what_is_not_a_keyboard_s_export_file_is_refused(client, path, status, w
     assert words in response.json()["error"]["message"]
 
 
+def test_two_servers_of_one_run_serve_the_same_bytes(client, keyboard_run):
+    """Behind a load balancer, the page may load each file from another server: they must agree."""
+    other = create_app(load_runs([f"kbd={keyboard_run}"]), ServeConfig())
+    with TestClient(other, base_url="http://localhost") as second:
+        for name in ("keyboard.json", "vocab.json", "weights.safetensors", "ngram.safetensors"):
+            first = client.get(f"/v1/models/kbd/export/{name}")
+            assert first.status_code == 200 and first.content == second.get(f"/v1/models/kbd/export/{name}").content
+
+
 def test_the_files_ask_for_the_key_like_the_rest_of_the_api(word_run):
     hosted = load_runs([f"es={word_run}"])
     with TestClient(create_app(hosted, ServeConfig(api_key="k-1")), base_url="http://localhost") as c:
