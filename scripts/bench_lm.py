@@ -6,7 +6,8 @@ Both train a character-level model on ../shared/data/spanish/quijote.txt (first 
 training, last 5% for validation) for the same wall-clock budget, and are scored by the same
 measure: validation bits per character (NLL in bits ÷ characters, newlines included), the state
 carried through the text. The plain loop is the textbook recipe: fp32 nn.LSTM, embedding 64, 2×512,
-bptt 128, batch 64, AdamW 2e-3, clip 1.0. seqtext runs `train lm --max-time` with nothing else.
+bptt 128, batch 64, AdamW 2e-3, clip 1.0. seqtext runs `train lm --max-time` with nothing else (its
+budget recipe chooses the model on the machine at hand: the JSON's "chosen" says which, and why).
 Then a word-level seqtext LSTM trains on tatoeba_es_train.txt (validated on tatoeba_es_valid.txt).
 Takes about 2 × --seconds + --word-seconds. Prints one JSON object and appends a row to
 docs/benchmarks.md. --profile laptop runs both as on an fp32 AVX2 laptop (scripts/machine.py).
@@ -31,6 +32,7 @@ from torch import nn
 
 import seqtext
 from seqtext import LMConfig, TrainConfig
+from seqtext.lm.recipe import budget_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "spanish"
@@ -107,11 +109,17 @@ def plain_bpc(model: PlainLM, encode, text: str) -> float:
 
 
 def seqtext_run(train: Path, valid: Path, seconds: float, out: Path, **model: object) -> dict:
+    """`seqtext train lm --max-time` with the options in `model` typed: the budget recipe chooses the rest."""
+    config = LMConfig(**model)
     result = seqtext.train_lm(
-        LMConfig(**model), TrainConfig(data=str(train), valid=str(valid), out=str(out), max_time=seconds)
+        config,
+        TrainConfig(data=str(train), valid=str(valid), out=str(out), max_time=seconds),
+        recipe=budget_recipe(None, config.level, set(model)),
     )
     metrics = seqtext.evaluate(out, valid)
+    chosen = json.loads((out / "train_config.json").read_text(encoding="utf-8"))["chosen"]
     return {
+        "chosen": chosen,
         "tokens_per_s": result.tokens_per_s,
         "valid_bpc": metrics.bits_per_char,
         "valid_perplexity": metrics.perplexity,
@@ -182,7 +190,8 @@ def write_row(report: dict) -> None:
         f"--word-seconds {report['word_lm']['budget_seconds']:g} --profile {report['machine']['profile']}"
     )
     p, s, w = report["plain_loop"], report["seqtext"], report["word_lm"]
-    precision = f"seqtext {s['precision']}, plain loop fp32"
+    model = s["chosen"].split(" (")[0] or "as typed"  # what the budget recipe chose here
+    precision = f"seqtext {s['precision']} {model}, plain loop fp32"
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {row_cells(report['machine'], precision)} | "
         f"{p['tokens_per_s']:,.0f} / {s['tokens_per_s']:,.0f} ({report['throughput_ratio']:.2f}×) | "

@@ -26,6 +26,7 @@ from seqtext.lm.evaluation import LMMetrics, evaluate_lm
 from seqtext.runs import reading, saving
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.sentiment.metrics import ClassifierMetrics, evaluate_classifier
+from seqtext.training.fitting import Recipe
 from seqtext.training.loop import Callback, TrainResult
 from seqtext.training.progress import progress_shown
 from seqtext.training.session import training_session
@@ -38,8 +39,14 @@ def train_lm(
     resume: bool = False,
     callback: Callback | None = None,
     progress: bool | None = None,
+    recipe: Recipe | None = None,
 ) -> TrainResult:
     """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out.
+
+    With a `recipe` (seqtext.lm.recipe.CHAR_LM: what `seqtext train lm --max-time` uses for the default
+    character model) and train_config.max_time, the recipe's fields of model_config are chosen by
+    measurement: the candidate that learns most in the budget on this machine. train_config.json's
+    "chosen" (and the "start" event's info) says which, and why; a resumed run keeps what it chose.
 
     With train_config.ngram (on in --preset keyboard) a word-level run also gets the keyboard's
     n-gram of the same training text (ngram.safetensors), and the mixing weight chosen on the
@@ -54,7 +61,7 @@ def train_lm(
         if train_config.ngram and model_config.level != "word":
             raise ConfigError("--ngram builds the keyboard's word n-gram for a word-level model; add --no-ngram")
         out = Path(train_config.out)
-        result = training.train_lm(session, model_config, train_config, resume=resume, callback=callback)
+        result = training.train_lm(session, model_config, train_config, resume=resume, callback=callback, recipe=recipe)
         if not session.writes:
             return result  # under torchrun the other processes are done: rank 0 alone writes the run
         if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave

@@ -107,7 +107,7 @@ class TrainConfig:
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
-        | {"lexicon", "lexicon_words"}
+        | {"lexicon", "lexicon_words", "chosen"}
         | {"embeddings", "freeze_embeddings", "embeddings_coverage"}
     )
 
@@ -144,6 +144,9 @@ class TrainConfig:
     freeze_embeddings: bool = False  # keep the embedding as --embeddings gave it (words it lacks keep a random vector)
     # Derived, never set by hand: the shares of the training text's distinct words and tokens with a vector.
     embeddings_coverage: dict[str, float] = field(default_factory=dict)
+    # What a budget recipe chose for --max-time on this machine, and why (seqtext.training.fitting); empty
+    # when nothing was chosen. Derived, never set by hand.
+    chosen: str = ""
 
     @property
     def epoch_limit(self) -> int:

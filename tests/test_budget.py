@@ -4,18 +4,22 @@ Time is a FakeClock here (seqtext.training.loop.clock): the tests never depend o
 """
 
 import json
+import math
 import os
 import signal
 
 import pytest
 import torch
-from helpers import TINY_MODEL, TINY_TRAIN
+from helpers import TINY_MODEL, TINY_TRAIN, interrupt_at, invoke
 from safetensors.torch import load_file
 
 import seqtext
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import ConfigError, TrainingStopped
+from seqtext.lm import recipe as recipes
+from seqtext.lm.recipe import CHAR_LM, budget_recipe
 from seqtext.training import loop
+from seqtext.training.fitting import Candidate, Recipe, choose
 
 
 class FakeClock:
@@ -127,3 +131,136 @@ def test_max_steps_on_the_command_line(lines_file, tmp_path):
     assert json.loads((tmp_path / "lm" / "train_config.json").read_text())["max_steps"] == 3
     refused = CliRunner().invoke(app, ["train", "classifier", str(lines_file), "--max-steps", "0"])
     assert refused.exit_code == 2 and "Invalid value for '--max-steps'" in refused.output
+
+
+# Choosing the model for the budget (seqtext.training.fitting): step times the test decides.
+
+BIG, MIDDLE, SMALL = {"hidden_dim": 64, "layers": 2}, {"hidden_dim": 32, "layers": 2}, {"hidden_dim": 32, "layers": 1}
+RECIPE = Recipe(
+    "test",
+    (Candidate("big", BIG, needs_steps=100), Candidate("middle", MIDDLE, needs_steps=50), Candidate("small", SMALL)),
+)
+
+
+def step_seconds(fields):
+    return {64: 1.0, 32: 0.25}[fields["hidden_dim"]] * fields["layers"]  # big 2 s, middle 0.5 s, small 0.25 s
+
+
+@pytest.mark.parametrize(
+    ("budget", "step_limit", "chosen", "timed", "why"),
+    [
+        (300.0, math.inf, "big", ["big"], "big: 150 steps here at 2.00 s a step, enough to learn more than middle"),
+        (
+            100.0,
+            math.inf,
+            "middle",
+            ["big", "middle"],
+            "big: 50 steps here at 2.00 s a step, short of the 100 it needs;",
+        ),
+        (100.0, 40, "big", ["big"], "big: 40 steps here at 2.00 s a step, all the steps the run allows"),  # --max-steps
+        (
+            20.0,
+            math.inf,
+            "small",
+            ["big", "middle", "small"],
+            "middle: 40 steps here at 0.50 s a step, short of the 50",
+        ),
+    ],
+)
+def test_the_first_candidate_the_budget_buys_the_steps_it_needs_is_chosen(budget, step_limit, chosen, timed, why):
+    choice = choose(RECIPE, budget, step_limit, step_seconds, clock=lambda: 0.0)
+    assert choice.chosen == chosen and list(choice.seconds_per_step) == timed  # smaller ones are not timed
+    assert choice.fields == {"big": BIG, "middle": MIDDLE, "small": SMALL}[chosen]
+    assert why in choice.why and choice.summary == f"{chosen} ({choice.why})"
+
+
+def test_measuring_counts_in_the_budget():
+    assert choose(RECIPE, 200.4, math.inf, step_seconds, clock=lambda: 0.0).chosen == "big"  # 100.2 steps
+    choice = choose(RECIPE, 200.4, math.inf, step_seconds, clock=FakeClock(slow_after=10**6))  # 0.5 s a reading
+    assert choice.chosen == "middle" and choice.seconds == 1.5  # 99.95 steps of the big one once it was timed
+
+
+def test_a_recipe_never_chooses_for_a_user_who_chose():
+    assert RECIPE.open_to({"dropout", "lr"}) is RECIPE
+    assert RECIPE.open_to({"hidden_dim"}) is None and RECIPE.open_to({"layers", "lr"}) is None
+    assert budget_recipe(None, "char", {"lr", "dropout", "seed"}) is CHAR_LM
+    for typed in ("hidden_dim", "layers", "cell", "embed_dim", "bptt", "batch_size"):  # its evidence's settings
+        assert budget_recipe(None, "char", {typed}) is None
+    assert budget_recipe(None, "word", set()) is None and budget_recipe("keyboard", "char", set()) is None
+
+
+def tiny_recipe(needs_steps):
+    return Recipe(
+        "tiny",
+        (
+            Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, needs_steps=needs_steps),
+            Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1}),
+        ),
+    )
+
+
+def train_chosen(data, out, recipe, callback=None, resume=False):
+    loop.clock = FakeClock(slow_after=10**6)  # every step 0.5 s: the 30 s budget buys each candidate 60
+    model = {k: v for k, v in TINY_MODEL.items() if k not in ("hidden_dim", "layers")}
+    config = TrainConfig(data=str(data), out=str(out), **{**BUDGET, "eval_every": 50})
+    return seqtext.train_lm(LMConfig(**model), config, resume=resume, callback=callback, recipe=recipe)
+
+
+TIMED = "steps here at 0.50 s a step"  # timing a candidate (3 steps of 0.5 s) is paid from the budget
+CHOICES = [
+    (50, (24, 2), f"LSTM 2×24 (LSTM 2×24: 53 {TIMED}, enough to learn more than LSTM 1×16)"),
+    (70, (16, 1), f"LSTM 1×16 (LSTM 2×24: 47 {TIMED}, short of the 70 it needs; LSTM 1×16: 47 {TIMED})"),
+]
+
+
+@pytest.mark.parametrize(("needs", "shape", "why"), CHOICES)
+def test_the_choice_is_trained_saved_and_shown(lines_file, tmp_path, needs, shape, why):
+    events = []
+    train_chosen(lines_file, tmp_path / "run", tiny_recipe(needs), events.append)
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())["chosen"]
+    assert saved == why
+    assert events[0].kind == "start" and events[0].info["chosen"] == saved
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert (config["hidden_dim"], config["layers"]) == shape
+
+
+def test_a_resumed_run_keeps_its_choice_bit_for_bit(lines_file, tmp_path):
+    straight = train_chosen(lines_file, tmp_path / "straight", tiny_recipe(10**6))
+    with pytest.raises(TrainingStopped):
+        train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(10**6), interrupt_at(12))
+    resumed = train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(1), resume=True)  # chooses nothing again
+    assert resumed.steps == straight.steps
+    a, b = (load_file(str(run / "model.safetensors")) for run in (tmp_path / "straight", tmp_path / "resumed"))
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run did not continue the chosen model"
+    chosen = [
+        json.loads((run / "train_config.json").read_text())["chosen"]
+        for run in (tmp_path / "straight", tmp_path / "resumed")
+    ]
+    assert chosen[0] == chosen[1] and chosen[0].startswith("LSTM 1×16 (")
+
+
+def test_the_command_line_prints_the_choice_and_typed_options_win(lines_file, tmp_path, monkeypatch):
+    recipe = Recipe("tiny", tiny_recipe(10**6).candidates)  # assumes nothing, so the tiny flags may be typed
+    monkeypatch.setattr(recipes, "CHAR_LM", recipe)
+    tiny = ["--embed-dim", "16", "--bptt", "16", "--batch-size", "8", "--precision", "fp32", "--max-time", "30s"]
+    for typed, shape in [([], (16, 1)), (["--hidden-dim", "32"], (32, 2))]:
+        loop.clock = FakeClock(slow_after=10**6)
+        out = tmp_path / f"run{len(typed)}"
+        done = invoke("train", "lm", lines_file, "--out", out, *tiny, *typed)
+        assert done.exit_code == 0, done.output
+        config = json.loads((out / "config.json").read_text())["model"]
+        assert (config["hidden_dim"], config["layers"]) == shape
+        chosen = json.loads((out / "train_config.json").read_text())["chosen"]
+        if typed:  # the user chose: no recipe, nothing printed
+            assert chosen == "" and "chosen for the budget" not in done.output
+        else:
+            assert f"chosen for the budget: {chosen}" in " ".join(done.stderr.split())
+
+
+def test_without_a_budget_a_recipe_chooses_nothing(lines_file, tmp_path):
+    config = TrainConfig(
+        data=str(lines_file), out=str(tmp_path / "run"), **{**BUDGET, "max_time": None, "max_steps": 3}
+    )
+    seqtext.train_lm(LMConfig(**TINY_MODEL), config, recipe=tiny_recipe(1))
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["chosen"] == ""
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["hidden_dim"] == TINY_MODEL["hidden_dim"]

@@ -20,8 +20,8 @@ from seqtext.errors import SeqtextError
 from seqtext.presets import PRESETS
 from seqtext.serve.config import ServeConfig
 
-# set by training (the tokenizer, the validation text, the vectors file), never typed
-DERIVED = {"vocab_size", "char_vocab", "ngram_weights", "lexicon_weight", "embeddings_coverage"}
+# set by training (the tokenizer, the validation text, the vectors file, a budget recipe), never typed
+DERIVED = {"vocab_size", "char_vocab", "ngram_weights", "lexicon_weight", "embeddings_coverage", "chosen"}
 LM_ONLY = {"bptt", "teacher_forcing", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax"}
 LM_ONLY |= {"lexicon", "lexicon_words"}
 COMMANDS = {  # the arguments before the options, where the configs go, the configs, the fields it does not offer

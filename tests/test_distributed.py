@@ -332,3 +332,28 @@ def test_classifier_shards_deal_the_batches_out():
     assert [b.ids.tolist() for b in parts[1].epoch(2, 0, start=2)] == [b.ids.tolist() for b in parts[1].epoch(2, 0)][2:]
     with pytest.raises(ConfigError, match="fewer than the 40 processes"):
         shards.for_rank(inner, "data.tsv", _worlds(40)[0])
+
+
+TINY_RECIPE = """from seqtext.cli import app
+from seqtext.lm import recipe
+from seqtext.training.fitting import Candidate, Recipe
+
+big = Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, needs_steps=10**9)
+recipe.CHAR_LM = Recipe("tiny", (big, Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1})))
+app(prog_name="seqtext")
+"""
+
+
+def test_rank_zero_chooses_the_model_for_the_budget_and_every_process_trains_it(prose_file, tmp_path):
+    """`train lm --max-time` with a budget recipe (a tiny one, so the tiny flags may be typed): rank 0 times
+    the candidates, the others train what it chose (DistributedDataParallel refuses different models)."""
+    script = tmp_path / "seqtext_tiny_recipe.py"
+    script.write_text(TINY_RECIPE, encoding="utf-8")
+    out = tmp_path / "chosen"
+    tiny = [flag for flag in TINY if flag not in ("--hidden-dim", "32", "--layers", "1")]
+    args = [str(prose_file), "--out", str(out), *tiny, "--bptt", "16", "--batch-size", "4", "--max-time", "3s"]
+    result = torchrun(str(script), "train", "lm", *args, "--patience", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert " ".join(result.stderr.split()).count("chosen for the budget: LSTM 1×16 (LSTM 2×24: ") == 1
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert (config["hidden_dim"], config["layers"]) == (16, 1)

@@ -232,6 +232,8 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
                     f"word vectors for {coverage['training_words']:.1%} of the training text's words, "
                     f"{coverage['training_tokens']:.1%} of the training tokens"
                 )
+            if info.get("chosen"):  # a budget recipe chose the model on this machine
+                progress.console.print(f"chosen for the budget: {info['chosen']}")
             fields.update(unit=info.get("unit", "tok"), figure="acc -" if "train_texts" in info else "bpc -")
         elif event.kind == "step":
             fields.update(loss=_fmt(event.loss), speed=f"{event.tokens_per_s:,.0f}")
@@ -243,6 +245,13 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
             progress.console.print(f"step {event.step:>7,}  epoch {event.epoch:>6.2f}  {shown}")
         elif event.kind == "save":
             progress.console.print(f"[green]  best so far, saved[/] (step {event.step:,})")
+        elif event.kind == "plan":  # --max-time: the schedule planned in the steps the budget buys here
+            plan = event.info
+            progress.console.print(
+                f"step {event.step:>7,}  schedule planned for {plan['total_steps']:,} steps "
+                f"({plan['seconds_per_step']:.2f} s a step, {plan['seconds_per_eval']:.1f} s an evaluation; "
+                f"warm-up {plan['warmup']:,} steps)"
+            )
         progress.update(task, **fields)
 
     try:

@@ -180,6 +180,7 @@ def train_lm_cmd(
 ) -> None:
     """Train a character- or word-level recurrent language model."""
     import seqtext
+    from seqtext.lm.recipe import budget_recipe
     from seqtext.runs.resume import saved_configs
     from seqtext.training.distributed import writes
 
@@ -194,8 +195,13 @@ def train_lm_cmd(
         typed = explicit(ctx)
         model_config = typed_over(saved_model, model_config, typed)
         train_config = typed_over(saved_train, train_config, typed | {"out"})  # the run is where it is now
+    recipe = None
+    if train_config.max_time is not None and not resume:  # the model that learns most in the budget here
+        recipe = budget_recipe(preset, model_config.level, explicit(ctx))
     with curves_when_done(out, plot), training_progress(err) as on_event:
-        result = seqtext.train_lm(model_config, train_config, resume=resume, callback=on_event, progress=False)
+        result = seqtext.train_lm(
+            model_config, train_config, resume=resume, callback=on_event, recipe=recipe, progress=False
+        )
     if not writes():  # under torchrun, rank 0 reports
         return
     best = result.best_metrics

@@ -4,9 +4,11 @@ line or stream windows, run by the shared loop of `seqtext.training.loop`.
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,7 +27,8 @@ from seqtext.runs.reading import read_tokenizer
 from seqtext.runs.resume import saved_configs
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
-from seqtext.training import distributed, shards
+from seqtext.training import distributed, loop, shards
+from seqtext.training.fitting import TIMED_STEPS, Choice, Recipe, choose, seconds_per_step
 from seqtext.training.loop import Callback, TrainResult, run_training
 from seqtext.training.session import TrainingSession, check_out_dir
 from seqtext.vectors import check_dim, start_embedding
@@ -143,15 +146,22 @@ def train_lm(
     *,
     resume: bool = False,
     callback: Callback | None = None,
+    recipe: Recipe | None = None,
 ) -> TrainResult:
     """Train a language model on train_config.data; keep the best-validation checkpoint in train_config.out.
 
     In the session that holds train_config.out: `seqtext.train_lm` opens it, and adds the keyboard's n-gram.
+    With a recipe and --max-time, the model is the recipe's candidate that learns most in the budget here.
     """
     out = Path(train_config.out)
-    if resume:
-        _, saved_train = saved_configs(out)
-        train_config = replace(train_config, embeddings_coverage=saved_train.embeddings_coverage)
+    if resume:  # what training derived when the run started stays as it was
+        saved_model, saved_train = saved_configs(out)
+        train_config = replace(
+            train_config, embeddings_coverage=saved_train.embeddings_coverage, chosen=saved_train.chosen
+        )
+        if recipe is not None:  # the run chose its model when it started: it goes on with what it chose
+            fields = {name for c in recipe.candidates for name in c.fields}
+            model_config = replace(model_config, **{name: getattr(saved_model, name) for name in fields})
     saved = check_out_dir(out, resume, model_config, train_config)
     if train_config.embeddings and not resume:
         if model_config.level != "word":
@@ -199,6 +209,25 @@ def train_lm(
             )
         except CorpusError as exc:
             raise CorpusError(f"--log-gradients: {exc}; lower --bptt or give more validation text") from exc
+    choice = None
+    if recipe is not None and train_config.max_time and not resume:
+        windows = list(itertools.islice(train_windows.epoch(0, train_config.seed), TIMED_STEPS + 1))
+
+        def time_step(fields: dict[str, Any]) -> float:
+            task = LMTask(
+                RNNLanguageModel(replace(model_config, **fields)).to(device),
+                *(train_windows, valid_windows, 1, train_config, device, precision, None, sampler),
+            )
+            return seconds_per_step(task.model, lambda window: task.loss(window)[0], windows, loop.clock)
+
+        step_limit = min(train_config.epoch_limit * train_windows.steps_per_epoch, train_config.max_steps or math.inf)
+        choice = distributed.from_writer(  # rank 0 measures; every process trains what it chose
+            lambda: fit_to_budget(recipe, train_config.max_time or 0.0, step_limit, time_step),
+            lambda chosen: json.dumps(asdict(chosen)),
+            lambda text: Choice(**json.loads(text)),
+        )
+        model_config = replace(model_config, **choice.fields)
+        train_config = replace(train_config, chosen=choice.summary)
     check_fits(on_meta(RNNLanguageModel, model_config), device)
     model = RNNLanguageModel(model_config)
     spell_vocabulary(model, tokenizer)
@@ -208,8 +237,10 @@ def train_lm(
     model.embed.weight.requires_grad_(not train_config.freeze_embeddings)  # tied: the output matrix is fixed too
     model = model.to(device)
     task = LMTask(model, train_windows, valid_windows, valid_chars, train_config, device, precision, probe, sampler)
-    if train_config.embeddings:
-        task.info = {"embeddings": train_config.embeddings_coverage}
+    task.info = {
+        **({"embeddings": train_config.embeddings_coverage} if train_config.embeddings else {}),
+        **({"chosen": train_config.chosen} if choice is not None else {}),
+    }
     return run_training(
         session,
         task,
@@ -220,4 +251,17 @@ def train_lm(
         callback=callback,
         precision=precision,
         device=device,
+        spent=choice.seconds if choice else 0.0,
     )
+
+
+def fit_to_budget(
+    recipe: Recipe, budget: float, step_limit: float, time_step: Callable[[dict[str, Any]], float]
+) -> Choice:
+    """The recipe's choice for `budget` seconds here (seqtext.training.fitting.choose). The throwaway models
+    it times leave the random state as it was, so the chosen model starts as it would have alone."""
+    rng = torch.get_rng_state()
+    try:
+        return choose(recipe, budget, step_limit, time_step, loop.clock)
+    finally:
+        torch.set_rng_state(rng)

@@ -100,6 +100,7 @@ class _Counters:
     bad_evals: int = 0  # evaluations since the best one
     seconds: float = 0.0  # wall clock spent, evaluations included (what --max-time limits)
     eval_seconds: float = 0.0
+    choosing_seconds: float = 0.0  # choosing the model for the budget: in --max-time, not in the training speed
     tokens: int = 0
 
     @classmethod
@@ -119,7 +120,7 @@ class _Counters:
     @property
     def tokens_per_s(self) -> float:
         """Training throughput: target tokens per second of optimizer steps (evaluations excluded)."""
-        return self.tokens / max(self.seconds - self.eval_seconds, 1e-9)
+        return self.tokens / max(self.seconds - self.eval_seconds - self.choosing_seconds, 1e-9)
 
 
 def run_training(
@@ -133,10 +134,11 @@ def run_training(
     callback: Callback | None,
     precision: str,
     device: torch.device,
+    spent: float = 0.0,
 ) -> TrainResult:
     """The loop shared by every model kind (see Task), in the session that holds the run directory.
     Under torchrun every process runs it on its own shard of the batches; rank 0 alone writes and
-    reports (see seqtext.training.replicas)."""
+    reports (see seqtext.training.replicas). `spent`: seconds of --max-time already used (choosing the model)."""
     team = Replicas(session.world)
     emit = (callback if team.writer else None) or (lambda event: None)
     model = task.model
@@ -147,7 +149,7 @@ def run_training(
     eval_every = cfg.eval_every or max(1, math.ceil(task.steps_per_epoch / 2))
     schedule = Schedule.planned(total_steps, cfg.max_time, eval_every)
     gradients = GradientLog(model, cfg.clip, getattr(task, "probe_gradients", None)) if cfg.log_gradients else None
-    c = _Counters()
+    c = _Counters(seconds=spent, choosing_seconds=spent)
     if resume:
         saved, tensors = load_resume_state(out, model, optimizer, device)
         c = _Counters.resumed(saved, out / "trainer_state.json")
@@ -249,10 +251,7 @@ def run_training(
                     emit(TrainEvent("plan", c.step, epochs, progress(), info={**plan, "warmup": schedule.warmup}))
                 if evaluate:
                     save_resume()
-                if out_of_steps:
-                    stopped_by = "max_steps"
-                if out_of_time:
-                    stopped_by = "max_time"
+                stopped_by = "max_time" if out_of_time else "max_steps" if out_of_steps else stopped_by
                 if team.stop_asked(interrupted):  # a signal to any process stops them all, at the same step
                     save_resume()
                     why, signum = STOP_SIGNALS.get(interrupted.signum or 0, "stopped"), interrupted.signum
