@@ -1,5 +1,7 @@
 """The machine a benchmark ran on, and `--profile laptop`: the same benchmark as on an fp32 laptop.
 
+    python scripts/machine.py --profile laptop COMMAND...   # any command as on the laptop: sh scripts/demo.sh
+
 Every bench_*.py takes `--profile native|laptop` (add_profile_option, then enter_profile before any
 work) and names its machine in its JSON (`describe`) and in its docs/benchmarks.md row (`row_cells`).
 
@@ -99,3 +101,22 @@ def machine_cell(machine: dict[str, Any], precision: str | None) -> str:
 def row_cells(machine: dict[str, Any], precision: str | None) -> str:
     """The profile and machine cells of a row (TABLE_COLUMNS), without the outer bars."""
     return f"{machine['profile']} | {machine_cell(machine, precision)}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run COMMAND in the profile's environment (the demo, a training run, a test), as a benchmark runs."""
+    parser = argparse.ArgumentParser(description="Run a command as on the profile's machine.")
+    add_profile_option(parser)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("give the command to run, e.g. sh scripts/demo.sh")
+    sys.stdout.flush()
+    try:
+        os.execvpe(args.command[0], args.command, profile_env(args.profile, dict(os.environ)))
+    except OSError as exc:
+        parser.exit(127, f"error: {args.command[0]}: {exc.strerror}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,6 +48,18 @@ def test_every_benchmark_takes_the_profile_and_names_its_machine():
         assert "describe(args.profile)" in text and "row_cells(" in text, script.name
 
 
+def test_any_command_runs_as_on_the_profiles_machine():
+    show = [sys.executable, "-c", "import os; print(os.environ.get('ONEDNN_MAX_CPU_ISA'), os.environ.get('KEEP'))"]
+    for profile, cap in [("laptop", "AVX2"), ("native", "None")]:
+        command = [sys.executable, str(ROOT / "scripts" / "machine.py"), "--profile", profile, *show]
+        env = {"PATH": "/usr/bin:/bin", "KEEP": "kept", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+        assert result.returncode == 0 and result.stdout.split() == [cap, "kept"], result.stderr
+    missing = [sys.executable, str(ROOT / "scripts" / "machine.py"), "--profile", "laptop", "no-such-command-x"]
+    result = subprocess.run(missing, capture_output=True, text=True, check=False)
+    assert result.returncode == 127 and result.stderr == "error: no-such-command-x: No such file or directory\n"
+
+
 def test_profile_environment(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     from machine import LAPTOP_ENV, profile_env

@@ -1,14 +1,15 @@
 """The model that learns most in a wall-clock budget on this machine, chosen by measurement.
 
-A budget recipe lists candidate models, the largest first. Each but the last names the optimizer steps
-it needs to learn more than the next one in the same time (the next one, cheaper, takes about twice as
-many steps in those minutes): a threshold measured in experiments in steps, which do not depend on the
-machine (docs/benchmarks.md, "Choosing the model for the budget"). What depends on the machine is how
-many steps the budget buys: before training, each candidate's step is timed here, on the run's own
-batches, and the first candidate the budget buys what it needs is chosen (the last when none is). A CPU
-with native bf16 buys the largest model its steps in minutes; a laptop training in fp32 does not, and the
-same recipe trains a smaller model for more steps there. A recipe never chooses for a user who typed one
-of its fields, or a field its evidence was measured with (`Recipe.open_to`).
+A budget recipe lists candidate models, the most costly first. Each but the last names the optimizer
+steps it needs to learn more than the next one in the same time (the next one, cheaper, takes several
+times as many steps in those minutes): a threshold measured in experiments in steps, which do not
+depend on the machine (docs/benchmarks.md, "Choosing the model for the budget"). What depends on the
+machine is how many steps the budget buys: before training, each candidate's step is timed here, on
+the run's own batches, and the first candidate the budget buys what it needs is chosen (the last when
+none is). A CPU with native bf16 buys the largest model its steps in minutes; a laptop training in
+fp32 does not, and the same recipe trains a cheaper model for more steps there. A recipe never
+chooses for a user who typed one of its fields, or a field its evidence was measured with
+(`Recipe.open_to`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Candidates, the largest first, and the fields their evidence was measured with at their defaults."""
+    """Candidates, the most costly first, and the fields their evidence was measured with at their defaults."""
 
     name: str
     candidates: tuple[Candidate, ...]
