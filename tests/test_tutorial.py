@@ -89,14 +89,18 @@ def text_of(cell: dict) -> str:
     return "\n".join(parts)
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory) -> tuple[dict, Path]:
+def run_notebook(runs: Path, cwd: Path, *, until: str | None = None, then: str = "") -> dict:
+    """The notebook executed in a real kernel from `cwd`, with TINY budgets and its runs in `runs`
+    (a cell injected after the `parameters` cell, as papermill does); `until`: stop after the cell
+    whose source has this text, and run `then` there."""
     nbformat = pytest.importorskip("nbformat", reason="needs the tutorial extra (pip install -e '.[tutorial]')")
     nbclient = pytest.importorskip("nbclient", reason="needs the tutorial extra (pip install -e '.[tutorial]')")
     pytest.importorskip("ipykernel", reason="needs a Jupyter kernel: the tutorial extra installs ipykernel")
     pytest.importorskip("matplotlib", reason="the notebook draws its figures with matplotlib (the plot extra)")
-    runs = tmp_path_factory.mktemp("tutorial") / "ejecuciones"
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    if until is not None:
+        nb.cells = nb.cells[: next(i for i, c in enumerate(nb.cells) if until in c.source) + 1]
+        nb.cells.append(nbformat.v4.new_code_cell(then))
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     overrides = {**TINY, "CARPETA": str(runs)}
     injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in overrides.items()))
@@ -105,16 +109,23 @@ def executed(tmp_path_factory) -> tuple[dict, Path]:
     env = {"OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel is this interpreter ("python" first on PATH), on one thread
-    try:  # run where a learner opens it: the notebook finds the corpora above docs/tutorial
+    try:
         client = nbclient.NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
         )
         client.execute()
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    nbformat.write(nb, runs.parent / NOTEBOOK.name)  # what it showed, to read when a check fails
-    return json.loads(nbformat.writes(nb)), runs
+        nbformat.write(nb, runs.parent / NOTEBOOK.name)  # what it showed, to read when a check fails
+    return json.loads(nbformat.writes(nb))
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory) -> tuple[dict, Path]:
+    """The whole notebook, run where a learner opens it: it finds the corpora above docs/tutorial."""
+    runs = tmp_path_factory.mktemp("tutorial") / "ejecuciones"
+    return run_notebook(runs, NOTEBOOK.parent), runs
 
 
 def test_every_cell_ran_without_errors_or_terminal_output(executed):
@@ -153,3 +164,28 @@ def test_the_figures_and_key_outputs_are_there(executed):
     for run in ("elman", "elman_bptt8", "lstm", "gru", "lstm_tf075", "sentimiento", "sentimiento_bi2", "teclado"):
         assert (runs / run / "model.safetensors").is_file(), f"{run} was not trained"
     assert (runs / "teclado" / "ngram.safetensors").is_file() and (runs / "confusion.png").is_file()
+
+
+FALLBACK_CHECK = """
+lm = seqtext.train_lm(
+    LMConfig(level="char", embed_dim=8, hidden_dim=8, layers=1, dropout=0.0),
+    TrainConfig(data=str(TEXTO), out=str(CARPETA / "lm"), max_steps=3, device="cpu"),
+)
+clf = seqtext.train_classifier(
+    ClassifierConfig(embed_dim=8, hidden_dim=8),
+    ClassifierTrainConfig(data=str(SENTIMIENTO), out=str(CARPETA / "clf"), epochs=1, device="cpu"),
+)
+print("reserva:", RAIZ, seqtext.evaluate(CARPETA / "clf", SENTIMIENTO_PRUEBA).texts, len(frases))
+"""
+
+
+def test_without_the_project_it_writes_template_corpora_that_train(tmp_path):
+    """A fresh Colab: no corpora above the notebook. Its data cell writes template corpora, and both
+    kinds of model train on them and evaluate on their held-out part."""
+    runs = tmp_path / "ejecuciones"
+    nb = run_notebook(runs, tmp_path, until="def raiz_del_proyecto", then=FALLBACK_CHECK)
+    everything = "\n".join(text_of(c) for c in code_cells(nb))
+    assert "español: 400 frases (reserva)" in everything and "reserva: None" in everything
+    assert not any(outputs(c, "error") for c in code_cells(nb))
+    assert (runs / "lm" / "model.safetensors").is_file() and (runs / "clf" / "model.safetensors").is_file()
+    assert not (tmp_path / "corpora").exists()
