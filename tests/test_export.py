@@ -187,3 +187,15 @@ def test_a_damaged_run_is_refused(keyboard_run, tmp_path):
     damaged = copy_run(keyboard_run, tmp_path / "damaged")
     (damaged / "ngram.safetensors").write_bytes(b"not safetensors")
     assert "ngram.safetensors" in assert_clean_error(invoke("export", str(damaged), "--out", str(tmp_path / "e")))
+
+
+def test_the_graphs_are_written_in_a_file_format_older_runtimes_read(word_run, sentiment_run, tmp_path):
+    import onnx
+
+    from seqtext.export.graphs import IR_VERSION, OPSET
+
+    for run, names in ((word_run, ("lm_step.onnx", "lm_forward.onnx")), (sentiment_run, ("classifier.onnx",))):
+        out = export(run, tmp_path / run.name)
+        for name in names:
+            model = onnx.load(out / name)
+            assert model.ir_version == IR_VERSION == 8 and model.opset_import[0].version == OPSET, name

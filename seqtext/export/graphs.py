@@ -17,6 +17,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 18  # ReduceMax takes its axes as an input from 18 on
+# The file format: the oldest with opset 18 (onnx 1.13), not the installed onnx's newest, which runtimes a
+# few releases old refuse (onnxruntime-web 1.23 from npm cannot open IR 14)
+IR_VERSION = 8
 GATES = {"lstm": (4, [0, 3, 1, 2]), "gru": (3, [1, 0, 2]), "rnn": (1, [0])}  # PyTorch chunks in ONNX order
 OPS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 
@@ -68,7 +71,9 @@ class Graph:
 
     def model(self, inputs: list, outputs: list, name: str) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtext")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="seqtext", ir_version=IR_VERSION
+        )
         onnx.checker.check_model(model)
         return model
 
