@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from seqtext.errors import ConfigError
-from seqtext.files import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported, with the JSON files' reader and writer
-from seqtext.files import read_json as read_json
-from seqtext.files import write_json as write_json
+from seqtext.jsonfiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported, with the JSON files' reader and writer
+from seqtext.jsonfiles import read_json as read_json
+from seqtext.jsonfiles import write_json as write_json
 from seqtext.schema import check_finite, check_range, check_types, field_error
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
@@ -38,6 +38,14 @@ MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext
 MAX_NGRAM_ORDER = 9
 KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
 MAX_MEMBERS = 32  # --ensemble: each member is a whole model, trained in a share of the budget
+# Floats get bounds too: a value beyond them means nothing (AdamW diverges long before --lr 10), and
+# a huge one would overflow in arithmetic later (a schedule, a sum of weights).
+MAX_LR = 10
+MAX_WEIGHT = 100  # --weight-decay, --ordinal-weight
+MAX_CLIP = 1_000_000  # --clip: far above any gradient norm that does not overflow (0 turns clipping off)
+MAX_SECONDS = 366 * 86_400  # --max-time: a year
+MAX_NGRAM_MB = 1_000_000  # --ngram-mb: a terabyte
+VALID_TWICE = "--valid names the validation data and --valid-fraction holds out a share of DATA instead: pass only one"
 
 
 def _check_positive(flag: str, value: float) -> None:
@@ -148,6 +156,12 @@ class TrainConfig:
     # when nothing was chosen. Derived, never set by hand.
     chosen: str = ""
 
+    def check_validation(self) -> None:
+        """Refuse both ways of choosing the validation data at once (a training would use one and drop
+        the other); checked when training starts, so runs saved before this rule still load."""
+        if self.valid is not None and self.valid_fraction != TrainConfig.valid_fraction:
+            raise ConfigError(VALID_TWICE)
+
     @property
     def epoch_limit(self) -> int:
         """Passes over the data at most: --epochs, else 20, else (with --max-time or --max-steps) as many as fit."""
@@ -159,18 +173,19 @@ class TrainConfig:
         check_types(self)
         for name in ("bptt", "batch_size"):
             check_range(name, getattr(self, name), 1, MAX_WINDOW)
-        for name in ("lr", "max_time"):
+        for name, high in (("lr", MAX_LR), ("max_time", MAX_SECONDS), ("ngram_mb", MAX_NGRAM_MB)):
             if getattr(self, name) is not None:
-                _check_positive(f"--{name}", getattr(self, name))
+                _check_positive(f"--{name.replace('_', '-')}", getattr(self, name))
+                check_range(name, getattr(self, name), 0, high)
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 1)
-        for name in ("patience", "eval_every", "weight_decay", "clip"):  # --clip 0: no clipping
+        for name in ("patience", "eval_every"):
             check_range(name, getattr(self, name), 0)
+        check_range("weight_decay", self.weight_decay, 0, MAX_WEIGHT)
+        check_range("clip", self.clip, 0, MAX_CLIP)  # --clip 0: no clipping
         check_range("seed", self.seed, 0, MAX_SEED)
         check_range("ngram_order", self.ngram_order, 1, MAX_NGRAM_ORDER)
-        if self.ngram_mb is not None:
-            _check_positive("--ngram-mb", self.ngram_mb)
         if not 0.0 < self.valid_fraction < 1.0:
             raise field_error("valid_fraction", f"must be in (0, 1) (got {self.valid_fraction})")
         if not 0.0 <= self.teacher_forcing <= 1.0:
@@ -271,7 +286,7 @@ class ClassifierTrainConfig(TrainConfig):
         check_range("ensemble", self.ensemble, 1, MAX_MEMBERS)
         if self.split_seed is not None:
             check_range("split_seed", self.split_seed, 0, MAX_SEED)
-        check_range("ordinal_weight", self.ordinal_weight, 0)
+        check_range("ordinal_weight", self.ordinal_weight, 0, MAX_WEIGHT)
         if not 0.0 <= self.distill_weight <= 1.0:
             raise field_error("distill_weight", f"must be in [0, 1] (got {self.distill_weight})")
         if not 0.0 <= self.ema < 1.0:
@@ -314,7 +329,8 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"--max-time {text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
     seconds = sum(float(p.group(1)) * _SECONDS[p.group(2)] for p in parts)
     _check_positive("--max-time", seconds)
-    return check_finite("--max-time", seconds)
+    check_range("max_time", check_finite("--max-time", seconds), 0, MAX_SECONDS)
+    return seconds
 
 
 def to_dict(config: Any) -> dict[str, Any]:

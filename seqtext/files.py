@@ -7,8 +7,6 @@
 - `replacing()`: a file is written under a temporary name unique to its writer, then renamed into
   place with the permissions any new file gets here (the umask), so a crash while writing leaves
   the previous file intact and two writers never share a temporary file.
-- `write_json()` / `read_json()`: a run's JSON files (configs, state) written atomically, read back
-  as untrusted input (size-capped, a JSON object or a one-line refusal).
 - `run_lock()`: one writer per run directory, a lock file held for the life of the run. The
   operating system releases it when its process dies, so a killed run (SIGKILL) blocks nothing.
 
@@ -18,23 +16,19 @@ Stdlib and filelock only, so it imports fast.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
-from seqtext.schema import shown
 
 LOCK_NAME = ".lock"  # in the run directory; holds the writer's pid while it is held
 TMP_SUFFIX = ".tmp"
-MAX_JSON_BYTES = 16 << 20  # a config or state file is a few KB
 
 
 def _stat(path: Path, label: str) -> os.stat_result | None:
@@ -214,28 +208,3 @@ def run_lock(out: Path, flag: str = "--out") -> Iterator[None]:
         if created:
             with contextlib.suppress(OSError):  # the run failed before writing anything: leave no trace
                 out.rmdir()
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a crash while writing leaves the previous file intact."""
-    with replacing(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """Read a JSON object (a file written by write_json, or one edited by hand)."""
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ConfigError(
-                f"{path} is {size:,} bytes, too large for what it should hold; it was replaced or damaged"
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ConfigError(f"{path} is not readable JSON ({reason}); restore it, or delete the run directory") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path} does not hold a JSON object (got {shown(data)}); restore it, or delete the run directory"
-        )
-    return data

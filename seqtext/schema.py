@@ -17,6 +17,9 @@ from dataclasses import fields
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from seqtext.errors import ConfigError
+from seqtext.textfiles import unicode_problem
+
+MAX_INT = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -65,9 +68,11 @@ def _typed(value: Any, hint: Any, finite: bool) -> Any:
             return value
         raise ValueError(f"must be true or false (got {shown(value)})")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ValueError(f"must be a whole number (got {shown(value)})")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"must be a whole number (got {shown(value)})")
+        if abs(value) > MAX_INT:  # Python's integers have no end; every count and size here fits in 64 bits
+            raise ValueError(f"is out of range (got a number of {len(str(abs(value))):,} digits)")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"must be a number (got {shown(value)})")
@@ -75,9 +80,11 @@ def _typed(value: Any, hint: Any, finite: bool) -> Any:
             raise ValueError(f"must be a finite number (got {value})")
         return float(value)
     if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError(f"must be a string (got {shown(value)})")
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string (got {shown(value)})")
+        if problem := unicode_problem(value):  # it would be written to a file that could not be read back
+            raise ValueError(f"is {problem}")
+        return value
     if origin is tuple and isinstance(value, list | tuple):
         return tuple(_typed(item, args[0], finite) for item in value)
     if origin is dict and isinstance(value, dict):

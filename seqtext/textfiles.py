@@ -2,10 +2,21 @@
 named as such (a gzip file is told to be decompressed, not re-encoded), invalid UTF-8 and NUL bytes
 name their line, a byte-order mark never reaches a tokenizer, and a closed standard input is a clear
 error. Stdlib only.
+
+Every read is bounded, so no input can make seqtext grow until the machine runs out of memory:
+- a stream (standard input, a file read line by line, a table's rows) is read a line at a time,
+  and a line longer than MAX_LINE_BYTES is refused as soon as that many bytes were read (standard
+  input that never ends a line stops there);
+- a file read whole (a corpus, a prompt file) may hold at most MAX_TEXT_BYTES; its lines may be of
+  any length (text8 is one line of 100 MB): what reads them works in chunks.
+- text from elsewhere (the command line, a JSON string, the Python API) goes through `valid_unicode`
+  first: an unpaired surrogate, which is what invalid UTF-8 on the command line becomes, is refused
+  with the option or field it came in.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +47,18 @@ _NOT_TEXT = [
 ]
 BOM = "\ufeff"
 STDIN = "standard input"  # the name errors give it
+MAX_LINE_BYTES = 1 << 20  # the longest line of a stream: a text, a query, a table row, a JSON line
+MAX_TEXT_BYTES = 256 << 20  # the largest text file read whole: 2.5× text8, far beyond a laptop's training budget
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def size_text(size: int) -> str:
+    """A byte count as people say it: '1 MiB', '256 MiB', '3.2 GB'."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{size} bytes"
 
 
 def not_text(head: bytes, name: str) -> str | None:
@@ -71,10 +94,84 @@ def decode_line(raw: bytes, name: str, number: int) -> str:
         ) from None
 
 
-def text_lines(stream: BinaryIO, name: str) -> Iterator[str]:
-    """The lines of a binary stream (a file, or standard input) as text, without their line ends."""
-    for number, raw in enumerate(stream, start=1):
+def raw_lines(stream: BinaryIO, name: str, max_bytes: int | None = None) -> Iterator[bytes]:
+    """The lines of a binary stream as bytes (line end kept), none longer than `max_bytes` (MAX_LINE_BYTES):
+    a longer one is refused once max_bytes of it were read, so a stream that never ends a line costs no more."""
+    max_bytes = MAX_LINE_BYTES if max_bytes is None else max_bytes
+    number = 0
+    while raw := stream.readline(max_bytes + 2):  # room for the line end (\r\n)
+        number += 1
+        if len(raw) > max_bytes and len(raw.rstrip(b"\r\n")) > max_bytes:
+            if number == 1 and (reason := not_text(raw[:64], name)):
+                raise CorpusError(reason)
+            raise CorpusError(
+                f"{name}, line {number}: longer than {size_text(max_bytes)} ({max_bytes:,} bytes), the longest line "
+                "seqtext reads from a stream; end its texts with line breaks, or give a corpus as a file"
+            )
+        yield raw
+
+
+def text_lines(stream: BinaryIO, name: str, max_bytes: int | None = None) -> Iterator[str]:
+    """The lines of a binary stream (a file, or standard input) as text, without their line ends; a line
+    longer than `max_bytes` is refused (see `raw_lines`)."""
+    for number, raw in enumerate(raw_lines(stream, name, max_bytes), start=1):
         yield decode_line(raw, name, number).rstrip("\r\n")
+
+
+def read_text(path: Path, flag: str | None = None, max_bytes: int | None = None) -> str:
+    """A whole text file as str (\r\n and \r read as \n, byte-order marks at line starts removed), of at
+    most `max_bytes` (MAX_TEXT_BYTES); anything else (no such file, a pipe, too large, not text) is a
+    one-line CorpusError."""
+    label = f"{flag} " if flag else ""
+    max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
+    try:
+        with check_input_file(path, flag).open("rb") as f:
+            data = f.read(max_bytes + 1)  # a file that grows while it is read is still bounded
+    except OSError as exc:
+        raise CorpusError(f"{label}{path}: cannot be read ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise CorpusError(
+            f"{label}{path} is larger than {size_text(max_bytes)}, the most seqtext reads as one text; "
+            f"give a part of it (e.g. head -c {max_bytes // (1 << 20) // 2}M {path.name} > part.txt)"
+        )
+    if reason := not_text(data[:8192], str(path)):
+        raise CorpusError(reason)
+    try:
+        text = data.decode("utf-8")
+        bad = data.find(b"\x00")
+    except UnicodeDecodeError as exc:
+        bad = exc.start if data.find(b"\x00", 0, exc.start) < 0 else data.find(b"\x00")
+    if bad >= 0:  # the line of the first NUL byte or invalid sequence says what is wrong there
+        start, end = data.rfind(b"\n", 0, bad) + 1, data.find(b"\n", bad)
+        decode_line(data[start : len(data) if end < 0 else end], str(path), data.count(b"\n", 0, start) + 1)
+        raise CorpusError(f"{path}: not UTF-8 text; convert it to UTF-8")  # decode_line raised already
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.removeprefix(BOM).replace("\n" + BOM, "\n")
+
+
+def valid_unicode(text: str, where: str) -> str:
+    """`text` when it is valid Unicode; an unpaired surrogate is refused, naming `where` (an option, a field).
+
+    Python turns invalid UTF-8 on the command line into such surrogates (one per byte, U+DC80-U+DCFF),
+    and JSON can spell them ("\\ud800"); a tokenizer cannot take them. The one check of every text
+    that does not come from a file (those are decoded strictly): options, request fields, config fields.
+    """
+    if problem := unicode_problem(text):
+        raise CorpusError(f"{where}: {problem}")
+    return text
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why `text` is not valid Unicode (see valid_unicode), or None."""
+    if text.isascii() or not (found := _SURROGATE.search(text)):
+        return None
+    code, column = ord(found.group()), found.start() + 1
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of invalid UTF-8, as Python decodes the command line
+        return (
+            f"not valid UTF-8 (byte {code - 0xDC00:#04x} at character {column}); give UTF-8 text "
+            "(check the terminal's or the script's encoding, e.g. LANG=C.UTF-8)"
+        )
+    return f"not valid Unicode (an unpaired surrogate, U+{code:04X}, at character {column}); remove it"
 
 
 def standard_input() -> BinaryIO:
@@ -84,15 +181,17 @@ def standard_input() -> BinaryIO:
     return sys.stdin.buffer
 
 
-def check_text(path: Path) -> None:
+def check_text(path: Path, max_line: int | None = None) -> None:
     """Raise a CorpusError when a file is not UTF-8 text: a compressed or binary file (named as such),
-    invalid UTF-8 or a NUL byte (with the line), or one that cannot be read."""
+    invalid UTF-8 or a NUL byte (with the line), a line longer than `max_line` bytes (a table's row, a
+    text to classify; MAX_LINE_BYTES by default), or one that cannot be read. Reads the file once, a
+    line at a time."""
     try:
         with check_input_file(path).open("rb") as f:
             if reason := not_text(f.read(8192), str(path)):
                 raise CorpusError(reason)
             f.seek(0)
-            for number, raw in enumerate(f, start=1):
+            for number, raw in enumerate(raw_lines(f, str(path), max_line), start=1):
                 decode_line(raw, str(path), number)
     except OSError as exc:
         raise CorpusError(f"{path}: cannot be read ({exc.strerror})") from None

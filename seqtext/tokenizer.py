@@ -6,14 +6,20 @@ so "niño" typed with a combining tilde and with "ñ" are the same tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from seqtext.textfiles import valid_unicode
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 SPACE_MARK = "▁"  # word level: marks a word that follows a space, so decoding restores the spacing
 SUBWORD_PREFIX = "##"  # sub-word level: marks a piece that continues a word
+# Characters per call into the tokenizer. A longer text (text8 is one line of 100M characters) is cut
+# into pieces, so memory stays bounded (the tokenizer keeps ~100 bytes per token while it works) and a
+# stop signal (Ctrl-C, SIGTERM) is seen between calls, within a fraction of a second.
+ENCODE_CHARS = 1 << 20
 
 # Word level: a word or one punctuation character, each optionally preceded by the space mark.
 _WORD_PIECES = Regex(rf"{SPACE_MARK}?\w+|{SPACE_MARK}?[^\w{SPACE_MARK}]|{SPACE_MARK}")
@@ -94,11 +100,74 @@ def with_words(tokenizer: Tokenizer, words: Iterable[str]) -> Tokenizer:
     return extended
 
 
-def encode_batch(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text, without special tokens (the caller adds <bos>/<eos>)."""
+def encode_batch(tokenizer: Tokenizer, texts: Sequence[str], chunk: int | None = None) -> list[list[int]]:
+    """Token ids of each text, without special tokens (the caller adds <bos>/<eos>).
+
+    Texts of any length: the tokenizer is called on at most `chunk` (ENCODE_CHARS) characters at a
+    time, a long text cut into pieces at spaces, where every tokenizer here cuts anyway (a piece of
+    `chunk` characters without a space is cut where it ends). A text that is not valid Unicode (an
+    unpaired surrogate) is refused with a one-line error.
+    """
+    texts = list(texts)
+    try:
+        return _encode_pieces(tokenizer, texts, chunk or ENCODE_CHARS)
+    except (UnicodeError, TypeError):  # the tokenizer cannot take unpaired surrogates: say which text
+        for i, text in enumerate(texts):
+            valid_unicode(text, "the text" if len(texts) == 1 else f"text {i + 1}")
+        raise
+
+
+def encode_text(tokenizer: Tokenizer, text: str) -> list[int]:
+    """Token ids of one text (a keystroke's, a prompt's), as encode_batch gives them, with one call for a
+    short text."""
+    if len(text) > ENCODE_CHARS:
+        return encode_batch(tokenizer, [text])[0]
+    try:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+    except (UnicodeError, TypeError):
+        valid_unicode(text, "the text")
+        raise
+
+
+def _encode_pieces(tokenizer: Tokenizer, texts: list[str], limit: int) -> list[list[int]]:
+    if sum(map(len, texts)) <= limit:  # the usual case: one call
+        return _encode(tokenizer, texts)
+    out: list[list[int]] = [[] for _ in texts]
+    owners: list[int] = []
+    group: list[str] = []
+    size = 0
+    for i, text in enumerate(texts):
+        for piece in _pieces(text, limit):
+            if group and size + len(piece) > limit:
+                for owner, ids in zip(owners, _encode(tokenizer, group), strict=True):
+                    out[owner] += ids
+                owners, group, size = [], [], 0
+            owners.append(i)
+            group.append(piece)
+            size += len(piece)
+    for owner, ids in zip(owners, _encode(tokenizer, group), strict=True):
+        out[owner] += ids
+    return out
+
+
+def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     # tokenizers ≥ 0.20 has encode_batch_fast: the same ids without offsets, about 15% faster
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    return [enc.ids for enc in encode(list(texts), add_special_tokens=False)]
+    return [enc.ids for enc in encode(texts, add_special_tokens=False)]
+
+
+def _pieces(text: str, limit: int) -> Iterator[str]:
+    """`text` in pieces of at most `limit` characters, each but the last ending just before a space
+    when one is found in its last eighth (a character-level tokenizer may cut before any ASCII character)."""
+    start = 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = text.rfind(" ", end - limit // 8, end)
+        if cut <= start:
+            cut = end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
 
 
 def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
