@@ -18,9 +18,12 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from seqtext import textfiles
 from seqtext.errors import CorpusError
 from seqtext.files import check_input_file
-from seqtext.textfiles import BOM, check_text, not_text
+from seqtext.jsonfiles import JsonTable, json_kind
+from seqtext.schema import shown
+from seqtext.textfiles import check_text, not_text, read_text, size_text
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode_batch
 
 TABLE_FORMATS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -44,18 +47,28 @@ def local_file(data: str | Path) -> Path | None:
 
 
 def load_table(data: str | Path, split: str = "train", *, streaming: bool = False) -> Any:
-    """A `datasets.Dataset` from a tsv/csv/jsonl/parquet file or a hub dataset name.
+    """A `datasets.Dataset` from a tsv/csv/parquet file or a hub dataset name; a `jsonfiles.JsonTable`
+    from a jsonl/json file (read strictly: every line an object, errors with their line).
 
     With streaming=True, an `IterableDataset` read in chunks (no Arrow cache; column names are known
-    only once the first rows are read).
+    only once the first rows are read). A local file read whole holds at most MAX_TEXT_BYTES, and a
+    row of a text table at most MAX_LINE_BYTES.
     """
+    path = local_file(data)
+    most = textfiles.MAX_TEXT_BYTES
+    if path is not None and not streaming and path.stat().st_size > most:
+        raise CorpusError(
+            f"{data} is larger than {size_text(most)}, the most seqtext reads as one table; give a part of it"
+        )
+    if path is not None and TABLE_FORMATS.get(path.suffix.lower()) == "json":
+        check_text(path)
+        return JsonTable(path, streaming=streaming, max_bytes=most)
     with warnings.catch_warnings():  # in a notebook without ipywidgets, tqdm.auto warns on import; its bars are off
         warnings.filterwarnings("ignore", message="IProgress not found")
         import datasets  # heavy: imported only when a table is read
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
-    path = local_file(data)
     try:
         if path is None:
             return datasets.load_dataset(str(data), split=split, streaming=streaming)
@@ -79,6 +92,38 @@ def load_table(data: str | Path, split: str = "train", *, streaming: bool = Fals
         where = "hub dataset" if path is None else "file"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CorpusError(f"{data}: could not read this {where} ({first_line})") from exc
+
+
+def texts_of(values: Sequence[Any], table: Any, column: str, data: str | Path, first_row: int = 0) -> list[str]:
+    """A text column's values as texts: None is an empty text, a number read from a tsv/csv is its text;
+    a list, an object, true/false (or, in JSON, a number) is no text and is refused, naming its row."""
+    texts = []
+    json_rows = isinstance(table, JsonTable)
+    for row, value in enumerate(values, start=first_row):
+        if isinstance(value, str):
+            texts.append(value)
+        elif value is None:
+            texts.append("")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and not json_rows:
+            texts.append(str(value))
+        else:
+            raise CorpusError(
+                f"{row_place(data, row, table)}: {column!r} is {json_kind(value) if json_rows else shown(value)}, "
+                "not text; give each row's text as a string"
+            )
+    return texts
+
+
+def row_place(data: str | Path, row: int, table: Any = None) -> str:
+    """'FILE, line N' for a 0-based table row (line 1 of tsv/csv is the header), 'FILE, row N' elsewhere."""
+    if isinstance(table, JsonTable):
+        return table.line_of(row)
+    suffix = Path(str(data)).suffix.lower()
+    if suffix in (".tsv", ".csv"):
+        return f"{data}, line {row + 2}"
+    if suffix in (".jsonl", ".json"):
+        return f"{data}, line {row + 1}"
+    return f"{data}, row {row + 1}"
 
 
 def pick_column(table: Any, column: str | None, data: str | Path, flag: str, fallbacks: Sequence[str]) -> str:
@@ -108,15 +153,14 @@ def read_texts(data: str | Path, text_column: str | None = None) -> list[str]:
     path = local_file(data)
     if path is not None and path.suffix.lower() not in TABLE_FORMATS:
         refuse_column_option(data, text_column)
-        check_text(path)
-        # read_text turns \r\n into \n; split on \n only (splitlines would also cut at \x0c or \u2028)
-        texts = [line.removeprefix(BOM) for line in path.read_text(encoding="utf-8").split("\n")]
+        # \r\n and \r are read as \n; split on \n only (splitlines would also cut at \x0c or \u2028)
+        texts = read_text(path).split("\n")
         if texts[-1] == "":
             texts.pop()
     else:
         table = load_table(data)
         column = pick_column(table, text_column, data, "--text-column", ("text", "Phrase", "sentence"))
-        texts = ["" if t is None else str(t) for t in table[column]]
+        texts = texts_of(table[column], table, column, data)
     if not any(t.strip() for t in texts):
         raise CorpusError(f"{data} has no text; give a file with at least one non-empty line")
     return texts
@@ -224,16 +268,18 @@ class LineWindows:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
         return batches
 
-    def _windows(self, batch: list[int]) -> list[Window]:
+    def _windows(self, batch: list[int], first: int = 0) -> Iterator[Window]:
+        """The batch's windows from the `first`, each made when it is needed: a line of any length (a
+        whole book on one line) costs one window's memory at a time, not the padded batch's."""
         longest = max(len(self.lines[i]) for i in batch)
-        ids = torch.full((len(batch), longest), PAD_ID, dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, : len(self.lines[i])] = torch.tensor(self.lines[i])
-        windows = []
-        for s in range(0, longest - 1, self.bptt):
-            chunk = ids[:, s : s + self.bptt + 1]  # inputs and targets overlap by all but one token
-            windows.append(Window(chunk[:, :-1], chunk[:, 1:], carry=s > 0))
-        return windows
+        for s in range(first * self.bptt, longest - 1, self.bptt):
+            width = min(self.bptt + 1, longest - s)  # inputs and targets overlap by all but one token
+            chunk = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
+            for row, i in enumerate(batch):
+                piece = self.lines[i][s : s + width]
+                if piece:
+                    chunk[row, : len(piece)] = torch.tensor(piece)
+            yield Window(chunk[:, :-1], chunk[:, 1:], carry=s > 0)
 
     def epoch(self, epoch: int, seed: int | None, start: int = 0) -> Iterator[Window]:
         batches = self._batches(None if seed is None else _gen(seed, epoch))
@@ -241,7 +287,7 @@ class LineWindows:
         for batch in batches:
             count = self._count(batch)
             if index + count > start:
-                yield from self._windows(batch)[max(0, start - index) :]
+                yield from self._windows(batch, max(0, start - index))
             index += count
 
 
@@ -277,7 +323,6 @@ def check_lm_size(windows: StreamWindows | LineWindows, data: str, bptt: int, ba
 
 
 def read_prompt(path: Path) -> str:
-    """A prompt file's text, checked like a corpus (a leading byte-order mark is dropped)."""
-    check_input_file(path, "--prompt-file")
-    check_text(path)
-    return path.read_text(encoding="utf-8").removeprefix(BOM)
+    """A prompt file's text, checked like a corpus (a leading byte-order mark is dropped), of at most
+    MAX_TEXT_BYTES (the model reads a prompt of any length in chunks)."""
+    return read_text(path, "--prompt-file")

@@ -116,10 +116,13 @@ def _check_keys(curves: list[RunCurves], metrics: Sequence[str], x: str) -> None
 
 
 def _series(records: list[dict[str, Any]], x: str, key: str) -> tuple[list[float], list[float]]:
-    points = [
-        (r[x], r[key]) for r in records if isinstance(r.get(key), int | float) and isinstance(r.get(x), int | float)
-    ]
+    points = [(r[x], r[key]) for r in records if _finite(r.get(key)) and _finite(r.get(x))]
     return [p[0] for p in points], [p[1] for p in points]
+
+
+def _finite(value: Any) -> bool:
+    """A number that can be drawn (a diverged loss is recorded as NaN or infinity: a gap in its curve)."""
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _scale(ax: Any, values: list[float]) -> None:

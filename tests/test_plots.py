@@ -87,7 +87,7 @@ def test_plot_refuses_bad_input(char_run, tmp_path):
     damaged = copy_run(char_run, tmp_path / "damaged")
     lines = (damaged / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     (damaged / "metrics.jsonl").write_text("\n".join([lines[0], lines[1][:20], *lines[2:]]) + "\n", encoding="utf-8")
-    assert_clean_error(invoke("plot", damaged, "--out", out), "metrics.jsonl, line 2: not a JSON object")
+    assert_clean_error(invoke("plot", damaged, "--out", out), "metrics.jsonl, line 2: not readable JSON")
     (damaged / "metrics.jsonl").write_text("[1, 2]\n", encoding="utf-8")
     assert_clean_error(invoke("plot", damaged, "--out", out), "line 1: not a JSON object (a JSON list)")
     assert_clean_error(invoke("plot", char_run, "--out", tmp_path), "is a directory; give a file name")

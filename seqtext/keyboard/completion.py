@@ -16,7 +16,8 @@ characters, docs/keystroke-savings.md) that replaces the partial word at the end
 - Incremental: a small LRU cache keyed by the text already read keeps the RNN state and the
   next-token distribution, so a keystroke runs only the new tokens (O(1) in the length of the
   text; within a word, no RNN step at all). Backspace and edits restart from the longest cached
-  prefix. Lines of any length work: the first read is linear, every keystroke after it O(1).
+  prefix. Text of any length works: the first read is linear, in chunks (a stop signal is seen
+  between them), every keystroke after it O(1).
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ from seqtext.keyboard.words import (
 from seqtext.models import select_state
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import intra_op_threads
+from seqtext.textfiles import valid_unicode
 from seqtext.tokenizer import EOS_ID, SPACE_MARK
+
+MAX_SUGGESTIONS = 1_000  # --k: more than any keyboard shows
 
 
 class Completer:
@@ -133,9 +137,9 @@ class Completer:
         need (several typists' keystrokes) run as one batch, each row from its own cached state, so
         the answers are those of `suggest` one at a time, for a fraction of the model's time."""
         for _, k in requests:
-            if k < 1:
-                raise ConfigError(f"--k must be at least 1 (got {k})")
-        typed = [unicodedata.normalize("NFC", text) for text, _ in requests]
+            if not 1 <= k <= MAX_SUGGESTIONS:
+                raise ConfigError(f"--k must be between 1 and {MAX_SUGGESTIONS:,} (got {k})")
+        typed = [unicodedata.normalize("NFC", valid_unicode(text, "the text")) for text, _ in requests]
         spare = SPARE if self.personal else 0
         with intra_op_threads(self.threads):
             ranked = self._suggest_many([(text, k + spare) for text, (_, k) in zip(typed, requests, strict=True)])
@@ -158,7 +162,7 @@ class Completer:
 
     def learn(self, text: str, save: bool = True) -> None:
         """Learn each line of `text` as finished text, and save the user data (save=False: later, by save())."""
-        self.personal.learn(text, save=save)
+        self.personal.learn(valid_unicode(text, "the text"), save=save)
 
     def save(self) -> None:
         """Write what was learned to the user data file (atomically); without one, nothing to do."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from seqtext import jsonfiles
 from seqtext.errors import CheckpointError
 from seqtext.keyboard.ngram import BOS, NgramModel, Order
 from seqtext.runs import checks
@@ -56,8 +57,8 @@ def save_ngram(run: Path, model: NgramModel, tokenizer: Any) -> Path:
 def _header(path: Path) -> dict:
     raw = checks.tensor_metadata(path).get(KEY)
     try:
-        header = json.loads(raw) if raw is not None else None
-    except json.JSONDecodeError:
+        header = jsonfiles.parse(raw) if raw is not None else None
+    except jsonfiles.JsonError:
         header = None
     if not isinstance(header, dict):
         raise checks.problem(path, f'no seqtext n-gram header (metadata "{KEY}")', FIX)
@@ -96,10 +97,9 @@ def _expected(found: dict, order: int, vocab_size: int) -> dict[str, checks.Spec
 
 def load_ngram(run: Path, tokenizer: Any) -> NgramModel | None:
     """The run's n-gram, every tensor checked; None when the run has none."""
-    path = Path(run) / NGRAM_FILE
-    if not path.exists():
+    path = checks.optional_run_file(Path(run), NGRAM_FILE)
+    if path is None:
         return None
-    path = checks.run_file(Path(run), NGRAM_FILE)
     found = checks.tensor_specs(path)
     header = _header(path)
     if header["tokenizer"] != fingerprint(tokenizer):

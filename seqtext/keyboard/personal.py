@@ -26,14 +26,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from seqtext import jsonfiles
 from seqtext.errors import ConfigError, CorpusError
 from seqtext.files import check_output_file, replacing
 from seqtext.keyboard.words import WORD, fold
+from seqtext.schema import shown
 
 FORMAT, VERSION = "seqtext-personal", 1
 PERSONAL_WEIGHT = 0.1  # λ: the largest gain costing Tatoeba ≤ 0.5 pts, scripts/bench_keyboard.py --personal
 MAX_WORDS, MAX_PAIRS = 20_000, 100_000  # beyond these the rarest entries are dropped (a keyboard-sized dictionary)
 MAX_FILE_BYTES = 64 * 2**20  # a personal file this big is not ours: refuse it before reading
+MAX_COUNT = 2**53  # a count beyond it (no one types a word 10^16 times) would lose its exactness as a float
 SPARE = 3  # candidates beyond k taken from each side, so a personal word can outrank the model's k-th
 JOINED = re.compile(r"\s+")  # only whitespace between two words: the first is the second's context
 HIGHEST = "\U0010ffff"
@@ -91,11 +94,9 @@ class PersonalModel:
         except OSError as exc:
             raise CorpusError(f"user data {path}: cannot read it ({exc.strerror}); {FIX}") from None
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(
-                f"user data {path}, line {exc.lineno}: not valid JSON ({exc.msg}); it was left as it is: {FIX}"
-            ) from None
+            data = jsonfiles.parse(text)  # strictly: no duplicate key, no number out of range, no deep nesting
+        except jsonfiles.JsonError as exc:
+            raise CorpusError(f"user data {path}: {exc.problem}; it was left as it is: {FIX}") from None
         self.words, self.follows = _checked(data, path)
 
     def to_json(self) -> dict[str, Any]:
@@ -134,8 +135,9 @@ class PersonalModel:
                 if word not in self.words:
                     self._folded[word] = fold(word)
                     insort(self._keys, (self._folded[word], word))
-                self.words[word] += 1
-                self.follows.setdefault(previous, Counter())[word] += 1
+                self.words[word] = min(self.words[word] + 1, MAX_COUNT)  # what the file may hold
+                follows = self.follows.setdefault(previous, Counter())
+                follows[word] = min(follows[word] + 1, MAX_COUNT)
                 self._update_best(word)
         if len(self.words) > MAX_WORDS or sum(map(len, self.follows.values())) > MAX_PAIRS:
             self._prune()
@@ -264,8 +266,11 @@ def _counts(value: Any, field: str, bad: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise bad(f'field "{field}" must be an object of counts')
     for word, count in value.items():
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise bad(f'field "{field}": the count of {word!r} must be a positive integer (got {count!r})')
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+            raise bad(
+                f'field "{field}": the count of {word!r} must be a whole number from 1 to {MAX_COUNT:,} '
+                f"(got {shown(count)})"
+            )
     return value
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from seqtext.keyboard.words import joins
 from seqtext.models import STEPPED_READ, State, join_states, split_state
 from seqtext.runs.loading import Loaded
-from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID
+from seqtext.tokenizer import BOS_ID, EOS_ID, SPACE_MARK, UNK_ID, encode_text
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Reader:
             if n:
                 ids.append(EOS_ID)
             if line and self.word_level:
-                ids += self.lm.tokenizer.encode(line, add_special_tokens=False).ids
+                ids += encode_text(self.lm.tokenizer, line)
             elif line:
                 ids += [self.vocab.get(char, UNK_ID) for char in line]
         return ids

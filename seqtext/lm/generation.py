@@ -15,10 +15,11 @@ from torch import Tensor
 from seqtext.config import MAX_SEED
 from seqtext.errors import ConfigError
 from seqtext.runs.loading import Loaded, as_loaded
-from seqtext.schema import check_finite
+from seqtext.schema import MAX_INT, check_finite
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode, encode_batch
 
 NEVER_SAMPLED = (PAD_ID, UNK_ID, BOS_ID)  # <unk> is a class of words, not text a reader can use
+MAX_TEMPERATURE = 100  # the distribution is flat long before; far beyond it, float32 overflows
 
 
 def sample_next(
@@ -51,12 +52,15 @@ def check_sampling(
         check_finite("--top-p", top_p)
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"--seed must be between 0 and {MAX_SEED:,} (got {seed})")
-    if max_new_tokens < 0:
-        raise ConfigError(f"--max-new-tokens cannot be negative (got {max_new_tokens})")
-    if temperature < 0:
-        raise ConfigError(f"--temperature cannot be negative (got {temperature}); 0 means greedy")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"--top-k must be at least 1 (got {top_k})")
+    if not 0 <= max_new_tokens <= MAX_INT:
+        raise ConfigError(f"--max-new-tokens must be between 0 and 2^63 - 1 (got {max_new_tokens})")
+    if not 0 <= temperature <= MAX_TEMPERATURE:
+        raise ConfigError(
+            f"--temperature must be between 0 and {MAX_TEMPERATURE} (got {temperature}); 0 is greedy, 1 samples "
+            "as the model learned, higher is more random"
+        )
+    if top_k is not None and not 1 <= top_k <= MAX_INT:
+        raise ConfigError(f"--top-k must be between 1 and 2^63 - 1 (got {top_k})")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ConfigError(f"--top-p must be in (0, 1] (got {top_p})")
 

@@ -24,18 +24,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqtext.config import TrainConfig
+from seqtext.config import MAX_CLIP, TrainConfig
 from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
 from seqtext.models import RNNLanguageModel, detach_state, layer_step, parameter_groups
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runs.reading import read_train_config
 from seqtext.runtime import eval_mode
+from seqtext.schema import check_finite, check_range
 from seqtext.tokenizer import PAD_ID
 from seqtext.training.gradnorms import group_norms
 
 WARMUP = 100  # stream windows: tokens read first, without gradient, so the state is warm as in training
 CHUNK = 16  # windows unrolled together
+# Every step back is a state kept in the unrolled graph (16 windows × layers × width floats each), and
+# every window is a row of token ids: bounds that keep a probe within a few GB and a few minutes.
+MAX_STEPS_BACK = 4_096
+MAX_PROBES = 10_000  # --windows, --batches
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ def probe_windows(
     reads whole lines from <bos>, so only lines that reach `steps` back from their <eos> count.
     `steps` None: `default`, for lines at most as far as the median line reaches.
     """
+    default = min(default, MAX_STEPS_BACK)  # a run's --bptt may be longer than the unrolled graph can be
     if stream:
         ids = encode_stream(tokenizer, texts)
         steps = default if steps is None else steps
@@ -228,6 +234,12 @@ def gradients(
     steps None: the run's --bptt (for a line model at most the median line). Batches use the run's
     --bptt and --batch-size; clip None: the run's --clip.
     """
+    for flag, value, high in (("--windows", windows, MAX_PROBES), ("--batches", batches, MAX_PROBES)):
+        check_range(flag.removeprefix("--"), value, 1, high)
+    if steps is not None:
+        check_range("steps", steps, 1, MAX_STEPS_BACK)
+    if clip is not None:
+        check_range("clip", check_finite("--clip", clip), 0, MAX_CLIP)
     lm = as_loaded(source, "lm", "gradients")
     recipe = read_train_config(lm.path) or TrainConfig()
     texts = read_texts(data, text_column)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -54,11 +55,42 @@ def run_file(run: Path, name: str) -> Path:
     path = run / name
     try:
         mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise problem(path, "a symbolic link to nothing") from None
+        raise CheckpointError(f"{path} is missing; {FIX}") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
-        raise problem(path, "not a regular file")
+        what = "a directory" if stat.S_ISDIR(mode) else "a pipe, a socket or a device"
+        raise problem(path, f"{what}, not a regular file")
     return path
+
+
+def optional_run_file(run: Path, name: str) -> Path | None:
+    """The path of `name` in a run directory when anything is there, None only when nothing is.
+
+    What is there must be a regular file (run_file): a pipe, a device, a directory or a broken link
+    is an error, never taken for a missing file, so a run is never read without a part it has.
+    """
+    try:
+        os.lstat(run / name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:  # a symbolic-link loop in the run's path, a permission denied
+        raise CheckpointError(f"{run / name}: cannot be read ({exc.strerror})") from None
+    return run_file(run, name)
+
+
+def check_run_dir(run: Path) -> None:
+    """A run path that cannot even be looked at (a loop of symbolic links, a name too long, no
+    permission) is one line; nothing there, or a file, is left to the callers' own words."""
+    try:
+        os.stat(run)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise CheckpointError(f"{run}: cannot use this run path ({exc.strerror}); check it") from None
 
 
 def json_file(run: Path, name: str) -> dict[str, Any]:

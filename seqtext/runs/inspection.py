@@ -3,6 +3,7 @@ training got and when its best figures came, and the files it is made of."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from seqtext.config import to_dict
 from seqtext.models import count_parameters, parameter_groups
 from seqtext.runs.loading import load
-from seqtext.runs.reading import read_header, read_metrics, read_train_config
+from seqtext.runs.reading import metric_records, read_header, read_train_config
 
 # The validation figure that picked the kept checkpoint: the tasks' `monitor` (a test holds them equal).
 MONITOR = {"lm": ("val_loss", "min"), "classifier": ("val_accuracy", "max")}
@@ -47,14 +48,22 @@ def _evaluation(record: dict[str, Any]) -> dict[str, Any]:
     return {**when, "figures": figures}
 
 
-def best_evaluation(kind: str, records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The evaluation that picked the kept checkpoint: the first with the best monitored figure."""
-    name, mode = MONITOR[kind]
-    scored = [r for r in records if isinstance(r.get(name), int | float) and r[name] == r[name]]  # not NaN
-    if not scored:
-        return None
-    pick = min(scored, key=lambda r: r[name]) if mode == "min" else max(scored, key=lambda r: r[name])
-    return {"metric": name, "mode": mode, **_evaluation(pick)}
+class _Evaluations:
+    """How many evaluations a run recorded, its last and its best, read in one pass over its records
+    (metrics.jsonl is read a line at a time, never held whole)."""
+
+    def __init__(self, kind: str, records: Iterable[dict[str, Any]]) -> None:
+        name, mode = MONITOR[kind]
+        self.count, last, pick = 0, None, None
+        for record in records:
+            self.count, last = self.count + 1, record
+            value = record.get(name)
+            if not isinstance(value, int | float) or value != value:  # not recorded, or NaN
+                continue
+            if pick is None or (value < pick[name] if mode == "min" else value > pick[name]):
+                pick = record
+        self.last = None if last is None else _evaluation(last)
+        self.best = None if pick is None else {"metric": name, "mode": mode, **_evaluation(pick)}
 
 
 def inspect_run(path: str | Path) -> RunSummary:
@@ -63,7 +72,7 @@ def inspect_run(path: str | Path) -> RunSummary:
     header = read_header(path)
     loaded = load(path)
     recipe = read_train_config(path)
-    records = read_metrics(path)
+    evaluations = _Evaluations(loaded.kind, metric_records(path))
     vocab = loaded.tokenizer.get_vocab_size()
     return RunSummary(
         path=str(path),
@@ -78,9 +87,9 @@ def inspect_run(path: str | Path) -> RunSummary:
         vocab_size=vocab,
         vocab_sample=[loaded.tokenizer.id_to_token(i) for i in range(4, min(vocab, 4 + SAMPLE))],
         recipe=None if recipe is None else to_dict(recipe),
-        evaluations=len(records),
-        last=_evaluation(records[-1]) if records else None,
-        best=best_evaluation(loaded.kind, records),
+        evaluations=evaluations.count,
+        last=evaluations.last,
+        best=evaluations.best,
         resumable=(path / "trainer_state.json").is_file(),
         files={f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()},
     )

@@ -8,28 +8,32 @@ What these return is checked data; `seqtext.runs.loading` builds the ready-to-us
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 from torch import nn
 
-from seqtext import __version__
+from seqtext import __version__, jsonfiles
 from seqtext.config import MAX_MEMBERS, ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
-from seqtext.errors import CheckpointError
+from seqtext.errors import CheckpointError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, implied_by_weights, on_meta
 from seqtext.runs.checks import (
+    check_run_dir,
     check_tensors,
     choice,
     config_from,
     json_file,
     module_specs,
+    optional_run_file,
     problem,
     require,
     run_file,
     tensor_specs,
 )
 from seqtext.schema import shown
+from seqtext.textfiles import size_text
 from seqtext.tokenizer import SPECIAL_TOKENS, tokenizer_level
 
 FORMAT_VERSION = 1
@@ -38,14 +42,16 @@ CONFIG_TYPES: dict[str, type] = {"lm": LMConfig, "classifier": ClassifierConfig}
 MODEL_TYPES: dict[str, type[nn.Module]] = {"lm": RNNLanguageModel, "classifier": RNNClassifier}
 TRAIN_CONFIG_TYPES: dict[str, type[TrainConfig]] = {"lm": TrainConfig, "classifier": ClassifierTrainConfig}
 COMMAND_FOR_KIND = {"lm": "seqtext train lm DATA", "classifier": "seqtext train classifier DATA"}
-MAX_TOKENIZER_BYTES = 1 << 30
+MAX_TOKENIZER_BYTES = 256 << 20  # a word vocabulary of millions of entries still fits
+MAX_METRICS_BYTES = 256 << 20  # a million evaluations of a run logging its gradients
 ENSEMBLE_FILE, ENSEMBLE_FORMAT = "ensemble.json", 1  # members/1/, members/2/, … beside member 0
 MEMORY_FILE, MEMORY_FORMAT = "phrase_memory.json", 1  # --phrase-memory: phrase → training label id
 
 
 def read_header(path: Path) -> dict[str, Any]:
     """config.json of a run, checked for completeness, format version and kind."""
-    missing = [name for name in REQUIRED if not (path / name).is_file()]
+    check_run_dir(path)
+    missing = [name for name in REQUIRED if optional_run_file(path, name) is None]
     if missing:
         raise CheckpointError(
             f"{str(path)!r} is not a seqtext run (missing {', '.join(missing)}). "
@@ -83,19 +89,17 @@ def model_config(path: Path, header: dict[str, Any]) -> Any:
 def read_tokenizer(run: Path, *, vocab_size: int | None = None, level: str | None = None) -> Tokenizer:
     """The run's tokenizer.json, checked: readable, ids 0..V-1 with the special tokens first, and (when
     given) as many tokens as the model's vocab_size, of the model's level."""
-    path = run / "tokenizer.json"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the run directory is incomplete (train the run again)")
-    path = run_file(run, "tokenizer.json")
-    if path.stat().st_size > MAX_TOKENIZER_BYTES:
-        raise problem(path, f"{path.stat().st_size:,} bytes, more than any tokenizer")
+    path = optional_run_file(run, "tokenizer.json")
+    if path is None:
+        missing = run / "tokenizer.json"
+        raise CheckpointError(f"{missing} is missing; the run directory is incomplete (train the run again)")
     try:
+        jsonfiles.read_file(path, MAX_TOKENIZER_BYTES)  # strictly, before the tokenizer library reads it
         text = path.read_text(encoding="utf-8")
-        json.loads(text)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise problem(path, f"not readable JSON ({type(exc).__name__})") from None
+    except jsonfiles.JsonError as exc:
+        raise problem(path, exc.problem) from None
     try:
         tokenizer = Tokenizer.from_str(text)
     except (KeyboardInterrupt, SystemExit):
@@ -147,39 +151,61 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
 
 def read_train_config(run: Path) -> TrainConfig | None:
     """How a run was trained (train_config.json), every field checked; None when the run has no such file."""
-    path = Path(run) / "train_config.json"
-    if not path.is_file():
+    path = optional_run_file(Path(run), "train_config.json")
+    if path is None:
         return None
     kind = read_header(Path(run))["kind"]
     return config_from(TRAIN_CONFIG_TYPES[kind], json_file(Path(run), "train_config.json"), path)
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
-    """The evaluations recorded so far (none when there is no metrics.jsonl); a damaged line is an error naming it."""
-    path = Path(run) / "metrics.jsonl"
-    if not path.is_file():
-        return []
+    """The evaluations recorded so far (none when there is no metrics.jsonl); see `metric_records`."""
+    return list(metric_records(run))
+
+
+def metric_records(run: Path) -> Iterator[dict[str, Any]]:
+    """The evaluations of metrics.jsonl one at a time, every record checked (record_problem); a damaged
+    line is an error naming it. The file holds MAX_METRICS_BYTES at most, each line within the stream
+    bound (seqtext.textfiles), and is read a line at a time."""
+    path = optional_run_file(Path(run), "metrics.jsonl")
+    if path is None:
+        return
     try:
-        lines = run_file(Path(run), "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not readable ({exc})") from exc
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            why = "" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
-        except json.JSONDecodeError as exc:
-            why = f"{exc.msg} at column {exc.colno}"
-        except RecursionError:
-            why = "nested too deeply"
-        if not why and (type(step := record.get("step", 0)) is not int or step < 0):
-            why = f'its "step" is {shown(step)}, not a whole number'
-        if why:
-            raise CheckpointError(f"{path}, line {number}: not a JSON object ({why}); delete that line")
-        records += [record] if record else []
-    return records
+        if path.stat().st_size > MAX_METRICS_BYTES:
+            raise CheckpointError(
+                f"{path} is larger than {size_text(MAX_METRICS_BYTES)}, more than a run records; "
+                "it was replaced or damaged: restore it, or delete it"
+            )
+        with path.open("rb") as f:
+            for number, record in jsonfiles.json_lines(f, str(path), nonfinite=True):
+                if why := record_problem(record):
+                    raise CheckpointError(f"{path}, line {number}: {why}; delete that line")
+                if record:
+                    yield record
+    except CheckpointError:  # an OSError too
+        raise
+    except jsonfiles.JsonError as exc:
+        raise CheckpointError(f"{path}, line {exc.line}: {exc.problem}; delete that line") from None
+    except CorpusError as exc:  # a line over the stream bound
+        raise CheckpointError(f"{exc}; delete that line") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def record_problem(record: Any) -> str | None:
+    """What is wrong with one metrics.jsonl record, None when nothing: an object whose "step" is a whole
+    number ≥ 0, and every other value a number (NaN and ±inf record a diverged loss) or, for a curve
+    (grad_tt), a list of numbers."""
+    if not isinstance(record, dict):
+        return f"not a JSON object (a JSON {type(record).__name__})"
+    if record and (type(step := record.get("step")) is not int or step < 0):
+        return f'its "step" is {shown(step)}, not a whole number'
+    for key, value in record.items():
+        numbers = value if isinstance(value, list) else [value]
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in numbers):
+            kind = "a list of numbers" if isinstance(value, list) else "a number"
+            return f"its {json.dumps(key)} is {shown(value)}, not {kind}"
+    return None
 
 
 def member_dir(run: Path, index: int) -> Path:
@@ -190,7 +216,7 @@ def member_dir(run: Path, index: int) -> Path:
 def ensemble_size(run: Path) -> int:
     """Members of a run directory: 1 without ensemble.json, else its checked "members" field."""
     file = run / ENSEMBLE_FILE
-    if not file.is_file():
+    if optional_run_file(run, ENSEMBLE_FILE) is None:
         return 1
     data = json_file(run, ENSEMBLE_FILE)
     version = require(file, data, "format", int, "a whole number")
@@ -205,7 +231,7 @@ def ensemble_size(run: Path) -> int:
 def read_phrase_memory(run: Path, num_classes: int) -> dict[str, int]:
     """The run's phrase memory (phrase → training label id), every entry checked; empty when it has none."""
     file = run / MEMORY_FILE
-    if not file.is_file():
+    if optional_run_file(run, MEMORY_FILE) is None:
         return {}
     data = json_file(run, MEMORY_FILE)
     if require(file, data, "format", int, "a whole number") != MEMORY_FORMAT:

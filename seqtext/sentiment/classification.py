@@ -17,7 +17,7 @@ from seqtext.config import ClassifierConfig
 from seqtext.errors import ConfigError
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runtime import autocast, eval_mode, resolve_precision
-from seqtext.sentiment.labelled import length_batches, pad
+from seqtext.sentiment.labelled import check_lengths, length_batches, pad
 from seqtext.sentiment.memory import as_probabilities, recall
 from seqtext.sentiment.tokengates import TokenGates, supported
 from seqtext.tokenizer import encode_batch
@@ -122,6 +122,7 @@ def classify(
     if isinstance(texts, str):
         raise ConfigError("classify takes a list of texts; wrap a single text in a list: [text]")
     clf = as_loaded(source, "classifier", "classify")
+    check_lengths(texts)
     precision = resolve_precision(precision, clf.device)
     recalled = recall(clf, texts)  # the phrase memory answers these: the model reads only the others
     rest = [i for i in range(len(texts)) if i not in recalled] if recalled else range(len(texts))

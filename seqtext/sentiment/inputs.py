@@ -10,9 +10,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
-from seqtext.data import TABLE_FORMATS, check_text, load_table, local_file, pick_column, refuse_column_option
+from seqtext.data import (
+    TABLE_FORMATS,
+    check_text,
+    load_table,
+    local_file,
+    pick_column,
+    refuse_column_option,
+    row_place,
+    texts_of,
+)
 from seqtext.errors import CorpusError
-from seqtext.sentiment.labelled import TEXT_COLUMNS
+from seqtext.sentiment.labelled import TEXT_COLUMNS, check_length
 from seqtext.textfiles import STDIN, standard_input, text_lines
 
 
@@ -56,7 +65,8 @@ def _text_lines(
         raise CorpusError(f"{name} is plain text with no {id_column!r} column; give the Kaggle test.tsv")
     chunk: list[str] = []
     with stream:
-        for line in text_lines(stream, name):
+        for number, line in enumerate(text_lines(stream, name), start=1):
+            check_length(line, f"{name}, line {number}")
             chunk.append(line)
             if len(chunk) == chunk_size:
                 yield chunk, None
@@ -68,7 +78,7 @@ def _text_lines(
 def _table_chunks(
     table: Any, source: str, text_column: str | None, id_column: str | None, chunk_size: int
 ) -> Iterator[tuple[list[str], list[Any] | None]]:
-    text_col = None
+    text_col, first_row = None, 0
     try:
         for batch in table.iter(batch_size=chunk_size):
             if text_col is None:
@@ -79,7 +89,10 @@ def _table_chunks(
                         f"{source} has no column {id_column!r} (columns: {', '.join(batch)}); "
                         "--format kaggle needs the Kaggle test.tsv layout"
                     )
-            texts = ["" if t is None else str(t) for t in batch[text_col]]
+            texts = texts_of(batch[text_col], table, text_col, source, first_row)
+            for row, text in enumerate(texts, start=first_row):
+                check_length(text, row_place(source, row, table))
+            first_row += len(texts)
             yield texts, (None if id_column is None else list(batch[id_column]))
     except CorpusError:
         raise

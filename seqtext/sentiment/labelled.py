@@ -19,11 +19,17 @@ from typing import Any
 import torch
 
 from seqtext.config import SENTIMENT_LABELS
-from seqtext.data import TABLE_FORMATS, load_table, local_file, pick_column
+from seqtext.data import TABLE_FORMATS, load_table, local_file, pick_column, row_place, texts_of
 from seqtext.errors import CorpusError
 from seqtext.tokenizer import PAD_ID
 
 TEXT_COLUMNS = ("text", "Phrase", "phrase", "sentence", "review")
+# A classifier reads a whole text in one pass (a bidirectional RNN needs its end before its start), so
+# a text's length bounds the memory and the time of one step: MAX_TEXT_CHARS (the longest review of the
+# usual review corpora is under 14,000) reads in about a second on one core. A batch holds at most
+# TOKENS_PER_BATCH tokens (about 0.2 GB at inference), however long its texts; phrases fill a batch.
+MAX_TEXT_CHARS = 20_000
+TOKENS_PER_BATCH = 32_768
 LABEL_COLUMNS = ("label", "Sentiment", "sentiment", "labels")
 GROUP_COLUMN = "SentenceId"  # Kaggle: the phrases of one sentence share words and labels
 ID_COLUMN = "PhraseId"
@@ -31,12 +37,7 @@ ID_COLUMN = "PhraseId"
 
 def where(data: str | Path, row: int) -> str:
     """'FILE, line N' for a 0-based table row (line 1 of tsv/csv is the header)."""
-    suffix = Path(str(data)).suffix.lower()
-    if suffix in (".tsv", ".csv"):
-        return f"{data}, line {row + 2}"
-    if suffix in (".jsonl", ".json"):
-        return f"{data}, line {row + 1}"
-    return f"{data}, row {row + 1}"
+    return row_place(data, row)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def read_labelled(
     text_col = pick_column(table, text_column, data, "--text-column", TEXT_COLUMNS)
     label_col = _label_column(table, label_column, data)
     names = tuple(labels) or tuple(getattr(table.features.get(label_col), "names", None) or ()) or SENTIMENT_LABELS
-    texts = ["" if t is None else str(t) for t in table[text_col]]
+    texts = texts_of(table[text_col], table, text_col, data)
+    for row, text in enumerate(texts):
+        check_length(text, row_place(data, row, table))
     if not any(t.strip() for t in texts):
         raise CorpusError(
             f"{data} has no usable text: column {text_col!r} is empty in all {len(texts):,} rows. "
@@ -99,6 +102,22 @@ def read_labelled(
         group_col = GROUP_COLUMN
     groups = None if group_col is None else [_group_key(value) for value in table[group_col]]
     return Labelled(texts, ids, groups, list(range(len(texts))), str(data), group_col), names
+
+
+def check_lengths(texts: Sequence[str]) -> None:
+    """Refuse a list of texts (the API's, a request's) holding one longer than MAX_TEXT_CHARS, naming it."""
+    if texts and max(map(len, texts)) > MAX_TEXT_CHARS:
+        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+        check_length(texts[longest], f"text {longest + 1}")
+
+
+def check_length(text: str, place: str) -> None:
+    """Refuse a text longer than a classifier reads (MAX_TEXT_CHARS), naming where it is."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise CorpusError(
+            f"{place}: a text of {len(text):,} characters; a classifier reads texts of up to {MAX_TEXT_CHARS:,} "
+            "characters (a review, not a book): shorten it or split it into several"
+        )
 
 
 def _group_key(value: Any) -> Any:
@@ -209,7 +228,7 @@ class TextBatches:
     ) -> None:
         self.ids, self.labels, self.batch_size, self.soft = ids, labels, batch_size, soft
         counts = Counter(len(s) for s in ids)
-        self.steps_per_epoch = sum(math.ceil(n / batch_size) for n in counts.values())
+        self.steps_per_epoch = sum(math.ceil(n / rows_per_batch(length, batch_size)) for length, n in counts.items())
 
     def epoch(self, epoch: int, seed: int, start: int = 0) -> Iterator[Batch]:
         generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)  # resuming replays the epoch
@@ -221,11 +240,17 @@ class TextBatches:
             yield Batch(ids, lengths, labels, None if self.soft is None else self.soft[batches[i]])
 
 
+def rows_per_batch(length: int, batch_size: int) -> int:
+    """Texts of `length` tokens in one batch: batch_size, fewer when they would pass TOKENS_PER_BATCH."""
+    return max(1, min(batch_size, TOKENS_PER_BATCH // max(1, length)))
+
+
 def length_batches(order: Sequence[int], ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
-    """Cut `order` into batches of at most batch_size texts of one length (shortest first, stable)."""
+    """Cut `order` into batches of texts of one length (shortest first, stable): at most batch_size texts,
+    and at most TOKENS_PER_BATCH tokens (rows_per_batch)."""
     by_length = sorted(order, key=lambda i: len(ids[i]))
     batches = []
-    for _, group in itertools.groupby(by_length, key=lambda i: len(ids[i])):
-        same = list(group)
-        batches += [same[i : i + batch_size] for i in range(0, len(same), batch_size)]
+    for length, group in itertools.groupby(by_length, key=lambda i: len(ids[i])):
+        same, size = list(group), rows_per_batch(length, batch_size)
+        batches += [same[i : i + size] for i in range(0, len(same), size)]
     return batches

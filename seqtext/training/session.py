@@ -45,6 +45,7 @@ def training_session(train_config: TrainConfig) -> Iterator[TrainingSession]:
     Under torchrun the process joins the run's process group for the session, and only rank 0 (the one
     that writes) takes the lock; a failure before training starts stops every process.
     """
+    train_config.check_validation()
     with distributed.joined(train_config.device) as world, distributed.setup_agreed():
         session = TrainingSession(Path(train_config.out), world)
         with run_lock(session.out) if session.writes else contextlib.nullcontext():
