@@ -145,8 +145,10 @@ def complete_cmd(
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
     from seqtext.keyboard.completion import Completer
     from seqtext.keyboard.personal import default_user_data, forget_file
-    from seqtext.textfiles import STDIN, standard_input, text_lines
+    from seqtext.textfiles import STDIN, standard_input, text_lines, valid_unicode
 
+    if text is not None:
+        valid_unicode(text, "--text")
     at_terminal = text is None and sys.stdin is not None and sys.stdin.isatty()
     learning = learning_mode(learn, learn_lines, at_terminal)
     user_data = user_data or default_user_data()

@@ -39,7 +39,8 @@ from seqtext.cli.options import (
     ResumeOption,
     WeightDecayOption,
 )
-from seqtext.config import MAX_NGRAM_ORDER, LMConfig, LMLevel, SampleBy, TrainConfig
+from seqtext.config import MAX_NGRAM_ORDER, VALID_TWICE, LMConfig, LMLevel, SampleBy, TrainConfig
+from seqtext.errors import ConfigError
 from seqtext.presets import Preset, with_preset
 
 # The options of `train lm` that are fields of LMConfig (M) or TrainConfig (T) take their defaults from the
@@ -184,6 +185,8 @@ def train_lm_cmd(
     from seqtext.runs.resume import saved_configs
     from seqtext.training.distributed import writes
 
+    if valid is not None and "valid_fraction" in explicit(ctx):  # the default, typed, is a choice too
+        raise ConfigError(VALID_TWICE)
     options = {**ctx.params, "out": str(out), "max_time": duration(max_time)}
     model_config, train_config = config_from(LMConfig, options), config_from(TrainConfig, options)
     if preset is not None and not resume:  # a resumed run keeps the values it started with
@@ -228,7 +231,7 @@ def train_lm_cmd(
 @friendly_errors
 def generate_cmd(
     run: Annotated[Path, typer.Argument(help="Language-model run directory")],
-    prompt: Annotated[str, typer.Option(help="Text to continue")] = "",
+    prompt: Annotated[str | None, typer.Option(help="Text to continue [default: none]")] = None,
     prompt_file: Annotated[Path | None, typer.Option(help="Read the prompt from a UTF-8 file")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to sample at most")] = 200,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 means greedy")] = 1.0,
@@ -239,9 +242,12 @@ def generate_cmd(
     """Continue a prompt with text sampled from a language model, streamed as it is sampled."""
     import seqtext
     from seqtext.data import read_prompt
+    from seqtext.textfiles import valid_unicode
 
+    if prompt is not None and prompt_file is not None:
+        raise ConfigError("--prompt and --prompt-file both give the prompt: pass only one")
     out = stdout()
-    text = read_prompt(prompt_file) if prompt_file else prompt
+    text = read_prompt(prompt_file) if prompt_file else valid_unicode(prompt or "", "--prompt")
     for piece in seqtext.generate_stream(
         run, text, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed
     ):

@@ -120,7 +120,8 @@ def _vectors(recipe: dict[str, Any]) -> str:
 def _when(evaluation: dict[str, Any]) -> str:
     """Step, epoch and time of an evaluation, and its figures."""
     figures = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["figures"].items() if isinstance(v, int | float))
-    return f"step {evaluation['step']:,}, epoch {evaluation['epoch']:.2f}, {_seconds(evaluation['seconds'])}: {figures}"
+    epoch = "epoch unknown" if evaluation["epoch"] is None else f"epoch {evaluation['epoch']:.2f}"
+    return f"step {evaluation['step']:,}, {epoch}, {_seconds(evaluation['seconds'])}: {figures}"
 
 
 def _seconds(seconds: float | None) -> str:

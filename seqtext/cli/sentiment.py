@@ -46,12 +46,14 @@ from seqtext.cli.options import (
     WeightDecayOption,
 )
 from seqtext.config import (
+    VALID_TWICE,
     ClassifierConfig,
     ClassifierTrainConfig,
     ClassWeights,
     Level,
     Pooling,
 )
+from seqtext.errors import ConfigError
 
 FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  # what --init-from decides
 # The options of `train classifier` that are fields of ClassifierConfig (M) or ClassifierTrainConfig (T) take
@@ -181,6 +183,8 @@ def train_classifier_cmd(
     options["labels"] = tuple(n.strip() for n in labels.split(",")) if labels else M.labels
     model_config, train_config = config_from(ClassifierConfig, options), config_from(ClassifierTrainConfig, options)
     typed = explicit(ctx)
+    if valid is not None and "valid_fraction" in typed:  # the default, typed, is a choice too
+        raise ConfigError(VALID_TWICE)
     if resume:  # options not typed again are those the run started with
         saved_model, saved_train = saved_configs(out)
         model_config = typed_over(saved_model, model_config, typed)

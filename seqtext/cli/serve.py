@@ -32,6 +32,12 @@ def serve_cmd(
         int, typer.Option(help="Cap on /v1/generate's max_new_tokens (422 over it)")
     ] = S.max_new_tokens,
     max_k: Annotated[int, typer.Option(help="Most suggestions one /v1/complete request may ask for")] = S.max_k,
+    max_connections: Annotated[
+        int, typer.Option(help="Open connections at most; one more is answered 503 at once")
+    ] = S.max_connections,
+    read_timeout: Annotated[
+        float, typer.Option(help="Seconds a request may take to arrive whole; slower or idle ones get 408")
+    ] = S.read_timeout,
     device: Annotated[Device, typer.Option(help="Where the models run")] = S.device,
     access_log: Annotated[bool, typer.Option(help="Log one line per request on stderr")] = S.access_log,
     workers: Annotated[
