@@ -9,8 +9,10 @@ from typing import get_args
 
 from seqtext.config import Device
 from seqtext.errors import ConfigError
+from seqtext.schema import MAX_INT, check_finite
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+MAX_READ_TIMEOUT = 3_600  # an hour: a client slower than that holds a connection for nothing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +27,8 @@ class ServeConfig:
     max_texts: int = 256  # texts per /v1/classify request
     max_new_tokens: int = 1_000  # the cap on /v1/generate's max_new_tokens (over it: 422)
     max_k: int = 20  # the most suggestions /v1/complete returns
+    max_connections: int = 64  # open connections at most; one more is answered 503 and closed at once
+    read_timeout: float = 10.0  # seconds for a request to arrive whole (headers, then body), else 408 and closed
     device: Device = "cpu"
     access_log: bool = True  # one line per request on stderr
     workers: int = 1  # server processes on the one port, each with its own copy of the models
@@ -39,9 +43,15 @@ class ServeConfig:
             ("--max-new-tokens", self.max_new_tokens),
             ("--max-k", self.max_k),
             ("--workers", self.workers),
+            ("--max-connections", self.max_connections),
         ):
-            if value < 1:
-                raise ConfigError(f"{flag} must be at least 1 (got {value})")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_INT:
+                raise ConfigError(f"{flag} must be a whole number from 1 to 2^63 - 1 (got {value})")
+        check_finite("--read-timeout", self.read_timeout)
+        if not 0 < self.read_timeout <= MAX_READ_TIMEOUT:
+            raise ConfigError(
+                f"--read-timeout must be above 0 and at most {MAX_READ_TIMEOUT:,} s (got {self.read_timeout})"
+            )
         key = self.api_key
         if key is not None and (not key or not key.isprintable() or any(c.isspace() for c in key)):
             raise ConfigError("--api-key must be non-empty printable text without spaces")

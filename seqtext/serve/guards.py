@@ -6,7 +6,9 @@ a client never has to parse FastAPI's lists of validation details or an HTML pag
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 from typing import Any
 
@@ -21,6 +23,7 @@ from seqtext.errors import SeqtextError
 log = logging.getLogger("seqtext.serve")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 DRAIN_BYTES = 16_000_000  # the most of an oversized body read (and dropped) so that its sender sees the 413
+MAX_HEADER_BYTES = 65_536  # a request's line and headers; a browser sends a few hundred bytes
 
 
 class ApiError(Exception):
@@ -52,7 +55,8 @@ def validation_message(errors: list[Any]) -> str:
         if kind == "extra_forbidden":
             parts.append(f"unknown field {where!r}")
         else:
-            parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", "invalid"))
+            said = str(error.get("msg", "invalid")).removeprefix("Value error, ")  # a validator's own words
+            parts.append(f"{where}: {said}" if where else said)
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
 
@@ -170,3 +174,89 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0]
+
+
+def raw_error(status: int, reason: str, code: str, message: str) -> bytes:
+    """A whole JSON error response as bytes, for a connection the app never sees (then closed)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    return (head + "connection: close\r\nretry-after: 1\r\n\r\n").encode() + body
+
+
+def bounded_protocol(max_connections: int, read_timeout: float, max_header_bytes: int = MAX_HEADER_BYTES) -> type:
+    """uvicorn's HTTP protocol (httptools where installed, else h11), with what it lacks: connections
+    beyond `max_connections` are answered 503 at once and closed; a request must arrive whole (headers,
+    then body) within `read_timeout` seconds of the connection opening or of the previous answer, or it
+    is answered 408 and closed (an idle or half-sent connection, slowloris); headers are at most
+    `max_header_bytes` (431). uvicorn itself only closes a connection idle after an answer."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    too_many = raw_error(
+        503,
+        "Service Unavailable",
+        "too_many_connections",
+        f"this server holds {max_connections:,} connections at most (--max-connections); try again",
+    )
+    too_slow = raw_error(
+        408,
+        "Request Timeout",
+        "too_slow",
+        f"the request did not arrive whole within {read_timeout:g} s (--read-timeout); send it at once",
+    )
+    too_long = raw_error(
+        431, "Request Header Fields Too Large", "too_large", f"the request's headers pass {max_header_bytes:,} bytes"
+    )
+
+    class BoundedProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        _deadline: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning(
+                    "refused a connection: %d open, --max-connections is %d", len(self.connections) - 1, max_connections
+                )
+                self._close_with(too_many)
+                return
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:  # still reading a request's headers
+                self._header_bytes += len(data)
+                if self._header_bytes > max_header_bytes:
+                    if not self.transport.is_closing():
+                        self._close_with(too_long)
+                    return
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._header_bytes = 0
+            self._arm()  # the next request on this connection gets its own read_timeout
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _incoming(self) -> bool:
+            """A request is being read: none yet, or its body is still arriving."""
+            return self.cycle is None or self.cycle.response_complete or self.cycle.more_body
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(read_timeout, self._expire)
+
+        def _expire(self) -> None:
+            if self._incoming() and not self.transport.is_closing():
+                started = self.cycle is not None and not self.cycle.response_complete and self.cycle.response_started
+                self._close_with(b"" if started else too_slow)
+
+        def _close_with(self, answer: bytes) -> None:
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()
+
+    return BoundedProtocol

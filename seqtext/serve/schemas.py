@@ -7,7 +7,23 @@ the endpoints, so that they answer 413 or 422 with the flag to change.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from seqtext.lm.generation import MAX_TEMPERATURE
+from seqtext.schema import MAX_INT
+from seqtext.textfiles import unicode_problem
+
+
+def _valid_unicode(text: str) -> str:
+    """A text field's value, when it is text: "\\ud800" is valid JSON but no text (the tokenizer refuses it)."""
+    if problem := unicode_problem(text):
+        raise ValueError(problem)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
 class Request(BaseModel):
@@ -19,8 +35,8 @@ class Request(BaseModel):
 
 
 class CompleteRequest(Request):
-    text: str = Field(description="The text typed so far; suggestions are for the word at its end")
-    k: int = Field(3, ge=1, description="How many suggestions at most")
+    text: Text = Field(description="The text typed so far; suggestions are for the word at its end")
+    k: int = Field(3, ge=1, le=MAX_INT, description="How many suggestions at most")
 
 
 class Suggestion(BaseModel):
@@ -34,10 +50,10 @@ class CompleteResponse(BaseModel):
 
 
 class GenerateRequest(Request):
-    prompt: str = Field("", description="Text to continue")
-    max_new_tokens: int = Field(200, ge=0, description="Tokens to sample at most (the server sets a cap)")
-    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 0 means greedy")
-    top_k: int | None = Field(None, ge=1, description="Sample only from the K most likely tokens")
+    prompt: Text = Field("", description="Text to continue")
+    max_new_tokens: int = Field(200, ge=0, le=MAX_INT, description="Tokens to sample at most (the server sets a cap)")
+    temperature: float = Field(1.0, ge=0.0, le=MAX_TEMPERATURE, description="Sampling temperature; 0 means greedy")
+    top_k: int | None = Field(None, ge=1, le=MAX_INT, description="Sample only from the K most likely tokens")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Sample from the smallest set with probability ≥ P")
     seed: int = Field(0, ge=0, lt=2**63, description="Same seed, same text")
     stream: bool = Field(
@@ -54,7 +70,7 @@ class GenerateResponse(BaseModel):
 
 
 class ClassifyRequest(Request):
-    texts: list[str] = Field(description="The texts to classify, answered in the same order")
+    texts: list[Text] = Field(description="The texts to classify, answered in the same order")
 
 
 class Prediction(BaseModel):

@@ -21,6 +21,7 @@ from seqtext.serve.hosted import Hosted, describe_all
 
 log = logging.getLogger("seqtext.serve")
 GRACE_SECONDS = 30  # the longest a stop waits for requests in flight before cancelling them
+KEEP_ALIVE_SECONDS = 5  # a connection idle after an answer is closed then (uvicorn's default, stated here)
 FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 
 
@@ -115,13 +116,23 @@ def serve_on(hosted: dict[str, Hosted], config: ServeConfig, sock: socket.socket
     import uvicorn
 
     from seqtext.serve.app import create_app
+    from seqtext.serve.guards import bounded_protocol
 
     settings = log_config(config.access_log)
     logging.config.dictConfig(settings)
     app = create_app(hosted, config)
     log.info("serving %s", describe_all(hosted))
     options = {"log_config": settings, "access_log": config.access_log, "server_header": False}
-    server = uvicorn.Server(uvicorn.Config(app, timeout_graceful_shutdown=GRACE_SECONDS, **options))
+    protocol = bounded_protocol(config.max_connections, config.read_timeout)  # what uvicorn lacks
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            http=protocol,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            timeout_graceful_shutdown=GRACE_SECONDS,
+            **options,
+        )
+    )
     _until_stopped(server, sock)
 
 
