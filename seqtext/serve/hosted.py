@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import threading
 from collections.abc import Callable, Generator
@@ -136,7 +137,7 @@ def parse_run(spec: str) -> tuple[str, Path]:
     """'NAME=RUN' or 'RUN' (named after its directory) → (name, path)."""
     name, sep, path = spec.partition("=")
     if not sep or Path(spec).is_dir():  # a directory whose own name has '=' in it is still a run
-        name, path = Path(spec).resolve().name, spec
+        name, path = Path(os.path.abspath(spec)).name, spec  # not resolve(): a loop of links is load()'s to name
     if not NAME.fullmatch(name):
         raise ConfigError(
             f"model name {name!r} (from {spec!r}) must be 1-64 letters, digits, '.', '_' or '-', "
