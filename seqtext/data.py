@@ -29,6 +29,7 @@ from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode_batch
 TABLE_FORMATS = {".tsv": "csv", ".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _SENTENCE_END = tuple(".!?…»\"')]:;")
+MAX_PROMPT_BYTES = 16 << 20
 
 
 check_utf8 = check_text  # the earlier name of the check (it now also refuses binary files and NUL bytes)
@@ -324,5 +325,5 @@ def check_lm_size(windows: StreamWindows | LineWindows, data: str, bptt: int, ba
 
 def read_prompt(path: Path) -> str:
     """A prompt file's text, checked like a corpus (a leading byte-order mark is dropped), of at most
-    MAX_TEXT_BYTES (the model reads a prompt of any length in chunks)."""
-    return read_text(path, "--prompt-file")
+    MAX_PROMPT_BYTES: a few books, read in chunks; its token ids cost about 16 bytes a character."""
+    return read_text(path, "--prompt-file", MAX_PROMPT_BYTES)

@@ -172,10 +172,11 @@ def test_a_corpus_larger_than_the_bound_is_refused_before_it_is_read(tmp_path, m
     table.write_text('{"text": "hola mundo"}\n' * 50, encoding="utf-8")
     with pytest.raises(CorpusError, match=r"big\.jsonl is larger than 1000 bytes"):
         read_texts(table)
+    monkeypatch.setattr("seqtext.data.MAX_PROMPT_BYTES", 500)
     prompt = tmp_path / "prompt.txt"
-    prompt.write_text("x" * 1001, encoding="utf-8")
+    prompt.write_text("x" * 501, encoding="utf-8")
     result = invoke("generate", tmp_path, "--prompt-file", prompt)
-    assert_one_line_error(result, "--prompt-file")
+    assert_one_line_error(result, f"--prompt-file {prompt} is larger than 500 bytes, the most seqtext reads")
 
 
 def test_long_texts_are_tokenized_in_chunks_with_the_same_ids(word_run, monkeypatch):
@@ -312,3 +313,46 @@ def test_sigterm_stops_classify_between_batches(tmp_path, monkeypatch):
     reads = stop_on_first_long_read(monkeypatch)
     result = invoke("classify", CLASSIFIER, texts)
     assert result.exit_code == 143 and len(reads) == 1, (result.output, reads)
+
+
+# --- the docs state the bounds the code holds ----------------------------------------------------------------------
+
+
+def test_docs_state_every_bound():
+    from seqtext import config, data, jsonfiles
+    from seqtext.keyboard import completion, personal
+    from seqtext.lm import generation, gradients
+    from seqtext.sentiment import labelled
+
+    size = textfiles.size_text
+    errors = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    stated = [
+        f"{size(textfiles.MAX_LINE_BYTES)} ({textfiles.MAX_LINE_BYTES:,} bytes)",
+        f"| {size(textfiles.MAX_TEXT_BYTES)} |",
+        f"| {size(data.MAX_PROMPT_BYTES)} |",
+        f"| {labelled.MAX_TEXT_CHARS:,} characters |",
+        f"at most {labelled.TOKENS_PER_BATCH:,} tokens",
+        f"at most {tokenizer.ENCODE_CHARS:,} characters at a time",
+        f"| {size(config.MAX_JSON_BYTES)} |",
+        f"| {size(reading.MAX_TOKENIZER_BYTES)} / {size(reading.MAX_METRICS_BYTES)} |",
+        f"| {size(personal.MAX_FILE_BYTES)}; each count at most 2⁵³ |",
+        f"| 0 … {generation.MAX_TEMPERATURE} |",
+        f"| {config.MAX_LR} / {config.MAX_WEIGHT} / {config.MAX_CLIP:,} |",
+        f"| {config.MAX_SECONDS // 86_400} days / {config.MAX_NGRAM_MB:,} MB |",
+        f"| {completion.MAX_SUGGESTIONS:,} |",
+        f"| {gradients.MAX_PROBES:,} / {gradients.MAX_STEPS_BACK:,} |",
+        f"deeper than {jsonfiles.MAX_DEPTH} levels",
+    ]
+    assert personal.MAX_COUNT == 2**53 and config.MAX_SECONDS % 86_400 == 0  # as the table writes them
+    assert [s for s in stated if s not in errors] == []
+    from seqtext.serve import ServeConfig, guards, server
+
+    serving = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
+    defaults = ServeConfig()
+    stated = [
+        f"`--max-connections` ({defaults.max_connections};",
+        f"`--read-timeout` ({defaults.read_timeout:g} s:",
+        f"may hold {guards.MAX_HEADER_BYTES:,} bytes",
+        f"closed after {server.KEEP_ALIVE_SECONDS} s",
+    ]
+    assert [s for s in stated if s not in serving] == []

@@ -1,5 +1,6 @@
 """The inputs of `classify`: texts of a txt file (one per line), a table, or standard input, streamed in
-chunks so a file of any size is read once, with errors that name the file and line.
+chunks so a file of any size is read once, with errors that name the file and line. A line holds at
+most MAX_LINE_BYTES (seqtext.textfiles) and a text MAX_TEXT_CHARS (seqtext.sentiment.labelled).
 """
 
 from __future__ import annotations
