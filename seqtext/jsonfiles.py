@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from seqtext.errors import ConfigError, CorpusError
 from seqtext.files import replacing
 from seqtext.schema import MAX_INT, shown
-from seqtext.textfiles import raw_lines, size_text
+from seqtext.textfiles import first_surrogate, raw_lines, size_text
 
 MAX_DEPTH = 64
 MAX_JSON_BYTES = 16 << 20  # a config or state file is a few KB
@@ -136,14 +136,11 @@ def _subject(where: str) -> str:
 
 
 def _check_string(text: str, where: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            code = ord(text[exc.start])
-            raise JsonError(
-                f"{_subject(where)} holds an unpaired surrogate (U+{code:04X} in {_shown(text)}), which is no text"
-            ) from None
+    if found := first_surrogate(text):
+        code, column = found
+        raise JsonError(
+            f"{_subject(where)} is not valid Unicode (an unpaired surrogate, U+{code:04X}, at character {column})"
+        )
 
 
 def read_file(path: Path, max_bytes: int, *, nonfinite: bool = False) -> Any:

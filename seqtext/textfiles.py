@@ -162,16 +162,23 @@ def valid_unicode(text: str, where: str) -> str:
 
 
 def unicode_problem(text: str) -> str | None:
-    """Why `text` is not valid Unicode (see valid_unicode), or None."""
-    if text.isascii() or not (found := _SURROGATE.search(text)):
+    """Why `text` is not valid Unicode (see valid_unicode), with the fix, or None."""
+    if (found := first_surrogate(text)) is None:
         return None
-    code, column = ord(found.group()), found.start() + 1
+    code, column = found
     if 0xDC80 <= code <= 0xDCFF:  # a byte of invalid UTF-8, as Python decodes the command line
         return (
             f"not valid UTF-8 (byte {code - 0xDC00:#04x} at character {column}); give UTF-8 text "
             "(check the terminal's or the script's encoding, e.g. LANG=C.UTF-8)"
         )
     return f"not valid Unicode (an unpaired surrogate, U+{code:04X}, at character {column}); remove it"
+
+
+def first_surrogate(text: str) -> tuple[int, int] | None:
+    """(code point, 1-based character) of the first unpaired surrogate in `text`, or None."""
+    if text.isascii() or not (found := _SURROGATE.search(text)):
+        return None
+    return ord(found.group()), found.start() + 1
 
 
 def standard_input() -> BinaryIO:

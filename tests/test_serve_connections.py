@@ -113,18 +113,29 @@ def test_endless_headers_are_refused(server):
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "field"),
+    ("path", "body", "words"),
     [
-        ("v1/complete", '{"text": "ab\\ud800c"}', "text"),
-        ("v1/generate", '{"prompt": "\\udcff Hola"}', "prompt"),
-        ("v1/classify", '{"texts": ["good", "\\udfff"]}', "texts.1"),
+        ("v1/complete", '{"text": "ab\\ud800c"}', 'field "text" is not valid Unicode (an unpaired surrogate, U+D800'),
+        ("v1/generate", '{"prompt": "\\udcff Hola"}', 'field "prompt" is not valid Unicode'),
+        ("v1/classify", '{"texts": ["good", "\\udfff"]}', 'field "texts[1]" is not valid Unicode'),
+        ("v1/complete", '{"text": "Mi per", "k": 1, "k": 50}', 'the key "k" appears twice in one object'),
+        ("v1/generate", '{"prompt": "Hola", "seed": 1' + "0" * 30 + "}", 'field "seed" is out of range'),
+        ("v1/generate", '{"prompt": "Hola", "temperature": 1e400}', 'field "temperature" is out of range'),
+        ("v1/complete", '{"text": ' + "[" * 100 + "]" * 100 + "}", "nested too deeply"),
     ],
 )
-def test_unpaired_surrogates_in_a_request_are_422(server, path, body, field):
+def test_request_bodies_are_read_as_strictly_as_files(server, path, body, words):
     answer = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"}, timeout=GENEROUS)
     assert answer.status_code == 422, answer.text
     message = answer.json()["error"]["message"]
-    assert message.startswith(f"{field}: not valid") and "\n" not in message
+    assert message.startswith("the request body: ") and words in message and "\n" not in message, message
+
+
+def test_request_fields_that_are_not_text_are_refused_from_python_too():
+    from seqtext.serve.schemas import CompleteRequest
+
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        CompleteRequest(text="ab\ud800")
 
 
 @pytest.mark.parametrize(

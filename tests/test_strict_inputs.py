@@ -88,12 +88,12 @@ def test_the_python_api_refuses_surrogates_before_the_tokenizer(word_run, char_r
 
 def test_surrogates_in_json_files_are_refused_naming_the_field(word_run, tmp_path):
     data = personal_file(tmp_path / "me.json", '{"format": "seqtext-personal", "version": 1, "words": {"\\ud800": 1}}')
-    with pytest.raises(CorpusError, match=r'field "words" holds an unpaired surrogate \(U\+D800'):
+    with pytest.raises(CorpusError, match=r'field "words" is not valid Unicode \(an unpaired surrogate, U\+D800'):
         PersonalModel(data)
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "hola"}\n{"text": "adi\\udcffos"}\n', encoding="utf-8")
     result = invoke("train", "lm", rows, "--out", tmp_path / "r")
-    assert_one_line_error(result, 'rows.jsonl, line 2: field "text" holds an unpaired surrogate')
+    assert_one_line_error(result, 'rows.jsonl, line 2: field "text" is not valid Unicode')
 
 
 # --- class 6: numbers that overflow ---------------------------------------------------------------------------------

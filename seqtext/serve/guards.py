@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from seqtext import jsonfiles
 from seqtext.errors import SeqtextError
 
 log = logging.getLogger("seqtext.serve")
@@ -144,6 +145,9 @@ class Guard:
             if len(body) > self.max_body_bytes:
                 await self._too_large(scope, receive, send, more=more)
                 return
+        if problem := strict_json_problem(bytes(body)):
+            await error_response(422, "invalid_request", f"the request body: {problem}")(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -167,6 +171,19 @@ class Guard:
             more = message.get("more_body", False)
         message = f"the request body is over this server's limit of {self.max_body_bytes:,} bytes (--max-body-bytes)"
         await error_response(413, "too_large", message, {"Connection": "close"})(scope, receive, send)
+
+
+def strict_json_problem(body: bytes) -> str | None:
+    """What the JSON reader of every seqtext file refuses in a request body (seqtext.jsonfiles: a key
+    given twice, a number out of range, an unpaired surrogate, deep nesting), naming the field; None
+    otherwise. A body that is not JSON at all is left to the endpoint, which says what it expects."""
+    if not body.strip():
+        return None
+    try:
+        jsonfiles.parse(body)
+    except jsonfiles.JsonError as exc:
+        return None if exc.problem.startswith("not readable JSON") else exc.problem
+    return None
 
 
 def _host_name(host: str) -> str:
