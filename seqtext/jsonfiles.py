@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -146,8 +147,9 @@ def _check_string(text: str, where: str) -> None:
 def read_file(path: Path, max_bytes: int, *, nonfinite: bool = False) -> Any:
     """The JSON value of a regular file of at most `max_bytes`; OSError for the file, JsonError for its content."""
     with path.open("rb") as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
+        too_large = os.fstat(f.fileno()).st_size > max_bytes
+        data = b"" if too_large else f.read(max_bytes + 1)  # still bounded if it grows meanwhile
+    if too_large or len(data) > max_bytes:
         raise JsonError(f"larger than {size_text(max_bytes)}, far more than what it should hold")
     return parse(data, nonfinite=nonfinite)
 
@@ -202,7 +204,8 @@ class JsonTable:
     def __init__(self, path: Path, *, streaming: bool = False, max_bytes: int) -> None:
         self.path, self.max_bytes = path, max_bytes
         self.rows: list[dict[str, Any]] = []
-        self.lines: list[int] = []
+        self.lines: list[int] = []  # the line of each row read (streaming: of the current batch's rows)
+        self._first = 0  # the row whose line is lines[0]
         self._columns: dict[str, None] = {}
         if not streaming:
             for line, row in self._read():
@@ -222,20 +225,23 @@ class JsonTable:
 
     def line_of(self, row: int) -> str:
         """'FILE, line N' (JSON lines) or 'FILE, item N' (a JSON list) for a row, 0-based."""
-        line = self.lines[row] if row < len(self.lines) else 0
+        index = row - self._first
+        line = self.lines[index] if 0 <= index < len(self.lines) else 0
         return f"{self.path}, line {line}" if line else f"{self.path}, item {row + 1}"
 
     def iter(self, batch_size: int) -> Iterator[dict[str, list[Any]]]:
         """Batches of rows as {column: values}; a column that first appears later is None before it."""
         batch: list[dict[str, Any]] = []
+        self._first, self.lines = 0, []
         for line, row in self._read():
+            if len(batch) == batch_size:  # the batch before was used: its lines are no longer asked for
+                self._first, self.lines, batch = self._first + len(batch), [], []
             self._columns.update(dict.fromkeys(row))
             batch.append(row)
             self.lines.append(line)
             if len(batch) == batch_size:
                 yield {name: [r.get(name) for r in batch] for name in self._columns}
-                batch = []
-        if batch:
+        if batch and len(batch) < batch_size:
             yield {name: [r.get(name) for r in batch] for name in self._columns}
 
     def _read(self) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -53,7 +53,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def size_text(size: int) -> str:
-    """A byte count as people say it: '1 MiB', '256 MiB', '3.2 GB'."""
+    """A byte count as people say it: '1 MiB', '256 MiB', '1.5 GiB', '100 bytes'."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale:
             value = size / scale
