@@ -13,28 +13,15 @@ import threading
 
 import pytest
 import torch
-from conftest import ROOT, SENTENCES, copy_run
-from typer.testing import CliRunner
+from helpers import FIXTURES, ROOT, SENTENCES, assert_clean_error, copy_run, invoke
 
 import seqtext
 from seqtext import textfiles, tokenizer
-from seqtext.cli import app
 from seqtext.data import LineWindows, read_texts
 from seqtext.errors import CorpusError
 from seqtext.runs import reading
 
-CLASSIFIER = ROOT / "tests" / "fixtures" / "run-0.1.0-classifier"
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_one_line_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
+CLASSIFIER = FIXTURES / "run-0.1.0-classifier"
 
 
 class Endless(io.RawIOBase):
@@ -125,13 +112,13 @@ def test_a_huge_line_in_a_classified_file_names_its_line(tmp_path, monkeypatch):
     monkeypatch.setattr(textfiles, "MAX_LINE_BYTES", 1000)
     texts = tmp_path / "texts.txt"
     texts.write_text("a fine film\n" + "x" * 1001 + "\n", encoding="utf-8")
-    assert_one_line_error(invoke("classify", CLASSIFIER, texts), f"{texts}, line 2: longer than 1000 bytes")
+    assert_clean_error(invoke("classify", CLASSIFIER, texts), f"{texts}, line 2: longer than 1000 bytes")
     table = tmp_path / "texts.tsv"
     table.write_text("text\tlabel\nfine\t1\n" + "y" * 1001 + "\t2\n", encoding="utf-8")
-    assert_one_line_error(invoke("classify", CLASSIFIER, table), f"{table}, line 3: longer than 1000 bytes")
+    assert_clean_error(invoke("classify", CLASSIFIER, table), f"{table}, line 3: longer than 1000 bytes")
     rows = tmp_path / "texts.jsonl"
     rows.write_text('{"text": "fine"}\n{"text": "' + "z" * 1001 + '"}\n', encoding="utf-8")
-    assert_one_line_error(invoke("classify", CLASSIFIER, rows), f"{rows}, line 2: longer than 1000 bytes")
+    assert_clean_error(invoke("classify", CLASSIFIER, rows), f"{rows}, line 2: longer than 1000 bytes")
 
 
 def test_a_text_longer_than_a_classifier_reads_is_refused(tmp_path, monkeypatch):
@@ -140,8 +127,8 @@ def test_a_text_longer_than_a_classifier_reads_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(labelled, "MAX_TEXT_CHARS", 50)
     texts = tmp_path / "texts.txt"
     texts.write_text("a fine film\n" + "a very long review " * 5 + "\n", encoding="utf-8")
-    assert_one_line_error(invoke("classify", CLASSIFIER, texts), f"{texts}, line 2: a text of 95 characters")
-    assert_one_line_error(invoke("classify", CLASSIFIER, "-", input="ok\n" + "b" * 51 + "\n"), "standard input, line 2")
+    assert_clean_error(invoke("classify", CLASSIFIER, texts), f"{texts}, line 2: a text of 95 characters")
+    assert_clean_error(invoke("classify", CLASSIFIER, "-", input="ok\n" + "b" * 51 + "\n"), "standard input, line 2")
     with pytest.raises(CorpusError, match="text 2: a text of 51 characters; a classifier reads texts of up to 50"):
         seqtext.classify(CLASSIFIER, ["fine", "c" * 51])
 
@@ -176,7 +163,7 @@ def test_a_corpus_larger_than_the_bound_is_refused_before_it_is_read(tmp_path, m
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("x" * 501, encoding="utf-8")
     result = invoke("generate", tmp_path, "--prompt-file", prompt)
-    assert_one_line_error(result, f"--prompt-file {prompt} is larger than 500 bytes, the most seqtext reads")
+    assert_clean_error(result, f"--prompt-file {prompt} is larger than 500 bytes, the most seqtext reads")
 
 
 def test_long_texts_are_tokenized_in_chunks_with_the_same_ids(word_run, monkeypatch):
@@ -232,7 +219,7 @@ def test_line_windows_hold_one_window_not_the_padded_line():
 def test_a_metrics_log_larger_than_the_bound_is_refused(char_run, tmp_path, monkeypatch):
     run = copy_run(char_run, tmp_path / "run")
     monkeypatch.setattr(reading, "MAX_METRICS_BYTES", 100)
-    assert_one_line_error(invoke("inspect", run), "metrics.jsonl is larger than 100 bytes, more than a run records")
+    assert_clean_error(invoke("inspect", run), "metrics.jsonl is larger than 100 bytes, more than a run records")
 
 
 def test_inspect_reads_the_metrics_log_a_line_at_a_time(char_run, tmp_path, monkeypatch):
@@ -261,7 +248,7 @@ def test_inspect_reads_the_metrics_log_a_line_at_a_time(char_run, tmp_path, monk
     ],
 )
 def test_gradients_options_are_bounded(char_run, lines_file, args, words):
-    assert_one_line_error(invoke("gradients", char_run, lines_file, *args), words)
+    assert_clean_error(invoke("gradients", char_run, lines_file, *args), words)
 
 
 # --- a stop takes effect between bounded chunks ----------------------------------------------------------------------

@@ -11,28 +11,15 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, copy_run, train_tiny
-from typer.testing import CliRunner
+from helpers import FIXTURES, PHRASES, ROOT, assert_clean_error, copy_run, invoke, train_tiny
 
 import seqtext
-from seqtext.cli import app
 from seqtext.config import ClassifierConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.personal import PersonalModel
 
-CLASSIFIER = ROOT / "tests" / "fixtures" / "run-0.1.0-classifier"
-runner = CliRunner()
-
-
-def invoke(*args, input=None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
-
-
-def assert_one_line_error(result, text):
-    assert result.exit_code == 1, result.output
-    assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1, result.stderr
+CLASSIFIER = FIXTURES / "run-0.1.0-classifier"
 
 
 def personal_file(path, data):
@@ -57,7 +44,7 @@ def personal_file(path, data):
     ],
 )
 def test_invalid_text_options_are_one_line(word_run, command, option, value, words):
-    assert_one_line_error(invoke(command, word_run, option, value), words)
+    assert_clean_error(invoke(command, word_run, option, value), words)
 
 
 def test_invalid_utf8_bytes_on_a_real_command_line(word_run):
@@ -93,7 +80,7 @@ def test_surrogates_in_json_files_are_refused_naming_the_field(word_run, tmp_pat
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"text": "hola"}\n{"text": "adi\\udcffos"}\n', encoding="utf-8")
     result = invoke("train", "lm", rows, "--out", tmp_path / "r")
-    assert_one_line_error(result, 'rows.jsonl, line 2: field "text" is not valid Unicode')
+    assert_clean_error(result, 'rows.jsonl, line 2: field "text" is not valid Unicode')
 
 
 # --- class 6: numbers that overflow ---------------------------------------------------------------------------------
@@ -109,7 +96,7 @@ def test_surrogates_in_json_files_are_refused_naming_the_field(word_run, tmp_pat
     ],
 )
 def test_generation_options_out_of_range(char_run, args, words):
-    assert_one_line_error(invoke("generate", char_run, *args), words)
+    assert_clean_error(invoke("generate", char_run, *args), words)
 
 
 def test_generate_from_python_refuses_an_overflowing_temperature(char_run):
@@ -129,7 +116,7 @@ def test_generate_from_python_refuses_an_overflowing_temperature(char_run):
     ],
 )
 def test_training_options_out_of_range(lines_file, tmp_path, args, words):
-    assert_one_line_error(invoke("train", "lm", lines_file, "--out", tmp_path / "r", *args), words)
+    assert_clean_error(invoke("train", "lm", lines_file, "--out", tmp_path / "r", *args), words)
     assert not (tmp_path / "r").exists()
 
 
@@ -157,8 +144,8 @@ def test_a_metrics_step_that_overflows_is_one_line_in_plot_and_inspect(char_run,
         log.write('{"step": 1' + "0" * 400 + ', "val_loss": 1.0}\n')
     lines = len((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
     words = f'metrics.jsonl, line {lines}: field "step" is out of range'
-    assert_one_line_error(invoke("plot", run, "--out", tmp_path / "x.png"), words)
-    assert_one_line_error(invoke("inspect", run), words)
+    assert_clean_error(invoke("plot", run, "--out", tmp_path / "x.png"), words)
+    assert_clean_error(invoke("inspect", run), words)
 
 
 # --- class 7: structure ----------------------------------------------------------------------------------------------
@@ -167,7 +154,7 @@ def test_a_metrics_step_that_overflows_is_one_line_in_plot_and_inspect(char_run,
 def test_user_data_nested_100000_deep_is_one_line(word_run, tmp_path):
     data = personal_file(tmp_path / "me.json", "[" * 100_000 + "]" * 100_000)
     result = invoke("complete", word_run, "--text", "Mi per", "--user-data", data)
-    assert_one_line_error(result, "nested too deeply")
+    assert_clean_error(result, "nested too deeply")
 
 
 def test_metrics_records_missing_fields_are_shown_and_strings_are_refused(char_run, tmp_path):
@@ -183,18 +170,18 @@ def test_metrics_records_missing_fields_are_shown_and_strings_are_refused(char_r
     records[1]["val_loss"] = "low"
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     words = "metrics.jsonl, line 2: its \"val_loss\" is 'low', not a number; delete that line"
-    assert_one_line_error(invoke("inspect", run), words)
-    assert_one_line_error(invoke("plot", run, "--out", tmp_path / "x.png"), words)
+    assert_clean_error(invoke("inspect", run), words)
+    assert_clean_error(invoke("plot", run, "--out", tmp_path / "x.png"), words)
     (run / "metrics.jsonl").write_text('{"val_loss": 1.0}\n', encoding="utf-8")
-    assert_one_line_error(invoke("inspect", run), 'line 1: its "step" is null, not a whole number')
+    assert_clean_error(invoke("inspect", run), 'line 1: its "step" is null, not a whole number')
 
 
 def test_serve_on_a_symlink_loop_is_one_line(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(tmp_path / "loop")
     result = invoke("serve", loop, "--port", "0")
-    assert_one_line_error(result, f"{loop}: cannot use this run path (Too many levels of symbolic links)")
-    assert_one_line_error(invoke("inspect", loop), "Too many levels of symbolic links")
+    assert_clean_error(result, f"{loop}: cannot use this run path (Too many levels of symbolic links)")
+    assert_clean_error(invoke("inspect", loop), "Too many levels of symbolic links")
 
 
 # --- class 8: nothing silently accepted -------------------------------------------------------------------------------
@@ -220,7 +207,7 @@ def test_classifier_files_that_are_not_regular_files_are_errors_not_absent(tmp_p
     texts = tmp_path / "texts.txt"
     texts.write_text("a great film\n", encoding="utf-8")
     result = invoke("classify", run, texts)
-    assert_one_line_error(result, f"{run / name}: ")
+    assert_clean_error(result, f"{run / name}: ")
     assert "not a regular file" in result.stderr or "symbolic link to nothing" in result.stderr
 
 
@@ -232,14 +219,14 @@ def test_an_ngram_file_that_is_not_a_regular_file_is_refused_the_same_way(word_r
     (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
     not_a_file(run / "ngram.safetensors", kind)
     result = invoke("complete", run, "--text", "Mi per")
-    assert_one_line_error(result, f"{run / 'ngram.safetensors'}: a pipe, a socket or a device, not a regular file")
+    assert_clean_error(result, f"{run / 'ngram.safetensors'}: a pipe, a socket or a device, not a regular file")
 
 
 @pytest.mark.parametrize("name", ["train_config.json", "metrics.jsonl"])
 def test_other_optional_run_files_that_are_pipes_are_refused(char_run, tmp_path, name):
     run = copy_run(char_run, tmp_path / "run")
     not_a_file(run / name, "fifo")
-    assert_one_line_error(invoke("inspect", run), f"{run / name}: a pipe, a socket or a device, not a regular file")
+    assert_clean_error(invoke("inspect", run), f"{run / name}: a pipe, a socket or a device, not a regular file")
 
 
 @pytest.mark.parametrize(
@@ -257,8 +244,8 @@ def test_other_optional_run_files_that_are_pipes_are_refused(char_run, tmp_path,
 def test_jsonl_corpora_are_read_strictly_with_line_numbers(tmp_path, lines, words):
     rows = tmp_path / "rows.jsonl"
     rows.write_text(lines, encoding="utf-8")
-    assert_one_line_error(invoke("train", "lm", rows, "--out", tmp_path / "r"), words)
-    assert_one_line_error(invoke("classify", CLASSIFIER, rows), words)
+    assert_clean_error(invoke("train", "lm", rows, "--out", tmp_path / "r"), words)
+    assert_clean_error(invoke("classify", CLASSIFIER, rows), words)
 
 
 def test_jsonl_tables_train_a_classifier_with_labels_and_a_json_list_file_reads_too(tmp_path):
@@ -278,7 +265,7 @@ def test_prompt_and_prompt_file_together_are_refused(char_run, tmp_path):
     prompt = tmp_path / "p.txt"
     prompt.write_text("Voy al", encoding="utf-8")
     result = invoke("generate", char_run, "--prompt", "Mi", "--prompt-file", prompt)
-    assert_one_line_error(result, "--prompt and --prompt-file both give the prompt: pass only one")
+    assert_clean_error(result, "--prompt and --prompt-file both give the prompt: pass only one")
 
 
 @pytest.mark.parametrize("fraction", ["0.2", "0.05"])  # the default, typed, is a choice too
@@ -286,10 +273,10 @@ def test_valid_and_valid_fraction_together_are_refused(lines_file, tmp_path, fra
     words = "--valid names the validation data and --valid-fraction holds out a share of DATA instead"
     out = tmp_path / "r"
     result = invoke("train", "lm", lines_file, "--out", out, "--valid", lines_file, "--valid-fraction", fraction)
-    assert_one_line_error(result, words)
-    phrases = ROOT / "corpora" / "frases_sentimiento.tsv"
+    assert_clean_error(result, words)
+    phrases = PHRASES
     result = invoke("train", "classifier", phrases, "--out", out, "--valid", phrases, "--valid-fraction", fraction)
-    assert_one_line_error(result, words)
+    assert_clean_error(result, words)
     assert not out.exists()
 
 
@@ -309,4 +296,4 @@ def test_a_duplicate_key_in_a_run_file_is_named(char_run, tmp_path):
     run = copy_run(char_run, tmp_path / "run2")
     text = (run / "train_config.json").read_text(encoding="utf-8")
     (run / "train_config.json").write_text(text.replace('"seed": 0', '"seed": 0, "seed": 1'), "utf-8")
-    assert_one_line_error(invoke("inspect", run), 'train_config.json: the key "seed" appears twice')
+    assert_clean_error(invoke("inspect", run), 'train_config.json: the key "seed" appears twice')
