@@ -29,8 +29,8 @@ def build_char_tokenizer(texts: Iterable[str]) -> Tokenizer:
     """One token per character (Unicode code point after NFC); vocabulary sorted, so ids are stable."""
     normalize = normalizers.NFC()
     chars: set[str] = set()
-    for text in texts:
-        chars.update(normalize.normalize_str(text))
+    for piece in pieces(texts):
+        chars.update(normalize.normalize_str(piece))
     chars.difference_update(SPECIAL_TOKENS)
     vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *sorted(chars)])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -57,7 +57,7 @@ def build_word_tokenizer(texts: Iterable[str], max_vocab: int) -> Tokenizer:
     )
     tok.decoder = decoders.Metaspace(replacement=SPACE_MARK, prepend_scheme="never")
     trainer = trainers.WordLevelTrainer(vocab_size=max_vocab, special_tokens=list(SPECIAL_TOKENS))
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(pieces(texts), trainer=trainer)
     return tok
 
 
@@ -76,7 +76,7 @@ def build_subword_tokenizer(texts: Iterable[str], max_vocab: int) -> Tokenizer:
     trainer = trainers.WordPieceTrainer(
         vocab_size=max_vocab, special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix=SUBWORD_PREFIX
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(pieces(texts), trainer=trainer)
     return tok
 
 
@@ -154,6 +154,13 @@ def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     # tokenizers ≥ 0.20 has encode_batch_fast: the same ids without offsets, about 15% faster
     encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     return [enc.ids for enc in encode(texts, add_special_tokens=False)]
+
+
+def pieces(texts: Iterable[str]) -> Iterator[str]:
+    """The texts cut into pieces of at most ENCODE_CHARS characters (see _pieces), for whatever reads
+    them whole (training a tokenizer): a corpus on one line costs one piece at a time."""
+    for text in texts:
+        yield from _pieces(text, ENCODE_CHARS)
 
 
 def _pieces(text: str, limit: int) -> Iterator[str]:

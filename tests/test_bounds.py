@@ -183,6 +183,14 @@ def test_long_texts_are_tokenized_in_chunks_with_the_same_ids(word_run, monkeypa
     assert len(calls) > 10 and max(calls) <= 500
 
 
+@pytest.mark.parametrize("level", ["char", "word"])  # WordPiece breaks its ties differently run to run
+def test_tokenizers_are_trained_in_pieces_with_the_same_vocabulary(monkeypatch, level):
+    texts = [" ".join(SENTENCES) * 50, "Hola."]  # a long line and a short one
+    whole = tokenizer.build_tokenizer(texts, level, 200).get_vocab()
+    monkeypatch.setattr(tokenizer, "ENCODE_CHARS", 100)
+    assert tokenizer.build_tokenizer(texts, level, 200).get_vocab() == whole
+
+
 def test_evaluate_on_a_long_line_is_chunked_and_gives_the_same_figures(char_run, tmp_path, monkeypatch):
     long_line = tmp_path / "long.txt"
     long_line.write_text(" ".join(SENTENCES) * 30 + "\n", encoding="utf-8")  # one line of ~5,000 characters
