@@ -297,3 +297,11 @@ def test_a_duplicate_key_in_a_run_file_is_named(char_run, tmp_path):
     text = (run / "train_config.json").read_text(encoding="utf-8")
     (run / "train_config.json").write_text(text.replace('"seed": 0', '"seed": 0, "seed": 1'), "utf-8")
     assert_clean_error(invoke("inspect", run), 'train_config.json: the key "seed" appears twice')
+
+
+def test_a_resume_state_that_is_a_pipe_is_an_error_not_a_finished_run(interrupted_run, tmp_path):
+    run = copy_run(interrupted_run, tmp_path / "run")
+    not_a_file(run / "trainer_state.json", "fifo")
+    words = f"{run / 'trainer_state.json'}: a pipe, a socket or a device, not a regular file"
+    assert_clean_error(invoke("inspect", run), words)
+    assert_clean_error(invoke("train", "lm", "x.txt", "--out", run, "--resume"), words)

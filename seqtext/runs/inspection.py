@@ -10,6 +10,7 @@ from typing import Any
 
 from seqtext.config import to_dict
 from seqtext.models import count_parameters, parameter_groups
+from seqtext.runs.checks import optional_run_file
 from seqtext.runs.loading import load
 from seqtext.runs.reading import metric_records, read_header, read_train_config
 
@@ -90,6 +91,6 @@ def inspect_run(path: str | Path) -> RunSummary:
         evaluations=evaluations.count,
         last=evaluations.last,
         best=evaluations.best,
-        resumable=(path / "trainer_state.json").is_file(),
+        resumable=optional_run_file(path, "trainer_state.json") is not None,
         files={f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()},
     )

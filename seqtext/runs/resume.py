@@ -51,7 +51,7 @@ def load_resume_state(
     check) and the task's extra tensors. The saved parameter groups are not used: the optimizer's own
     come from the same options, and the learning rate is set before every step.
     """
-    if not all((run / name).is_file() for name in RESUME_FILES):
+    if any(checks.optional_run_file(run, name) is None for name in RESUME_FILES):  # a pipe there is an error
         raise CheckpointError(
             f"{run} has nothing to resume (no {' or '.join(RESUME_FILES)}): the run finished "
             "or never started. Start a new run with another --out."
@@ -103,7 +103,7 @@ def clear_resume_state(run: Path) -> None:
 
 def saved_run(out: Path) -> tuple[Any, TrainConfig, dict[str, Any]]:
     """The model and training configs an interrupted run was started with, and where its data files were."""
-    if not (out / "trainer_state.json").is_file():
+    if checks.optional_run_file(out, "trainer_state.json") is None:
         raise CheckpointError(
             f"{out} has nothing to resume (no trainer_state.json): the run finished or never saved a step. "
             "Start a new run with another --out."
