@@ -121,9 +121,16 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
     assert isinstance(config.lr, float) and config.clip == 2.0
 
 
-@pytest.mark.parametrize("seed", [-1, 2**32, 2**70])
-def test_seeds_must_fit_the_generators(seed):
-    with pytest.raises(ConfigError, match="--seed must be between 0 and 4,294,967,295"):
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        (-1, "--seed must be between 0 and 4,294,967,295"),
+        (2**32, "--seed must be between 0 and 4,294,967,295"),
+        (2**70, r"--seed is out of range \(got a number of 22 digits\)"),  # beyond 64 bits: refused by its type
+    ],
+)
+def test_seeds_must_fit_the_generators(seed, message):
+    with pytest.raises(ConfigError, match=message):
         TrainConfig(seed=seed)
 
 
