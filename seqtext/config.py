@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from seqtext.errors import ConfigError
-from seqtext.jsonfiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported, with the JSON files' reader and writer
-from seqtext.jsonfiles import read_json as read_json
+from seqtext.jsonfiles import read_json as read_json  # re-exported, with the writer: configs are saved with them
 from seqtext.jsonfiles import write_json as write_json
 from seqtext.schema import check_finite, check_range, check_types, field_error
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
@@ -38,8 +37,7 @@ MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext
 MAX_NGRAM_ORDER = 9
 KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
 MAX_MEMBERS = 32  # --ensemble: each member is a whole model, trained in a share of the budget
-# Floats get bounds too: a value beyond them means nothing (AdamW diverges long before --lr 10), and
-# a huge one would overflow in arithmetic later (a schedule, a sum of weights).
+# Floats too: beyond these a value means nothing (AdamW diverges long before --lr 10) or overflows later.
 MAX_LR = 10
 MAX_WEIGHT = 100  # --weight-decay, --ordinal-weight
 MAX_CLIP = 1_000_000  # --clip: far above any gradient norm that does not overflow (0 turns clipping off)
@@ -157,8 +155,7 @@ class TrainConfig:
     chosen: str = ""
 
     def check_validation(self) -> None:
-        """Refuse both ways of choosing the validation data at once (a training would use one and drop
-        the other); checked when training starts, so runs saved before this rule still load."""
+        """Refuse --valid with --valid-fraction; checked when training starts, so older runs still load."""
         if self.valid is not None and self.valid_fraction != TrainConfig.valid_fraction:
             raise ConfigError(VALID_TWICE)
 
@@ -180,10 +177,8 @@ class TrainConfig:
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 1)
-        for name in ("patience", "eval_every"):
-            check_range(name, getattr(self, name), 0)
-        check_range("weight_decay", self.weight_decay, 0, MAX_WEIGHT)
-        check_range("clip", self.clip, 0, MAX_CLIP)  # --clip 0: no clipping
+        for name, high in (("patience", None), ("eval_every", None), ("weight_decay", MAX_WEIGHT), ("clip", MAX_CLIP)):
+            check_range(name, getattr(self, name), 0, high)  # --clip 0: no clipping
         check_range("seed", self.seed, 0, MAX_SEED)
         check_range("ngram_order", self.ngram_order, 1, MAX_NGRAM_ORDER)
         if not 0.0 < self.valid_fraction < 1.0:

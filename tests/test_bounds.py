@@ -328,7 +328,7 @@ def test_docs_state_every_bound():
         f"| {labelled.MAX_TEXT_CHARS:,} characters |",
         f"at most {labelled.TOKENS_PER_BATCH:,} tokens",
         f"at most {tokenizer.ENCODE_CHARS:,} characters at a time",
-        f"| {size(config.MAX_JSON_BYTES)} |",
+        f"| {size(jsonfiles.MAX_JSON_BYTES)} |",
         f"| {size(reading.MAX_TOKENIZER_BYTES)} / {size(reading.MAX_METRICS_BYTES)} |",
         f"| {size(personal.MAX_FILE_BYTES)}; each count at most 2⁵³ |",
         f"| 0 … {generation.MAX_TEMPERATURE} |",

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from seqtext.config import MAX_JSON_BYTES
 from seqtext.errors import ConfigError
+from seqtext.jsonfiles import MAX_JSON_BYTES
 from seqtext.runs.loading import Loaded
 from seqtext.runs.reading import MEMORY_FORMAT
 
