@@ -53,8 +53,6 @@ def test_train_classifier_with_every_option(tmp_path):
         "neg,sneg,neu,spos,pos",
         "--valid",
         valid,
-        "--valid-fraction",
-        "0.1",
         "--text-column",
         "Phrase",
         "--label-column",

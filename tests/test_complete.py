@@ -230,7 +230,7 @@ def test_the_completer_goes_with_its_loaded_run(word_run):
 
 
 def test_bad_k_and_wrong_kind_and_empty_vocabulary(word_lm):
-    with pytest.raises(ConfigError, match="--k must be at least 1"):
+    with pytest.raises(ConfigError, match="--k must be between 1 and 1,000"):
         seqtext.complete(word_lm, "Voy", k=0)
     classifier = dataclasses.replace(word_lm, kind="classifier")
     with pytest.raises(CheckpointError, match="'complete' needs a language model"):

@@ -75,5 +75,5 @@ def test_a_round_of_keystrokes_is_one_model_call(keyboard_run, monkeypatch):
 def test_a_bad_k_anywhere_in_a_batch_is_refused(word_run):
     from seqtext.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--k must be at least 1"):
+    with pytest.raises(ConfigError, match="--k must be between 1 and 1,000"):
         Completer(word_run).suggest_many([("Voy", 3), ("Mi", 0)])

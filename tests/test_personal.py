@@ -71,10 +71,10 @@ def test_an_empty_personal_model_changes_nothing(word_run):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("{not json", "line 1: not valid JSON"),
+        ("{not json", "not readable JSON .* at line 1, column 2"),
         ('{"format": "other", "version": 1}', "not a seqtext personal-data file"),
         ('{"format": "seqtext-personal", "version": 9}', "newer seqtext"),
-        ('{"format": "seqtext-personal", "version": 1, "words": {"a": -1}}', "must be a positive integer"),
+        ('{"format": "seqtext-personal", "version": 1, "words": {"a": -1}}', "must be a whole number from 1 to 9,007"),
         ('{"format": "seqtext-personal", "version": 1, "words": {"a b": 1}}', "is not a word"),
         ('{"format": "seqtext-personal", "version": 1, "words": {}, "follows": {"x": {"y": 1}}}', "not in"),
         ('{"format": "seqtext-personal", "version": 1, "extra": 1}', "unknown field 'extra'"),

@@ -293,9 +293,9 @@ def test_run_names_come_from_name_equals_run_or_the_directory(tmp_path, word_run
         ({"port": 70_000}, "--port must be in 0..65535"),
         ({"api_key": ""}, "--api-key must be non-empty"),
         ({"api_key": "two words"}, "without spaces"),
-        ({"max_body_bytes": 0}, "--max-body-bytes must be at least 1"),
+        ({"max_body_bytes": 0}, "--max-body-bytes must be a whole number from 1"),
         ({"device": "tpu"}, "--device must be one of"),
-        ({"workers": 0}, "--workers must be at least 1"),
+        ({"workers": 0}, "--workers must be a whole number from 1"),
     ],
 )
 def test_serve_config_refuses_what_cannot_work(fields, words):
