@@ -227,6 +227,7 @@ def bounded_protocol(max_connections: int, read_timeout: float, max_header_bytes
     class BoundedProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _deadline: asyncio.TimerHandle | None = None
         _header_bytes = 0
+        _tail = b""  # the last bytes of the headers read so far: their end may come split across two reads
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -240,7 +241,11 @@ def bounded_protocol(max_connections: int, read_timeout: float, max_header_bytes
 
         def data_received(self, data: bytes) -> None:
             if self.cycle is None or self.cycle.response_complete:  # still reading a request's headers
-                self._header_bytes += len(data)
+                # Only the headers count: one read often holds them and the start of the body too.
+                seen = self._tail + data
+                end = seen.find(b"\r\n\r\n")
+                self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+                self._tail = seen[-3:] if end < 0 else b""
                 if self._header_bytes > max_header_bytes:
                     if not self.transport.is_closing():
                         self._close_with(too_long)
@@ -249,7 +254,7 @@ def bounded_protocol(max_connections: int, read_timeout: float, max_header_bytes
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._header_bytes = 0
+            self._header_bytes, self._tail = 0, b""
             self._arm()  # the next request on this connection gets its own read_timeout
 
         def connection_lost(self, exc: Exception | None) -> None:
