@@ -154,11 +154,6 @@ class TrainConfig:
     # when nothing was chosen. Derived, never set by hand.
     chosen: str = ""
 
-    def check_validation(self) -> None:
-        """Refuse --valid with --valid-fraction; checked when training starts, so older runs still load."""
-        if self.valid is not None and self.valid_fraction != TrainConfig.valid_fraction:
-            raise ConfigError(VALID_TWICE)
-
     @property
     def epoch_limit(self) -> int:
         """Passes over the data at most: --epochs, else 20, else (with --max-time or --max-steps) as many as fit."""

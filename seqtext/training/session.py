@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from seqtext.config import TrainConfig
+from seqtext.config import VALID_TWICE, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.files import run_lock
 from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
@@ -45,7 +45,8 @@ def training_session(train_config: TrainConfig) -> Iterator[TrainingSession]:
     Under torchrun the process joins the run's process group for the session, and only rank 0 (the one
     that writes) takes the lock; a failure before training starts stops every process.
     """
-    train_config.check_validation()
+    if train_config.valid is not None and train_config.valid_fraction != TrainConfig.valid_fraction:
+        raise ConfigError(VALID_TWICE)  # checked here, not in TrainConfig: runs saved before this rule still load
     with distributed.joined(train_config.device) as world, distributed.setup_agreed():
         session = TrainingSession(Path(train_config.out), world)
         with run_lock(session.out) if session.writes else contextlib.nullcontext():
