@@ -24,6 +24,17 @@ TINY_LM_FLAGS = ["--embed-dim", "16", "--hidden-dim", "32", "--layers", "1", "--
 TINY_LM_FLAGS += ["--batch-size", "8", "--precision", "fp32", "--device", "cpu"]
 TINY_CLASSIFIER_FLAGS = ["--embed-dim", "16", "--hidden-dim", "16", "--batch-size", "32", "--epochs", "2"]
 TINY_CLASSIFIER_FLAGS += ["--precision", "fp32", "--device", "cpu"]
+# Texts typed into a keyboard (the keyboard_run fixture's) whose suggestions two implementations must agree on
+KEYBOARD_TEXTS = [
+    "",
+    "Voy al parque con mi per",  # "periquito": a word only the n-gram knows
+    "Voy al parque con mi perro ",
+    "Mi perro c",
+    "El nin",  # found by folding: niño
+    "Hoy vi a Zorbaxa en el p",  # an unseen word read as <unk>
+    "¿Quedamos mañana a las o",
+    "Mañana voy al trabajo en bici. El ",
+]
 SENTENCES = [
     "Voy al parque con mi perro.",
     "Mi perro come mucho.",

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import assert_clean_error, copy_run, invoke, train_tiny
+from helpers import KEYBOARD_TEXTS, assert_clean_error, copy_run, invoke, train_tiny
 
 pytest.importorskip("onnx", reason="needs the export extra: pip install -e '.[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install -e '.[export]'")
@@ -19,16 +19,7 @@ from seqtext.models import join_states, select_state  # noqa: E402
 from seqtext.sentiment.classification import encode_texts, predict_proba  # noqa: E402
 from seqtext.tokenizer import from_json  # noqa: E402
 
-TYPED = [
-    "",
-    "Voy al parque con mi per",  # "periquito": a word only the n-gram knows
-    "Voy al parque con mi perro ",
-    "Mi perro c",
-    "El nin",  # found by folding: niño
-    "Hoy vi a Zorbaxa en el p",  # an unseen word read as <unk>
-    "¿Quedamos mañana a las o",
-    "Mañana voy al trabajo en bici. El ",
-]
+TYPED = KEYBOARD_TEXTS
 
 
 def export(run, out, *flags):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import KEYBOARD_TEXTS
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
 pytest.importorskip("httpx", reason="FastAPI's TestClient needs httpx")
@@ -27,15 +28,8 @@ from seqtext.serve.app import create_app
 
 STATIC = Path(seqtext.__file__).parent / "serve" / "static"
 TYPED = [
-    "",
-    "Voy al parque con mi per",  # "periquito": a word only the n-gram knows
-    "Voy al parque con mi perro ",
-    "Mi perro c",
-    "El nin",  # found by folding: niño
+    *KEYBOARD_TEXTS,
     "PE",  # shown in the typist's case
-    "Hoy vi a Zorbaxa en el p",  # an unseen word read as <unk>
-    "¿Quedamos mañana a las o",
-    "Mañana voy al trabajo en bici. El ",
     "En un lugar de la Man",
     "primera línea\nVoy al p",
 ]
