@@ -71,15 +71,17 @@ def type_lines(completer: Completer, lines: list[str], learn: bool) -> dict[str,
     }
 
 
-def personal_gain(run: Path, quijote: list[str], valid: list[str], weights: list[float], size: int) -> dict:
+def personal_gain(
+    run: Path, quijote: list[str], valid: list[str], weights: list[float], size: int, int8: bool = True
+) -> dict:
     """Keystroke savings on the second Quijote part and on Tatoeba, with the model alone and with each λ."""
     first, second = quijote[:size], quijote[size : 2 * size]
     lm = seqtext.load(run)
-    alone = {"quijote_second": type_lines(Completer(lm), second, learn=False)}
-    alone["tatoeba_valid"] = type_lines(Completer(lm), valid, learn=False)
+    alone = {"quijote_second": type_lines(Completer(lm, int8=int8), second, learn=False)}
+    alone["tatoeba_valid"] = type_lines(Completer(lm, int8=int8), valid, learn=False)
     by_weight = {}
     for weight in weights:
-        completer = Completer(lm, personal_weight=weight)
+        completer = Completer(lm, personal_weight=weight, int8=int8)
         completer.learn("\n".join(first), save=False)
         figures = {"quijote_second": type_lines(completer, second, learn=True)}
         figures["tatoeba_valid"] = type_lines(completer, valid, learn=False)  # everything learned, frozen
@@ -119,12 +121,13 @@ def latencies(completer: Completer, lines: list[str]) -> dict[str, float]:
     return {"p50": m.latency_ms_p50, "p99": m.latency_ms_p99, "calls": m.calls}
 
 
-def latency_child(run: Path, lines: list[str], learned: list[str]) -> dict:
-    """Runs in the child process: before/after × idle/busy, each with the personal model in use."""
+def latency_child(run: Path, lines: list[str], learned: list[str], int8: bool = True) -> dict:
+    """Runs in the child process: before/after × idle/busy, each with the personal model in use; int8: the
+    keystroke steps in int8 (seqtext's default) or fp32 (--no-int8)."""
     lm = seqtext.load(run)
     report = {"torch_threads_default": torch.get_num_threads(), "cpus": os.cpu_count()}
     for name, threads in (("before", None), ("after", 1)):
-        completer = Completer(lm)
+        completer = Completer(lm, int8=int8)
         completer.threads = threads
         completer.learn("\n".join(learned), save=False)
         idle_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -135,12 +138,13 @@ def latency_child(run: Path, lines: list[str], learned: list[str]) -> dict:
     return report
 
 
-def latency_under_load(run: Path, lines: list[str], learned: list[str]) -> dict:
+def latency_under_load(run: Path, lines: list[str], learned: list[str], int8: bool = True) -> dict:
     """latency_child in a child process without OMP_NUM_THREADS / MKL_NUM_THREADS (torch's default pool)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     with tempfile.TemporaryDirectory() as tmp:
         request = Path(tmp) / "request.json"
-        request.write_text(json.dumps({"run": str(run), "lines": lines, "learned": learned}), encoding="utf-8")
+        asked = {"run": str(run), "lines": lines, "learned": learned, "int8": int8}
+        request.write_text(json.dumps(asked), encoding="utf-8")
         command = [sys.executable, str(Path(__file__).resolve()), "--latency-child", str(request)]
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -173,12 +177,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--valid-lines", type=int, help="type only the first N Tatoeba validation lines")
     parser.add_argument("--latency-lines", type=int, default=300, help="validation lines typed per latency figure")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on a tiny model, no row written")
+    parser.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="keystroke steps in int8 (default) or fp32"
+    )
     parser.add_argument("--latency-child", type=Path, help=argparse.SUPPRESS)
     add_profile_option(parser)
     args = parser.parse_args(argv)
     if args.latency_child:  # in the parent's environment, hence its profile
         request = json.loads(args.latency_child.read_text(encoding="utf-8"))
-        print(json.dumps(latency_child(Path(request["run"]), request["lines"], request["learned"])))
+        print(json.dumps(latency_child(Path(request["run"]), request["lines"], request["learned"], request["int8"])))
         return
     enter_profile(args.profile)
     os.chdir(ROOT)
@@ -198,8 +205,8 @@ def main(argv: list[str] | None = None) -> None:
             "run": str(run),
             "trained_here": trained,
             "machine": describe(args.profile),
-            "personal": personal_gain(run, quijote, lines, args.weights, size),
-            "latency": latency_under_load(run, valid[: args.latency_lines], quijote[:size]),
+            "personal": personal_gain(run, quijote, lines, args.weights, size, args.int8),
+            "latency": latency_under_load(run, valid[: args.latency_lines], quijote[:size], args.int8),
             "k": 3,
         }
     print(json.dumps(report, indent=2, ensure_ascii=False))
@@ -212,10 +219,10 @@ def write_rows(report: dict, args: argparse.Namespace) -> None:
         f" --run {args.run}" if args.run else f" --max-time {args.max_time}"
     )
     command += f" --valid-lines {args.valid_lines}" if args.valid_lines else ""
-    command += f" --profile {args.profile}"
+    command += f" --profile {args.profile}" + ("" if args.int8 else " --no-int8")
     p, lat = report["personal"], report["latency"]
     chosen = p["by_weight"][str(p["chosen_weight"])]
-    machine = row_cells(report["machine"], "keystrokes in fp32")  # threads: torch's default pool
+    machine = row_cells(report["machine"], f"keystrokes in {'int8' if args.int8 else 'fp32'}")  # threads: torch's pool
     row = (
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | {p['alone']['quijote_second']['ksr']:.3f} | "
         f"{chosen['quijote_second']['ksr']:.3f} ({chosen['gain_points']:+.1f} pts) | "

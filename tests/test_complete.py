@@ -149,7 +149,7 @@ def test_incremental_cache_gives_the_from_scratch_results(word_lm, char_lm, leve
 def count_reads(completer, monkeypatch):
     """The tokens of each model call from now on (a batch of rows counts its longest row)."""
     tokens = []
-    model = completer.lm.model
+    model = completer.reader.steps  # the model, or its int8 steps (keyboard/int8.py)
     read, read_rows = model.read, model.read_rows
     monkeypatch.setattr(model, "read", lambda ids, state=None: tokens.append(ids.numel()) or read(ids, state))
     monkeypatch.setattr(model, "read_rows", lambda rows, state: tokens.append(len(rows[0])) or read_rows(rows, state))

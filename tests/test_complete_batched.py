@@ -62,7 +62,7 @@ def test_the_ngram_mix_and_the_personal_model_batched(keyboard_run, tmp_path):
 
 def test_a_round_of_keystrokes_is_one_model_call(keyboard_run, monkeypatch):
     completer = Completer(keyboard_run)
-    model, calls = completer.lm.model, []
+    model, calls = completer.reader.steps, []  # the model, or its int8 steps (keyboard/int8.py)
     read_rows = model.read_rows
     monkeypatch.setattr(model, "read_rows", lambda rows, state: calls.append(rows) or read_rows(rows, state))
     texts = ["Voy al parque con ", "Mi perro come ", "El niño juega, ", "Hoy hace sol en el "]

@@ -83,7 +83,7 @@ def test_the_exported_keyboard_gives_seqtexts_suggestions(keyboard_run, tmp_path
                      "keyboard.json", "ngram.safetensors", "README.md"}  # fmt: skip
     keyboard, described = exported_keyboard(keyboard_run, out)
     assert described["ngram"]["weights"] == list(seqtext.load(keyboard_run).config.ngram_weights)
-    reference = Completer(keyboard_run)
+    reference = Completer(keyboard_run, int8=False)  # the export is fp32: seqtext's --no-int8 keyboard
     assert reference.mixer is not None and keyboard.mixer is not None  # the n-gram mix on both sides
     for typed in TYPED:
         got, want = keyboard.suggest(typed, 5), reference.suggest(typed, 5)
@@ -96,7 +96,7 @@ def test_the_exported_keyboard_gives_seqtexts_suggestions(keyboard_run, tmp_path
 def test_character_and_gru_models_export_too(run, request, tmp_path):
     path = request.getfixturevalue(run)
     keyboard, _ = exported_keyboard(path, export(path, tmp_path / "export"))
-    reference = Completer(path)
+    reference = Completer(path, int8=False)
     for typed in ["Voy al parque con mi pe", "En un lugar de la Man", "Mi "]:
         got, want = keyboard.suggest(typed, 3), reference.suggest(typed, 3)
         assert [c.word for c in got] == [c.word for c in want]
@@ -107,7 +107,7 @@ def test_a_character_aware_input_exports_as_its_table(lines_file, tmp_path):
     run = train_tiny(lines_file, tmp_path / "run", {"level": "word", "char_input": True})
     out = export(run, tmp_path / "export")
     assert json.loads((out / "keyboard.json").read_text(encoding="utf-8"))["char_input"]
-    keyboard, reference = exported_keyboard(run, out)[0], Completer(run)
+    keyboard, reference = exported_keyboard(run, out)[0], Completer(run, int8=False)
     for typed in ["Voy al parque con mi pe", "Mi ", "El niño juega con el p"]:
         got, want = keyboard.suggest(typed, 3), reference.suggest(typed, 3)
         assert [c.word for c in got] == [c.word for c in want]

@@ -146,7 +146,7 @@ def test_single_row_steps_run_on_one_thread_and_restore_the_callers(word_run, ch
     for run in (word_run, char_run):
         completer = seqtext.Completer(run)
         seen = []
-        model = completer.lm.model
+        model = completer.reader.steps  # the model, or its int8 steps (keyboard/int8.py)
         for name in ("read", "read_rows"):  # a long read, and short ones (a batch of rows)
             original = getattr(model, name)
 

@@ -52,7 +52,7 @@ def test_keystrokes_that_wait_together_are_answered_in_one_batch_as_alone(keyboa
     finally:
         model.shutdown()
     assert batches == [len(TEXTS)]
-    alone = Completer(keyboard_run)  # seqtext complete's engine, one text at a time, the n-gram mixed in
+    alone = Completer(keyboard_run, int8=False)  # seqtext complete's engine (fp32, as the server), one text at a time
     assert [answers_of(g) for g in got] == [answers_of(alone.suggest(t, 3)) for t in TEXTS]
 
 
@@ -109,7 +109,7 @@ def test_a_long_generation_does_not_starve_keystrokes(prose_run):
 
 def type_alternately(urls, keyboard_run):
     """One typist whose keystrokes go to each server in turn; every answer is that of seqtext complete."""
-    alone = Completer(keyboard_run)
+    alone = Completer(keyboard_run, int8=False)
     with httpx.Client(timeout=60) as client:
         for n in range(len(TYPED) + 1):
             url = urls[n % len(urls)]

@@ -141,7 +141,7 @@ def build_run_ngram(
     lines = [line for text in train_texts for line in text.split("\n")]
     valid_lines = [line for text in valid_texts for line in text.split("\n") if line.strip()]
     budget = ngram_budget(run, ngram_mb)
-    completer = Completer(lm, ngram=False)
+    completer = Completer(lm, ngram=False, int8=False)
     tried: dict[int, tuple[NgramModel, dict]] = {}
     for n in range(order - 1 if order >= 3 else order, order + 1):
         model = build_ngram(lines, n, budget_bytes=budget)

@@ -63,7 +63,8 @@ class Completer:
     also offers the n-gram's words outside the model's vocabulary; ngram=False uses the model alone.
     `user_data` is the file of what its user typed (keyboard/personal.py): `learn(text)` adds to it,
     `forget()` removes it; None learns in memory only. Its single-row steps run on one intra-op thread
-    (runtime.intra_op_threads), so a busy core elsewhere cannot stall a thread pool.
+    (runtime.intra_op_threads), so a busy core elsewhere cannot stall a thread pool. int8: an LSTM's steps
+    in int8 (keyboard/int8.py; the same keystroke savings within 0.2 points), False: in fp32.
     """
 
     threads: int | None = 1  # intra-op threads while suggesting; None keeps the caller's (the benchmark's "before")
@@ -78,6 +79,7 @@ class Completer:
         max_chars: int = 24,
         user_data: str | Path | None = None,
         personal_weight: float = PERSONAL_WEIGHT,
+        int8: bool = True,
     ):
         if not 0 <= personal_weight <= 1:
             raise ConfigError(f"personal_weight must be between 0 and 1 (got {personal_weight})")
@@ -104,7 +106,7 @@ class Completer:
             ends = [i for tok, i in self.vocab.items() if i == EOS_ID or (i > EOS_ID and i not in self.char_of)]
             self.ends = torch.tensor(sorted(ends), dtype=torch.long)  # what ends a word: space, punctuation, <eos>
         with intra_op_threads(self.threads):
-            self.reader = Reader(self.lm, cache_size)  # the RNN state of recently read texts
+            self.reader = Reader(self.lm, cache_size, int8)  # the RNN state of recently read texts
         self.mixer: Mixer | None = None
         if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
@@ -238,22 +240,25 @@ class Completer:
         return [Completion(word, math.exp(score)) for word, score in ranked]
 
 
-def completer_for(source: Loaded | str | Path, *, ngram: bool = True) -> Completer:
+def completer_for(source: Loaded | str | Path, *, ngram: bool = True, int8: bool = True) -> Completer:
     """A Completer for a loaded model, kept by the Loaded and reused across calls with it (its cache stays
     warm); a new one for a path."""
     if not isinstance(source, Loaded):
-        return Completer(source, ngram=ngram)
-    key = ("keyboard.Completer", ngram)
+        return Completer(source, ngram=ngram, int8=int8)
+    key = ("keyboard.Completer", ngram, int8)
     if key not in source.reused:
-        source.reused[key] = Completer(source, ngram=ngram)
+        source.reused[key] = Completer(source, ngram=ngram, int8=int8)
     return source.reused[key]
 
 
-def complete(source: Loaded | str | Path, typed: str, k: int = 3, *, ngram: bool = True) -> list[Completion]:
+def complete(
+    source: Loaded | str | Path, typed: str, k: int = 3, *, ngram: bool = True, int8: bool = True
+) -> list[Completion]:
     """Up to k whole-word suggestions for the word being typed, best first (`.word`, `.prob`).
 
     Pass a `seqtext.load(...)` result when calling per keystroke: the loaded run keeps its Completer and
     state cache between calls, so each keystroke costs O(1). A path loads the model on every call.
-    ngram=False ranks by the recurrent model alone, even when the run has an n-gram.
+    ngram=False ranks by the recurrent model alone, even when the run has an n-gram. int8=False runs an
+    LSTM's keystroke steps in fp32 instead of int8 (keyboard/int8.py).
     """
-    return completer_for(source, ngram=ngram).suggest(typed, k)
+    return completer_for(source, ngram=ngram, int8=int8).suggest(typed, k)

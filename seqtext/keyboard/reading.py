@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from seqtext.keyboard.int8 import Int8Steps, supported
 from seqtext.keyboard.words import joins
 from seqtext.models import STEPPED_READ, State, join_states, split_state
 from seqtext.runs.loading import Loaded
@@ -30,15 +31,17 @@ class Read:
 
 
 class Reader:
-    """Reads texts from <bos> with one language model, remembering the last `cache_size` texts read."""
+    """Reads texts from <bos> with one language model, remembering the last `cache_size` texts read.
+    int8: its steps in int8 where keyboard/int8.py can run the model (else, and with False, in fp32)."""
 
-    def __init__(self, lm: Loaded, cache_size: int = 64) -> None:
+    def __init__(self, lm: Loaded, cache_size: int = 64, int8: bool = False) -> None:
         self.lm, self.cache_size = lm, cache_size
+        self.steps = Int8Steps(lm.model) if int8 and supported(lm.model) is None else lm.model
         self.word_level = lm.config.level == "word"
         self.vocab: dict[str, int] = lm.tokenizer.get_vocab()
         self._cache: OrderedDict[str, Read] = OrderedDict()
         with torch.inference_mode():  # a line starts from <bos> with a zero state
-            logits, state = lm.model.read(torch.tensor([[BOS_ID]], device=lm.device))
+            logits, state = self.steps.read(torch.tensor([[BOS_ID]], device=lm.device))
         self.start = self._finish([state], logits)[0]
 
     def read(self, text: str) -> Read:
@@ -66,11 +69,11 @@ class Reader:
         short = sorted((t for t in todo if len(t[2]) <= STEPPED_READ), key=lambda t: -len(t[2]))
         if short:
             state = join_states([base.state for _, base, _ in short])  # type: ignore[misc]
-            logits, state = self.lm.model.read_rows([ids for _, _, ids in short], state)
+            logits, state = self.steps.read_rows([ids for _, _, ids in short], state)
             found.update(zip([text for text, _, _ in short], self._finish(split_state(state), logits), strict=True))
         for text, base, ids in todo:  # a long read (a pasted line, the first keystroke of a long text): alone
             if len(ids) > STEPPED_READ:
-                logits, state = self.lm.model.read(torch.tensor([ids], device=self.lm.device), base.state)
+                logits, state = self.steps.read(torch.tensor([ids], device=self.lm.device), base.state)
                 found[text] = self._finish([state], logits)[0]
         for text, _, _ in todo:
             self._cache[text] = found[text]

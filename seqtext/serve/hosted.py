@@ -160,7 +160,8 @@ def load_runs(specs: list[str], device: str = "cpu") -> dict[str, Hosted]:
         model = Hosted(name, loaded)
         if loaded.kind == "lm":
             try:
-                model.completer = Completer(loaded, cache_size=COMPLETION_CACHE)
+                # fp32: the server batches many typists' keystrokes, and a batch reads the weights once
+                model.completer = Completer(loaded, cache_size=COMPLETION_CACHE, int8=False)
             except CheckpointError as exc:  # it can still generate
                 model.completer_error = str(exc)
         hosted[name] = model
