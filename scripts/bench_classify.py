@@ -1,6 +1,6 @@
 """Classify speed of the default sentiment recipe: `seqtext classify` end to end and the Python API.
 
-    python scripts/bench_classify.py [--run RUN] [--repeats 3] [--profile native|laptop] [--smoke]
+    python scripts/bench_classify.py [--run RUN] [--repeats 3] [--profile native|laptop] [--no-fast] [--smoke]
 
 It times the same thing as bench_sentiment.py: 200,000 phrases (the dev phrases of
 ../shared/data/sst/rt_phrases_dev.tsv, repeated). It does not train for 15 minutes first. Without
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a classifier run to time (default: the recipe, one epoch)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small slices (for the tests)")
+    parser.add_argument(
+        "--fast", action=argparse.BooleanOptionalAction, default=True, help="classify --fast (default) or --no-fast"
+    )
     add_profile_option(parser)
     args = parser.parse_args()
     enter_profile(args.profile)
@@ -43,11 +46,12 @@ def main() -> None:
             tiny = ["--embed-dim", "16", "--hidden-dim", "16"] if args.smoke else []
             seqtext_cli("train", "classifier", str(data), "--out", str(run), "--epochs", "1", *tiny)
         texts = read_rows(DEV_PHRASES)[0][: 2000 if args.smoke else None]
-        runs = [classify_speed(run, texts, folder) for _ in range(1 if args.smoke else args.repeats)]
+        runs = [classify_speed(run, texts, folder, args.fast) for _ in range(1 if args.smoke else args.repeats)]
         model = json.loads((run / "config.json").read_text(encoding="utf-8"))["model"]
     report = {
         "benchmark": "bench_classify",
         "run": str(args.run) if args.run else "default recipe, 1 epoch",
+        "fast": args.fast,
         "model": {k: model[k] for k in ("level", "cell", "embed_dim", "hidden_dim", "layers", "vocab_size")},
         "phrases": runs[0]["phrases"],
         "runs": runs,
@@ -65,7 +69,7 @@ def main() -> None:
 def write_row(report: dict, args: argparse.Namespace) -> None:
     command = "python scripts/bench_classify.py" + (f" --run {args.run}" if args.run else "")
     command += f" --repeats {args.repeats}" if args.repeats != 3 else ""
-    command += f" --profile {args.profile}"
+    command += f" --profile {args.profile}" + ("" if args.fast else " --no-fast")
     m = report["model"]
     each = ", ".join(f"{r['cli_phrases_per_s']:,.0f}" for r in report["runs"])
     machine = row_cells(report["machine"], report["machine"]["precision_auto"])  # classify's --precision auto

@@ -124,15 +124,17 @@ def lm_summary(run: Path) -> dict:
     }
 
 
-def classify_speed(run: Path, texts: list[str], folder: Path) -> dict:
-    """Phrases per second of `seqtext classify` end to end (process start included) and of the API."""
+def classify_speed(run: Path, texts: list[str], folder: Path, fast: bool = True) -> dict:
+    """Phrases per second of `seqtext classify` end to end (process start included) and of the API;
+    fast=False: with --no-fast (torch's LSTM where classify runs fp32)."""
     phrases = (texts * math.ceil(200_000 / len(texts)))[:200_000] if len(texts) > 1000 else texts
     (folder / "phrases.txt").write_text("".join(t + "\n" for t in phrases), encoding="utf-8")
-    seconds = seqtext_cli("classify", str(run), str(folder / "phrases.txt"), "--output", str(folder / "out.tsv"))
+    options = ["--output", str(folder / "out.tsv"), *([] if fast else ["--no-fast"])]
+    seconds = seqtext_cli("classify", str(run), str(folder / "phrases.txt"), *options)
     clf = seqtext.load(run)
-    seqtext.classify(clf, phrases[:1000])  # warm-up
+    seqtext.classify(clf, phrases[:1000], fast=fast)  # warm-up
     started = time.perf_counter()
-    seqtext.classify(clf, phrases)
+    seqtext.classify(clf, phrases, fast=fast)
     api = time.perf_counter() - started
     return {
         "phrases": len(phrases),
