@@ -141,13 +141,13 @@ def test_generate_and_complete_on_the_gpu(keyboard_run, char_run):
         assert streamed == seqtext.generate(on_gpu, "Voy al", max_new_tokens=12, temperature=0.8, seed=3)
     on_cpu, on_gpu = seqtext.load(keyboard_run), seqtext.load(keyboard_run, device="cuda")
     for typed in ("Voy al parque con mi ", "Voy al parque con mi p", "Mañana"):
-        cpu = seqtext.complete(on_cpu, typed, k=3)
+        cpu = seqtext.complete(on_cpu, typed, k=3, int8=False)  # a GPU steps in fp32; a CPU in int8 by default
         gpu = seqtext.complete(on_gpu, typed, k=3)
         assert [c.word for c in gpu] == [c.word for c in cpu], typed
         assert [c.prob for c in gpu] == pytest.approx([c.prob for c in cpu], abs=1e-3)
     completer = seqtext.Completer(on_gpu, user_data=None)
     assert [c.word for c in completer.suggest("Voy al parque con mi p", 3)] == [
-        c.word for c in seqtext.complete(on_cpu, "Voy al parque con mi p", k=3)
+        c.word for c in seqtext.complete(on_cpu, "Voy al parque con mi p", k=3, int8=False)
     ]
 
 
