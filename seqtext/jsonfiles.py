@@ -160,12 +160,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+def read_json(path: Path, *, max_bytes: int = MAX_JSON_BYTES, nonfinite: bool = False) -> dict[str, Any]:
     """Read a JSON object (a file written by write_json, or one edited by hand), strictly: a duplicate key,
     a number out of range, NaN or deep nesting is refused (`parse`), naming the file; a ConfigError says why."""
     fix = "restore it, or delete the run directory"
     try:
-        data = read_file(path, max_bytes)
+        data = read_file(path, max_bytes, nonfinite=nonfinite)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); {fix}") from exc
     except JsonError as exc:

@@ -93,11 +93,11 @@ def check_run_dir(run: Path) -> None:
         raise CheckpointError(f"{run}: cannot use this run path ({exc.strerror}); check it") from None
 
 
-def json_file(run: Path, name: str) -> dict[str, Any]:
-    """A JSON object from a run directory (of a sane size)."""
+def json_file(run: Path, name: str, *, nonfinite: bool = False) -> dict[str, Any]:
+    """A JSON object from a run directory (of a sane size); `nonfinite`: ±Infinity and NaN read as numbers."""
     path = run_file(run, name)
     try:
-        return read_json(path)
+        return read_json(path, nonfinite=nonfinite)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
 

@@ -57,7 +57,7 @@ def load_resume_state(
             "or never started. Start a new run with another --out."
         )
     state_file, tensor_file = run / "trainer_state.json", checks.run_file(run, "optimizer.safetensors")
-    state = checks.json_file(run, "trainer_state.json")
+    state = _trainer_state(run)
     rng = checks.require(state_file, state, "torch_rng", list, "a list of bytes")
     if len(rng) != len(torch.get_rng_state()) or not all(type(b) is int and 0 <= b < 256 for b in rng):
         raise checks.problem(state_file, 'field "torch_rng" is not a random-generator state of this torch')
@@ -101,6 +101,12 @@ def clear_resume_state(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
+def _trainer_state(run: Path) -> dict[str, Any]:
+    """trainer_state.json, whose best score is Infinity before the first evaluation (the loop's counters
+    allow it there alone, and the configs in it refuse any number that is not finite)."""
+    return checks.json_file(run, "trainer_state.json", nonfinite=True)
+
+
 def saved_run(out: Path) -> tuple[Any, TrainConfig, dict[str, Any]]:
     """The model and training configs an interrupted run was started with, and where its data files were."""
     if checks.optional_run_file(out, "trainer_state.json") is None:
@@ -109,7 +115,7 @@ def saved_run(out: Path) -> tuple[Any, TrainConfig, dict[str, Any]]:
             "Start a new run with another --out."
         )
     file = out / "trainer_state.json"
-    state = checks.json_file(out, "trainer_state.json")
+    state = _trainer_state(out)
     kind = checks.choice(file, state, "kind", CONFIG_TYPES)
     model_config = checks.config_from(CONFIG_TYPES[kind], state.get("model_config"), file, "model_config.")
     train_config = checks.config_from(TRAIN_CONFIG_TYPES[kind], state.get("train_config"), file, "train_config.")
