@@ -1,6 +1,8 @@
 """The keyboard's int8 steps (keyboard/int8.py): the fp32 model's answers to quantization error, the same
 suggestions on a trained keyboard, `--no-int8` / int8=False for fp32, and what it cannot run named."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from helpers import SENTENCES, invoke
@@ -36,13 +38,17 @@ def test_int8_steps_follow_the_fp32_model(fields):
 @pytest.mark.parametrize(
     ("fields", "why"), [({"cell": "gru"}, "its cell is gru"), ({"level": "char"}, "char-level model")]
 )
-def test_what_int8_cannot_run_is_named_and_runs_in_fp32(fields, why, monkeypatch):
+def test_what_int8_cannot_run_is_named_and_runs_in_fp32(fields, why, monkeypatch, keyboard_run):
     model = tiny(**fields)
     assert why in supported(model)
     with pytest.raises(ValueError, match=why):
         Int8Steps(model)
     monkeypatch.setattr(torch.backends.quantized, "engine", "qnnpack")
     assert "quantized engine is qnnpack, not x86" in supported(tiny())
+    monkeypatch.undo()
+    monkeypatch.setattr(torch.ops, "quantized", SimpleNamespace())  # a torch whose quantized kernels are gone
+    assert supported(tiny()) == "this torch has no quantized linear kernels"
+    assert not isinstance(Completer(keyboard_run).reader.steps, Int8Steps)  # it types, in fp32
 
 
 def test_int8_and_fp32_keyboards_suggest_alike(keyboard_run):

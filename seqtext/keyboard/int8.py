@@ -40,6 +40,10 @@ def supported(model: RNNLanguageModel) -> str | None:
         return "it is not on the CPU"
     if engine not in ENGINES:
         return f"torch's quantized engine is {engine}, not x86"
+    try:  # torch has announced that its quantized tensors will go: a torch without them types in fp32
+        torch.ops.quantized.linear_prepack, torch.ops.quantized.linear_dynamic  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return "this torch has no quantized linear kernels"
     return None
 
 
