@@ -9,6 +9,8 @@
   the previous file intact and two writers never share a temporary file.
 - `run_lock()`: one writer per run directory, a lock file held for the life of the run. The
   operating system releases it when its process dies, so a killed run (SIGKILL) blocks nothing.
+- `writing_lock()`: writers of one shared file (the keyboard's user data) take turns, each holding
+  the lock only while it reads, merges and replaces the file.
 
 Stdlib and filelock only, so it imports fast.
 """
@@ -16,6 +18,7 @@ Stdlib and filelock only, so it imports fast.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import stat
@@ -158,9 +161,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(directory: Path) -> None:
-    """Delete temporary files left by writers that were killed while writing (their pid is gone)."""
-    for tmp in directory.glob(f".*{TMP_SUFFIX}"):
+def remove_stale_temporaries(directory: Path, prefix: str = ".") -> None:
+    """Delete temporary files (named `prefix`…) left by writers killed while writing (their pid is gone)."""
+    for tmp in directory.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}"):
         pid = tmp.name.rsplit(".", 2)[-2].split("-")[0] if tmp.name.count(".") >= 3 else ""
         if pid.isdigit() and not _pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
@@ -208,3 +211,37 @@ def run_lock(out: Path, flag: str = "--out") -> Iterator[None]:
         if created:
             with contextlib.suppress(OSError):  # the run failed before writing anything: leave no trace
                 out.rmdir()
+
+
+@contextlib.contextmanager
+def writing_lock(target: Path, flag: str, timeout: float) -> Iterator[None]:
+    """Hold the lock of the shared file `target` (`.NAME.lock` beside it) for one read-merge-write.
+
+    Writers in several processes take turns; a writer that dies releases the lock with its process.
+    Temporary files that dead writers left beside `target` are removed while it is held, and the lock
+    file when it is released (as in run_lock), so nothing is left beside the file.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror
+        raise ConfigError(f"{flag} {target}: cannot create {target.parent} ({why}); choose another path") from None
+    path = target.with_name(f".{target.name}.lock")
+    lock = FileLock(path, timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(
+            f"{flag} {target}: another process has been writing it for over {timeout:.0f} s (it holds {path}); "
+            "try again when that process is done"
+        ) from None
+    except OSError as exc:
+        why = exc.strerror
+        raise ConfigError(f"{flag} {target}: cannot take its lock {path} ({why}); choose another path") from None
+    try:
+        remove_stale_temporaries(target.parent, f".{target.name}.")
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        lock.release()

@@ -151,7 +151,8 @@ def complete_cmd(
 ) -> None:
     """Suggest whole words as you type: interactive on a terminal, one line of suggestions per input line otherwise."""
     from seqtext.keyboard.completion import Completer
-    from seqtext.keyboard.personal import default_user_data, forget_file
+    from seqtext.keyboard.personal import SAVE_DELAY
+    from seqtext.keyboard.userdata import default_user_data, forget_file
     from seqtext.textfiles import STDIN, standard_input, text_lines, valid_unicode
 
     if text is not None:
@@ -162,17 +163,18 @@ def complete_cmd(
     if forget:
         forget_file(user_data)
         err.print(f"Forgot everything learned: removed {user_data}", highlight=False, soft_wrap=True)
-    completer = Completer(run, ngram=ngram, user_data=user_data, int8=int8)
+    completer = Completer(run, ngram=ngram, user_data=user_data, int8=int8, save_delay=SAVE_DELAY)
     if learning:
         completer.personal.check_writable()  # before any typing, not after it
-    if at_terminal:
-        interactive(lambda typed: [s.word for s in completer.suggest(typed, k)], completer.learn if learning else None)
-        return
     try:
+        if at_terminal:
+            suggest = lambda typed: [s.word for s in completer.suggest(typed, k)]  # noqa: E731
+            interactive(suggest, completer.learn if learning else None)
+            return
         for line in [text] if text is not None else text_lines(standard_input(), STDIN):
-            print(render(completer.suggest(line, k), as_json), flush=True)
+            suggestions = completer.suggest(line, k)
             if learning:
-                completer.learn(line, save=False)  # one write at the end, not one per line
+                completer.learn(line)  # on disk within SAVE_DELAY seconds, even if this process is killed
+            print(render(suggestions, as_json), flush=True)
     finally:
-        if learning:
-            completer.save()
+        completer.save()  # what the last SAVE_DELAY seconds learned

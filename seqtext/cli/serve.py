@@ -43,6 +43,10 @@ def serve_cmd(
     workers: Annotated[
         int, typer.Option(help="Server processes on the one port, each with its own copy of the models")
     ] = S.workers,
+    user_data: Annotated[
+        str | None,
+        typer.Option(help="Personal data the keyboards learn into (POST /v1/learn) and suggest from; off without it"),
+    ] = S.user_data,
 ) -> None:
     """Serve language models and classifiers over HTTP, with a page for the keyboard, generation and sentiment."""
     import seqtext.serve as serve
@@ -52,4 +56,4 @@ def serve_cmd(
     if config.workers > 1:
         serve.run_workers(runs, config)
     else:
-        serve.run(serve.load_runs(runs, config.device), config)
+        serve.run(serve.load_runs(runs, config.device, config.user_data), config)

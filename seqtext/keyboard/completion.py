@@ -61,8 +61,9 @@ class Completer:
     Reuse one Completer while someone types: each call then costs O(1) model steps. A word-level
     run with an n-gram (ngram.safetensors) ranks by the mix of both (seqtext.keyboard.mixing), which
     also offers the n-gram's words outside the model's vocabulary; ngram=False uses the model alone.
-    `user_data` is the file of what its user typed (keyboard/personal.py): `learn(text)` adds to it,
-    `forget()` removes it; None learns in memory only. Its single-row steps run on one intra-op thread
+    `user_data` is the file of what its user typed (keyboard/personal.py): `learn(text)` adds to it
+    (written at once, or with `save_delay` > 0 at most that many seconds later), `forget()` removes it;
+    None learns in memory only. Its single-row steps run on one intra-op thread
     (runtime.intra_op_threads), so a busy core elsewhere cannot stall a thread pool. int8: an LSTM's steps
     in int8 (keyboard/int8.py; the same keystroke savings within 0.2 points), False: in fp32.
     """
@@ -80,10 +81,13 @@ class Completer:
         user_data: str | Path | None = None,
         personal_weight: float = PERSONAL_WEIGHT,
         int8: bool = True,
+        save_delay: float = 0.0,
     ):
         if not 0 <= personal_weight <= 1:
             raise ConfigError(f"personal_weight must be between 0 and 1 (got {personal_weight})")
-        self.personal = PersonalModel(Path(user_data) if user_data is not None else None)
+        if not 0 <= save_delay < float("inf"):
+            raise ConfigError(f"save_delay must be a number of seconds, 0 or more (got {save_delay})")
+        self.personal = PersonalModel(Path(user_data) if user_data is not None else None, save_delay=save_delay)
         self.personal_weight = personal_weight
         self.lm = as_loaded(source, "lm", "complete")
         self.word_level = self.lm.config.level == "word"
@@ -163,11 +167,13 @@ class Completer:
         return [Completion(word, prob) for word, prob in best]
 
     def learn(self, text: str, save: bool = True) -> None:
-        """Learn each line of `text` as finished text, and save the user data (save=False: later, by save())."""
+        """Learn each line of `text` as finished text, and save the user data: at once, or within
+        `save_delay` seconds (save=False: only when save() is called)."""
         self.personal.learn(valid_unicode(text, "the text"), save=save)
 
     def save(self) -> None:
-        """Write what was learned to the user data file (atomically); without one, nothing to do."""
+        """Write what was learned since the last write into the user data file now, merged with what
+        other processes wrote there (atomically); without a file, nothing to do."""
         self.personal.save()
 
     def forget(self) -> None:

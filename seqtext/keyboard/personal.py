@@ -10,45 +10,38 @@ The completer mixes it linearly with the language model's next-word probability,
 and a word the user typed is offered even when the model's vocabulary lacks it ("Zorbaxa").
 
 The data is the user's, so it lives apart from the model: one plain JSON file (default
-`default_user_data()`, under the user's data directory), inspectable and editable by hand,
-written atomically after each learned line, and removed by `forget()`. A damaged file is refused
-with a one-line error and left exactly as it is; the model is never touched.
+`default_user_data()`, under the user's data directory), inspectable and editable by hand, and
+removed by `forget()`; seqtext.keyboard.userdata reads and writes it. A learned line is written at
+once, or within `save_delay` seconds of the previous write when lines come faster (a pipe, a busy
+server): a kill, even SIGKILL, loses at most the lines of that last delay. Each write merges what
+this model learned since its last write into what is on disk, so several processes learning into
+one file lose nothing. A damaged file is refused with a one-line error and left exactly as it is;
+the model is never touched.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import re
+import threading
+import time
 import unicodedata
 from bisect import bisect_left, insort
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from seqtext import jsonfiles
-from seqtext.errors import ConfigError, CorpusError
-from seqtext.files import check_output_file, replacing
+from seqtext.errors import SeqtextError
+from seqtext.keyboard.userdata import MAX_COUNT, Counts, UserData, default_user_data, forget_file
 from seqtext.keyboard.words import WORD, fold
-from seqtext.schema import shown
 
-FORMAT, VERSION = "seqtext-personal", 1
+__all__ = ["PersonalModel", "default_user_data", "forget_file", "mix", "words_with_context"]
+
 PERSONAL_WEIGHT = 0.1  # λ: the largest gain costing Tatoeba ≤ 0.5 pts, scripts/bench_keyboard.py --personal
 MAX_WORDS, MAX_PAIRS = 20_000, 100_000  # beyond these the rarest entries are dropped (a keyboard-sized dictionary)
-MAX_FILE_BYTES = 64 * 2**20  # a personal file this big is not ours: refuse it before reading
-MAX_COUNT = 2**53  # a count beyond it (no one types a word 10^16 times) would lose its exactness as a float
+SAVE_DELAY = 1.0  # seconds: `seqtext complete` and `seqtext serve` write a learned line at most this late
 SPARE = 3  # candidates beyond k taken from each side, so a personal word can outrank the model's k-th
 JOINED = re.compile(r"\s+")  # only whitespace between two words: the first is the second's context
 HIGHEST = "\U0010ffff"
-FIX = "move it away, choose another file with --user-data, or start afresh with --forget"
-
-
-def default_user_data() -> Path:
-    """Where `seqtext complete` keeps what its user typed: personal.json in the user's data directory
-    (~/.local/share/seqtext on Linux, ~/Library/Application Support/seqtext on macOS, %LOCALAPPDATA% on Windows)."""
-    import platformdirs  # only here: the path is needed only when no --user-data is given
-
-    return platformdirs.user_data_path("seqtext", appauthor=False) / "personal.json"
 
 
 def words_with_context(line: str) -> list[tuple[str, str]]:
@@ -66,93 +59,112 @@ def words_with_context(line: str) -> list[tuple[str, str]]:
 class PersonalModel:
     """Counts of the words the user typed and of which word followed which, with a prefix index.
 
-    `path` None keeps everything in memory; with a path, `learn(..., save=True)` writes it after each call.
+    `path` None keeps everything in memory. With a path, `learn(..., save=True)` writes the file: at
+    once when `save_delay` is 0 or the last write is at least `save_delay` seconds old, otherwise by a
+    timer when it is (rewriting the whole file for every line would slow a pipe of many lines).
+    `save()` writes at once; call it before exiting (a pending timer also writes at exit). Safe to use
+    from several threads (a server's model thread and the timer's).
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, save_delay: float = 0.0) -> None:
         self.path = path
-        self.words: Counter[str] = Counter()
-        self.follows: dict[str, Counter[str]] = {}
-        if path is not None:
-            self._load(path)
+        self.file = UserData(path) if path is not None else None
+        self.save_delay = save_delay
+        self.words, self.follows = self.file.read() if self.file is not None else (Counter(), {})
+        self._new: Counts = (Counter(), {})  # learned since the last write: what the next write adds to the file
+        self._lock = threading.RLock()  # the counts, shared by the caller's thread and the timer's
+        self._timer: threading.Timer | None = None
+        self._saved_at = -float("inf")  # time.monotonic() of the last write
+        self._failed: SeqtextError | None = None  # the timer's write failed: raised at the next learn()
         self._reindex()
 
-    # --- reading and writing ------------------------------------------------------------------------------------
-    def _load(self, path: Path) -> None:
-        """Read the JSON file at path (nothing there: an empty model); anything else is a one-line error."""
-        try:
-            if not path.exists():
-                return
-            if not path.is_file():
-                raise CorpusError(f"user data {path} is not a regular file; {FIX}")
-            if path.stat().st_size > MAX_FILE_BYTES:
-                size = f"{MAX_FILE_BYTES // 2**20} MiB"
-                raise CorpusError(f"user data {path} is larger than {size}, so not seqtext's; {FIX}")
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise CorpusError(f"user data {path} is not UTF-8 text; it was left as it is: {FIX}") from None
-        except OSError as exc:
-            raise CorpusError(f"user data {path}: cannot read it ({exc.strerror}); {FIX}") from None
-        try:
-            data = jsonfiles.parse(text)  # strictly: no duplicate key, no number out of range, no deep nesting
-        except jsonfiles.JsonError as exc:
-            raise CorpusError(f"user data {path}: {exc.problem}; it was left as it is: {FIX}") from None
-        self.words, self.follows = _checked(data, path)
-
-    def to_json(self) -> dict[str, Any]:
-        """The file's content: plain JSON, words sorted, so it reads (and diffs) well."""
-        follows = {h: dict(sorted(f.items())) for h, f in sorted(self.follows.items())}
-        return {"format": FORMAT, "version": VERSION, "words": dict(sorted(self.words.items())), "follows": follows}
-
+    # --- writing --------------------------------------------------------------------------------------------------
     def check_writable(self) -> None:
         """Refuse, before the user types anything, a user-data file that could not be written."""
-        if self.path is not None:
-            check_output_file(self.path, "--user-data")
+        if self.file is not None:
+            self.file.check_writable()
 
     def save(self) -> None:
-        """Write the file atomically (a crash leaves the previous one); no path: nothing to do."""
-        if self.path is None:
+        """Write what was learned since the last write, merged into what is on disk now; no path: nothing to do.
+
+        On failure (a full disk, a file on disk damaged since) the file is left as it was, and what was
+        learned stays in memory for the next write."""
+        with self._lock:
+            self._failed = None
+            self._stop_timer()
+            if self.file is None or not self._new[0]:
+                return
+            self.words, self.follows = self.file.update(self._merged)
+            self._new = (Counter(), {})
+            self._saved_at = time.monotonic()
+            self._reindex()
+
+    def _merged(self, disk: Counts) -> Counts:
+        """What is on disk plus what this model learned since its last write, within the budget."""
+        words, follows = disk
+        _add(words, self._new[0])
+        for previous, followers in self._new[1].items():
+            _add(follows.setdefault(previous, Counter()), followers)
+        return pruned(words, follows)
+
+    def _save_soon(self) -> None:
+        if self.file is None:
             return
-        try:
-            with replacing(self.path) as tmp:
-                tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise ConfigError(f"--user-data {self.path}: cannot write it ({why}); choose another file") from None
+        wait = self._saved_at + self.save_delay - time.monotonic()
+        if wait <= 0:
+            self.save()
+        elif self._timer is None:
+            self._timer = threading.Timer(wait, self._save_from_timer)
+            self._timer.start()  # not a daemon: a pending write still happens when the interpreter exits
+
+    def _save_from_timer(self) -> None:
+        with self._lock:
+            try:
+                self.save()
+            except SeqtextError as exc:  # told at the next learn(); what was learned stays in memory
+                self._failed = exc
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def forget(self) -> None:
         """Forget everything learned, and remove the file (even a damaged one: the user asked)."""
-        self.words, self.follows = Counter(), {}
-        self._reindex()
-        if self.path is not None:
-            forget_file(self.path)
+        with self._lock:
+            self._stop_timer()
+            self.words, self.follows, self._new = Counter(), {}, (Counter(), {})
+            self._reindex()
+            if self.file is not None:
+                self.file.remove()
 
     # --- learning ------------------------------------------------------------------------------------------------
     def learn(self, text: str, save: bool = True) -> None:
-        """Learn each line of `text` as finished text: its words, and each word after the one before it."""
-        for line in unicodedata.normalize("NFC", text).splitlines():
-            for previous, word in words_with_context(line):
-                if word not in self.words:
-                    self._folded[word] = fold(word)
-                    insort(self._keys, (self._folded[word], word))
-                self.words[word] = min(self.words[word] + 1, MAX_COUNT)  # what the file may hold
-                follows = self.follows.setdefault(previous, Counter())
-                follows[word] = min(follows[word] + 1, MAX_COUNT)
-                self._update_best(word)
-        if len(self.words) > MAX_WORDS or sum(map(len, self.follows.values())) > MAX_PAIRS:
-            self._prune()
-        if save:
-            self.save()
-
-    def _prune(self) -> None:
-        """Keep the most frequent words and pairs, 9/10 of the budget (so pruning is rare, not every line)."""
-        words, pairs_kept = MAX_WORDS * 9 // 10, MAX_PAIRS * 9 // 10
-        kept = dict(heapq.nlargest(words, self.words.items(), key=lambda item: (item[1], item[0])))
-        pairs = [(c, h, w) for h, f in self.follows.items() for w, c in f.items() if w in kept]
-        self.words, self.follows = Counter(kept), {}
-        for c, h, w in heapq.nlargest(pairs_kept, pairs):
-            self.follows.setdefault(h, Counter())[w] = c
-        self._reindex()
+        """Learn each line of `text` as finished text: its words, and each word after the one before it;
+        with save, write them (see the class)."""
+        with self._lock:
+            if self._failed is not None:
+                failed, self._failed = self._failed, None
+                raise failed
+            new_words, new_follows = self._new
+            for line in unicodedata.normalize("NFC", text).splitlines():
+                for previous, word in words_with_context(line):
+                    if word not in self.words:
+                        self._folded[word] = fold(word)
+                        insort(self._keys, (self._folded[word], word))
+                    _add(self.words, {word: 1})
+                    _add(self.follows.setdefault(previous, Counter()), {word: 1})
+                    self._update_best(word)
+                    if self.file is not None:
+                        new_words[word] += 1
+                        new_follows.setdefault(previous, Counter())[word] += 1
+            if over_budget(self.words, self.follows):
+                self.words, self.follows = pruned(self.words, self.follows)
+                self._reindex()
+            if over_budget(new_words, new_follows):
+                self._new = pruned(new_words, new_follows)
+            if save:
+                self._save_soon()
 
     def _reindex(self) -> None:
         self._folded = {w: fold(w) for w in self.words}  # folded once, not on every keystroke
@@ -188,17 +200,18 @@ class PersonalModel:
 
     def candidates(self, context: str, partial: str, n: int) -> list[tuple[str, float]]:
         """Up to n learned words whose folded form starts with the folded `partial`, most likely first."""
-        if not self.words:
-            return []
-        previous = _context_word(context)
-        key = fold(partial)
-        found = set(self._most_frequent(key))
-        for word in self.follows.get(previous, {}):
-            if self._folded[word].startswith(key):
-                found.add(word)
-        found.discard(partial)  # what is already typed is no suggestion
-        scored = [(word, self.prob(word, previous)) for word in found]
-        return heapq.nsmallest(n, scored, key=lambda item: (-item[1], item[0]))
+        with self._lock:  # a write by the timer replaces the counts and the index
+            if not self.words:
+                return []
+            previous = _context_word(context)
+            key = fold(partial)
+            found = set(self._most_frequent(key))
+            for word in self.follows.get(previous, {}):
+                if self._folded[word].startswith(key):
+                    found.add(word)
+            found.discard(partial)  # what is already typed is no suggestion
+            scored = [(word, self.prob(word, previous)) for word in found]
+            return heapq.nsmallest(n, scored, key=lambda item: (-item[1], item[0]))
 
     def _most_frequent(self, key: str) -> list[str]:
         best = self._best.get(key)
@@ -231,54 +244,24 @@ def _context_word(context: str) -> str:
     return pairs[-1][0]
 
 
-def _checked(data: Any, path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
-    """The counts of a personal file, every field checked; a bad one is a one-line error naming it."""
-
-    def bad(what: str) -> CorpusError:
-        return CorpusError(f"user data {path}: {what}; it was left as it is: {FIX}")
-
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise bad(f'not a seqtext personal-data file (no "format": "{FORMAT}")')
-    version = data.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise bad('field "version" must be a positive integer')
-    if version > VERSION:
-        raise CorpusError(f"user data {path} was written by a newer seqtext (version {version}); upgrade seqtext")
-    unknown = set(data) - {"format", "version", "words", "follows"}
-    if unknown:
-        raise bad(f"unknown field {sorted(unknown)[0]!r}")
-    words = _counts(data.get("words", {}), "words", bad)
-    for word in words:
-        if not WORD.fullmatch(word):
-            raise bad(f'field "words": {word!r} is not a word')
-    follows = data.get("follows", {})
-    if not isinstance(follows, dict):
-        raise bad('field "follows" must be an object of objects')
-    pairs = {str(h): _counts(f, f"follows.{h}", bad) for h, f in follows.items()}
-    for history, followers in pairs.items():
-        missing = next((w for w in followers if w not in words), None)
-        if missing is not None:
-            raise bad(f'field "follows.{history}": {missing!r} is not in "words"')
-    return Counter(words), {h: Counter(f) for h, f in pairs.items()}
+def _add(counts: Counter[str], new: dict[str, int]) -> None:
+    """counts += new, each count kept at most MAX_COUNT (what the file may hold: a float's exact integers)."""
+    for word, count in new.items():
+        counts[word] = min(counts[word] + count, MAX_COUNT)
 
 
-def _counts(value: Any, field: str, bad: Any) -> dict[str, int]:
-    if not isinstance(value, dict):
-        raise bad(f'field "{field}" must be an object of counts')
-    for word, count in value.items():
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
-            raise bad(
-                f'field "{field}": the count of {word!r} must be a whole number from 1 to {MAX_COUNT:,} '
-                f"(got {shown(count)})"
-            )
-    return value
+def over_budget(words: Counter[str], follows: dict[str, Counter[str]]) -> bool:
+    return len(words) > MAX_WORDS or sum(map(len, follows.values())) > MAX_PAIRS
 
 
-def forget_file(path: Path) -> None:
-    """Remove the user-data file at path (`seqtext complete --forget`), damaged or not: the user asked."""
-    try:
-        path.unlink(missing_ok=True)
-    except IsADirectoryError:
-        raise ConfigError(f"--user-data {path} is a directory; give a file") from None
-    except OSError as exc:
-        raise ConfigError(f"--user-data {path}: cannot remove it ({exc.strerror})") from None
+def pruned(words: Counter[str], follows: dict[str, Counter[str]]) -> Counts:
+    """Within the budget, the counts themselves; beyond it, the most frequent words and pairs, 9/10 of
+    the budget (so pruning is rare, not every line)."""
+    if not over_budget(words, follows):
+        return words, follows
+    kept = dict(heapq.nlargest(MAX_WORDS * 9 // 10, words.items(), key=lambda item: (item[1], item[0])))
+    pairs = [(c, h, w) for h, f in follows.items() for w, c in f.items() if w in kept]
+    kept_follows: dict[str, Counter[str]] = {}
+    for c, h, w in heapq.nlargest(MAX_PAIRS * 9 // 10, pairs):
+        kept_follows.setdefault(h, Counter())[w] = c
+    return Counter(kept), kept_follows

@@ -17,6 +17,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import seqtext
+from seqtext.errors import SeqtextError
+from seqtext.keyboard.words import WORD
 from seqtext.serve import schemas
 from seqtext.serve.config import ServeConfig
 from seqtext.serve.guards import ApiError, Guard, check_key, install_error_handlers, log
@@ -26,7 +28,7 @@ from seqtext.serve.page import OFFLINE_DOCS, add_page
 
 STREAM_STEP, TEXT_STEP = 1, 32  # tokens per job on the model thread: streams flow token by token
 BEARER = HTTPBearer(auto_error=False, description="The key given to `seqtext serve --api-key`")
-ERRORS = {status: {"model": schemas.ErrorResponse} for status in (400, 401, 404, 409, 413, 422)}
+ERRORS = {status: {"model": schemas.ErrorResponse} for status in (400, 401, 404, 409, 413, 422, 503)}
 
 
 def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> FastAPI:
@@ -69,6 +71,28 @@ def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> 
             raise ApiError(409, "wrong_kind", f"model {model.name!r} cannot complete: {model.completer_error}")
         found = await model.suggest(body.text, body.k)
         return {"model": model.name, "suggestions": [{"word": s.word, "prob": s.prob} for s in found]}
+
+    @api.post("/learn", response_model=schemas.LearnResponse, tags=["keyboard"])
+    async def learn(body: schemas.LearnRequest) -> dict:
+        """Learn finished text into the keyboard's personal data (a server started with --user-data):
+        its words are suggested from then on, and written to the file within a second."""
+        model = pick(hosted, body.model, "lm", "/v1/learn")
+        limits.text("text", body.text)
+        if model.completer is None:
+            raise ApiError(409, "wrong_kind", f"model {model.name!r} cannot complete: {model.completer_error}")
+        if model.completer.personal.file is None:
+            raise ApiError(409, "not_learning", "this server does not learn: start it with --user-data FILE")
+        try:
+            await model.run(model.completer.learn, body.text)
+        except SeqtextError as exc:  # the file could not be written: the server's problem, not the request's
+            log.error("/v1/learn: %s", exc)
+            raise ApiError(
+                503,
+                "not_saved",
+                "what was learned could not be written (the server log says why); it is kept "
+                "in memory and written with the next text learned",
+            ) from None
+        return {"model": model.name, "words": len(WORD.findall(body.text))}
 
     @api.post(
         "/generate",

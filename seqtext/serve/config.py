@@ -32,6 +32,7 @@ class ServeConfig:
     device: Device = "cpu"
     access_log: bool = True  # one line per request on stderr
     workers: int = 1  # server processes on the one port, each with its own copy of the models
+    user_data: str | None = None  # the keyboard's personal data: POST /v1/learn adds to it, suggestions use it
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:

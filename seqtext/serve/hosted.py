@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import seqtext
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
+from seqtext.keyboard.personal import SAVE_DELAY
 from seqtext.keyboard.words import Completion
 from seqtext.runs.loading import Loaded
 from seqtext.runtime import pick_device
@@ -112,7 +113,10 @@ class Hosted:
         self.thread.submit(pieces.close)
 
     def shutdown(self) -> None:
+        """Finish the model's work, then write what its keyboard learned in the last SAVE_DELAY seconds."""
         self.thread.shutdown(wait=True, cancel_futures=True)
+        if self.completer is not None:
+            self.completer.save()
 
 
 def _outcome(fn: Callable[..., T], *args: Any) -> T | BaseException:
@@ -146,8 +150,9 @@ def parse_run(spec: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def load_runs(specs: list[str], device: str = "cpu") -> dict[str, Hosted]:
-    """Load every run once; a bad run or a repeated name is a SeqtextError naming it."""
+def load_runs(specs: list[str], device: str = "cpu", user_data: str | Path | None = None) -> dict[str, Hosted]:
+    """Load every run once; a bad run or a repeated name is a SeqtextError naming it. With `user_data`
+    the keyboards learn into that file (POST /v1/learn) and mix what it holds into their suggestions."""
     if not specs:
         raise ConfigError("give at least one run directory to serve")
     where = pick_device(device)
@@ -161,9 +166,13 @@ def load_runs(specs: list[str], device: str = "cpu") -> dict[str, Hosted]:
         if loaded.kind == "lm":
             try:
                 # fp32: the server batches many typists' keystrokes, and a batch reads the weights once
-                model.completer = Completer(loaded, cache_size=COMPLETION_CACHE, int8=False)
+                model.completer = Completer(
+                    loaded, cache_size=COMPLETION_CACHE, int8=False, user_data=user_data, save_delay=SAVE_DELAY
+                )
             except CheckpointError as exc:  # it can still generate
                 model.completer_error = str(exc)
+            else:
+                model.completer.personal.check_writable()  # before serving, not at the first line learned
         hosted[name] = model
     return hosted
 

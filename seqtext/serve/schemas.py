@@ -49,6 +49,15 @@ class CompleteResponse(BaseModel):
     suggestions: list[Suggestion]
 
 
+class LearnRequest(Request):
+    text: str = Field(description="Finished text (one line or several) for the keyboard to learn its user's words from")
+
+
+class LearnResponse(BaseModel):
+    model: str
+    words: int = Field(description="How many words were learned (counted again when already known)")
+
+
 class GenerateRequest(Request):
     prompt: Text = Field("", description="Text to continue")
     max_new_tokens: int = Field(200, ge=0, le=MAX_INT, description="Tokens to sample at most (the server sets a cap)")

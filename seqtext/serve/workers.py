@@ -115,7 +115,7 @@ def _worker() -> int:
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        serve_on(load_runs(settings["runs"], config.device), config, sock)
+        serve_on(load_runs(settings["runs"], config.device, config.user_data), config, sock)
     except SeqtextError as exc:
         os.write(settings["error_fd"], str(exc).encode("utf-8"))
         return 1
