@@ -64,21 +64,23 @@ def train_lm(
         result = training.train_lm(session, model_config, train_config, resume=resume, callback=callback, recipe=recipe)
         if not session.writes:
             return result  # under torchrun the other processes are done: rank 0 alone writes the run
-        if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
-            saving.save_weights_fp16(out, load(out).model)
-        if not train_config.ngram:
-            return result
-        saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
-        train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
-        lexicon = None
-        if train_config.lexicon is not None:  # saved first: the n-gram's size budget is what it leaves
-            known = {word for text in train_texts for word in WORD.findall(text)}
-            lexicon = make_lexicon(train_config.lexicon, train_config.lexicon_words, known)
-            save_lexicon(out, lexicon)
-        summary = build_run_ngram(
-            out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon
-        )
-        return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
+        # Part of the run: until they are written --resume does them (again, whole), and the run is not finished
+        with session.finishing("the 16-bit weights, the lexicon and the n-gram"):
+            if train_config.fp16_weights:  # before the n-gram, whose budget is what the weights leave
+                saving.save_weights_fp16(out, load(out).model)
+            if not train_config.ngram:
+                return result
+            saved = reading.model_config(out, reading.read_header(out))  # sample_by resolved by training
+            train_texts, valid_texts, _ = training.lm_texts(saved, train_config)
+            lexicon = None
+            if train_config.lexicon is not None:  # saved first: the n-gram's size budget is what it leaves
+                known = {word for text in train_texts for word in WORD.findall(text)}
+                lexicon = make_lexicon(train_config.lexicon, train_config.lexicon_words, known)
+                save_lexicon(out, lexicon)
+            summary = build_run_ngram(
+                out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon
+            )
+            return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
 
 
 def check_keyboard_options(model_config: LMConfig, train_config: TrainConfig) -> None:

@@ -125,11 +125,12 @@ def check_input_file(path: Path, flag: str | None = None) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(target: Path) -> Iterator[Path]:
+def replacing(target: Path, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `target`; when the block succeeds it atomically replaces target.
 
     The temporary name is unique to this writer; it is removed if the block fails. The result has the
-    permissions of any new file here (some writers, safetensors among them, create theirs 0600).
+    permissions of any new file here (some writers, safetensors among them, create theirs 0600); with
+    `private` (a user's own data), those of the file it replaces, or 0600 for a new one.
     A target that is a device or a pipe (/dev/null, /dev/stdout) is written directly instead.
     """
     found = _stat(target, "")
@@ -138,8 +139,8 @@ def replacing(target: Path) -> Iterator[Path]:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask decides, as for any file
-    mode = stat.S_IMODE(os.stat(tmp).st_mode)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666))  # and the umask
+    mode = stat.S_IMODE(found.st_mode if private and found is not None else os.stat(tmp).st_mode)
     try:
         yield tmp
         if stat.S_IMODE(os.stat(tmp).st_mode) != mode:

@@ -46,11 +46,17 @@ def test_inspect_text_of_a_classifier_fixed_on_disk():
         assert part in text, (part, text)
 
 
-def test_inspect_shows_a_resumable_run(char_run, tmp_path):
-    run = copy_run(char_run, tmp_path / "r")
-    (run / "trainer_state.json").write_text("{}", encoding="utf-8")
+def test_inspect_shows_an_unfinished_run_and_the_command_that_finishes_it(interrupted_run, lines_file, tmp_path):
+    run = copy_run(interrupted_run, tmp_path / "r")
     result = invoke("inspect", run)
-    assert result.exit_code == 0 and "--resume continues it" in " ".join(result.stderr.split())
+    shown = " ".join(result.stderr.split())
+    assert result.exit_code == 0 and "unfinished: its training has not finished" in shown
+    assert f"resume with: seqtext train lm {lines_file} --out {run} --resume" in shown
+    summary = json.loads(invoke("inspect", run, "--json").stdout)
+    assert summary["resumable"] and "at step 3" in summary["unfinished"]
+    (run / "trainer_state.json").write_text("{}", encoding="utf-8")  # a damaged state is named, not ignored
+    result = invoke("inspect", run)
+    assert result.exit_code == 1 and "trainer_state.json" in result.stderr
 
 
 def test_the_kept_checkpoint_is_named_by_the_tasks_own_figure():

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -287,6 +288,16 @@ def test_a_truncated_or_empty_file_is_refused_at_start(word_run, tmp_path):
         with pytest.raises(CorpusError, match="not valid JSON"):
             seqtext.Completer(word_run, user_data=data)
         assert data.read_text(encoding="utf-8") == content
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_the_file_is_private_and_a_rewrite_keeps_its_permissions(tmp_path):
+    data = tmp_path / "personal.json"
+    PersonalModel(data).learn("uno")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o600  # what its user typed: nobody else reads it
+    data.chmod(0o640)
+    PersonalModel(data).learn("dos")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o640 and saved(data)["words"] == {"uno": 1, "dos": 1}
 
 
 def test_temporaries_of_a_killed_writer_are_removed_and_others_kept(tmp_path):

@@ -94,7 +94,7 @@ def summary_rows(s: Any) -> list[tuple[str, str]]:
     if s.best is not None:
         b = s.best
         rows.append(("best", f"{b['metric']} {b['figures'][b['metric']]:.4f} ({b['mode']}) at {_when(b)}"))
-    rows.append(("state", "interrupted or still training: --resume continues it" if s.resumable else "finished"))
+    rows.append(("state", f"unfinished: {s.unfinished}" if s.unfinished else "finished"))
     rows.append(("files", " · ".join(f"{name} {_size(size)}" for name, size in s.files.items())))
     return rows
 

@@ -48,17 +48,19 @@ class NgramSummary:
     lexicon_words: int = 0  # validation words that only the lexicon knows
 
 
-def keyboard_files_mb(run: Path) -> float:
-    """Size of what the keyboard loads from a run: weights, tokenizer, configs and the n-gram if any."""
-    names = ("model.safetensors", "tokenizer.json", "config.json", "train_config.json", NGRAM_FILE, LEXICON_FILE)
+def keyboard_files_mb(run: Path, ngram: bool = True) -> float:
+    """Size of what the keyboard loads from a run: weights, tokenizer, configs, lexicon, (ngram) n-gram if any."""
+    names = ["model.safetensors", "tokenizer.json", "config.json", "train_config.json", LEXICON_FILE]
+    names += [NGRAM_FILE] * ngram
     return sum((run / n).stat().st_size for n in names if (run / n).is_file()) / 1e6
 
 
 def ngram_budget(run: Path, ngram_mb: float | None) -> int:
-    """Bytes the n-gram may take: --ngram-mb, else what keeps the keyboard within KEYBOARD_MB (≥ 1 MB)."""
+    """Bytes the n-gram may take: --ngram-mb, else what keeps the keyboard within KEYBOARD_MB (≥ 1 MB).
+    An n-gram already there (an interrupted build, redone on --resume) is to be replaced: it does not count."""
     if ngram_mb is not None:
         return int(ngram_mb * 1e6)
-    return int(max(MIN_NGRAM_MB, KEYBOARD_MB - keyboard_files_mb(run)) * 1e6)
+    return int(max(MIN_NGRAM_MB, KEYBOARD_MB - keyboard_files_mb(run, ngram=False)) * 1e6)
 
 
 def word_probs(

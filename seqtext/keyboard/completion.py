@@ -112,6 +112,8 @@ class Completer:
         with intra_op_threads(self.threads):
             self.reader = Reader(self.lm, cache_size, int8)  # the RNN state of recently read texts
         self.mixer: Mixer | None = None
+        if self.word_level and ngram:  # a run stopped before its n-gram was built says so, not suggests without it
+            self.lm.require("its n-gram", "ngram", bool(self.lm.config.ngram_weights))
         if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
             if found is not None:

@@ -8,6 +8,7 @@ that nothing learned is lost.
   reaches the file once, none twice, none is lost.
 - **Symbolic links are followed**: the file a link points to is the one read, locked and replaced
   (its temporary file is written in the target's directory), and the link stays a link.
+- **Private**: a new file is readable by its owner alone (0600); a rewrite keeps the file's permissions.
 - **What is on disk is checked before anything is merged into it**: a damaged, foreign or newer file
   is refused with one line naming it and left exactly as it is, never replaced by what was learned.
 """
@@ -93,7 +94,7 @@ class UserData:
             merged = merge(self.read())
             text = json.dumps(to_json(*merged), ensure_ascii=False, indent=1) + "\n"
             try:
-                with replacing(target) as tmp, open(tmp, "w", encoding="utf-8") as file:
+                with replacing(target, private=True) as tmp, open(tmp, "w", encoding="utf-8") as file:
                     file.write(text)
                     file.flush()
                     os.fsync(file.fileno())  # on disk before the rename makes it the file

@@ -10,7 +10,6 @@ from typing import Any
 
 from seqtext.config import to_dict
 from seqtext.models import count_parameters, parameter_groups
-from seqtext.runs.checks import optional_run_file
 from seqtext.runs.loading import load
 from seqtext.runs.reading import metric_records, read_header, read_train_config
 
@@ -36,7 +35,8 @@ class RunSummary:
     evaluations: int
     last: dict[str, Any] | None  # step, epoch, seconds and figures of the last evaluation
     best: dict[str, Any] | None  # the same for the evaluation whose checkpoint was kept, and its metric
-    resumable: bool  # trainer_state.json is there: interrupted (or still training), `--resume` continues it
+    resumable: bool  # trainer_state.json is there: unfinished (or still training), `--resume` continues it
+    unfinished: str | None  # why the run is not finished, and the command that finishes it; None when finished
     files: dict[str, int]  # name → size in bytes
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,8 +70,9 @@ class _Evaluations:
 def inspect_run(path: str | Path) -> RunSummary:
     """Summarise a run directory; damaged or foreign directories raise the errors `load` raises."""
     path = Path(path)
-    header = read_header(path)
     loaded = load(path)
+    header = read_header(path)
+    state = loaded.unfinished
     recipe = read_train_config(path)
     evaluations = _Evaluations(loaded.kind, metric_records(path))
     vocab = loaded.tokenizer.get_vocab_size()
@@ -91,6 +92,7 @@ def inspect_run(path: str | Path) -> RunSummary:
         evaluations=evaluations.count,
         last=evaluations.last,
         best=evaluations.best,
-        resumable=optional_run_file(path, "trainer_state.json") is not None,
+        resumable=state is not None and not state.promises("ensemble"),
+        unfinished=None if state is None else f"{state.why()}; {state.resume(path)}",
         files={f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()},
     )

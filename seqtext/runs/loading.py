@@ -20,6 +20,7 @@ from seqtext.errors import CheckpointError
 from seqtext.runs.checks import problem
 from seqtext.runs.reading import (
     ENSEMBLE_FILE,
+    MEMORY_FILE,
     MODEL_TYPES,
     check_weights,
     ensemble_size,
@@ -30,6 +31,7 @@ from seqtext.runs.reading import (
     read_tokenizer,
     read_train_config,
 )
+from seqtext.runs.resume import Unfinished, unfinished
 from seqtext.wordinput import spell_vocabulary
 
 
@@ -60,9 +62,22 @@ class Loaded:
         return scores
 
     @functools.cached_property
+    def unfinished(self) -> Unfinished | None:
+        """Why the run is not finished (its training or the steps after it were stopped); None when it is."""
+        return unfinished(self.path)
+
+    def require(self, what: str, promise: str, present: bool) -> None:
+        """Refuse, in one line with the command that finishes the run, to go on without a part that an
+        unfinished run promised (`promise`: "ngram", "phrase_memory", "ensemble") but has not written yet."""
+        state = self.unfinished
+        if state is not None and state.promises(promise) and not present:
+            raise CheckpointError(state.message(self.path, what))
+
+    @functools.cached_property
     def members(self) -> tuple[Loaded, ...]:
         """The loaded members of an ensemble run, this run first, each checked against it; (self,) for
         any other run. Read once, on first use: classify is called chunk by chunk."""
+        self.require("the ensemble", "ensemble", (self.path / ENSEMBLE_FILE).is_file())
         loaded = [self]
         for index in range(1, ensemble_size(self.path)):
             folder = member_dir(self.path, index)
@@ -79,7 +94,10 @@ class Loaded:
     @functools.cached_property
     def phrase_memory(self) -> dict[str, int]:
         """A classifier run's phrase memory (--phrase-memory): phrase → training label id; empty without one."""
-        return read_phrase_memory(self.path, self.config.num_classes) if self.kind == "classifier" else {}
+        if self.kind != "classifier":
+            return {}
+        self.require("its phrase memory", "phrase_memory", (self.path / MEMORY_FILE).is_file())
+        return read_phrase_memory(self.path, self.config.num_classes)
 
 
 def _check_member(first: Loaded, member: Loaded, index: int) -> None:
@@ -105,6 +123,8 @@ def _check_member(first: Loaded, member: Loaded, index: int) -> None:
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
     """Load a run directory for inference (eval mode), every file checked first."""
     path = Path(path)
+    if not (path / "config.json").exists() and (state := unfinished(path)) is not None:
+        raise CheckpointError(f"{path} has no checkpoint yet ({state.why()}); {state.resume(path)}")
     header = read_header(path)
     kind = header["kind"]
     config = model_config(path, header)

@@ -1,24 +1,31 @@
 """Writing a run directory: safetensors + JSON + tokenizer.json, never pickle.
 
 Every file is written to a temporary name and renamed into place (`seqtext.files.replacing`), so a
-crash while saving leaves the previous file intact. Training writes through these functions; what
-they write is read back, checked, by `seqtext.runs.reading`.
+crash while saving leaves the previous file intact, and a write that fails (no space, a read-only
+disk, an I/O error) is a NotWritten error naming the file. Training writes through these functions;
+what they write is read back, checked, by `seqtext.runs.reading`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file, save_model
 from tokenizers import Tokenizer
 from torch import nn
 
 from seqtext import __version__
-from seqtext.config import TrainConfig, to_dict, write_json
+from seqtext.config import TrainConfig, to_dict
+from seqtext.config import write_json as _write_json
+from seqtext.errors import NotWritten
 from seqtext.files import replacing
 from seqtext.runs.reading import (
     ENSEMBLE_FILE,
@@ -31,10 +38,30 @@ from seqtext.runs.reading import (
 )
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A write of `path` that fails (no space, a read-only disk, an I/O error, no permission) becomes
+    one NotWritten line naming it, whichever library wrote it."""
+    try:
+        yield
+    except SafetensorError as exc:  # "Error while serializing: I/O error: No space left on device (os error 28)"
+        found = re.search(r'I/O error: (.+?) \(os error \d+\)|message: "([^"]+)"', str(exc))
+        why = (found[1] or found[2]) if found else str(exc).splitlines()[0]
+        raise NotWritten(f"{path}: cannot write it ({why})") from None
+    except OSError as exc:
+        raise NotWritten(f"{path}: cannot write it ({exc.strerror or exc})") from None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file of a run atomically."""
+    with writing(path):
+        _write_json(path, data)
+
+
 def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: TrainConfig) -> None:
     """Write a complete checkpoint; config.json goes last, so its presence marks completeness."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with replacing(out_dir / "model.safetensors") as tmp:
+    with writing(out_dir / "model.safetensors"), replacing(out_dir / "model.safetensors") as tmp:
         save_model(model, str(tmp))  # save_model, not save_file: tied weights are shared tensors
     save_tokenizer(out_dir, tokenizer)
     write_json(out_dir / "train_config.json", to_dict(train_config))
@@ -50,13 +77,13 @@ def save(out_dir: Path, model: nn.Module, tokenizer: Tokenizer, train_config: Tr
 def save_weights_fp16(out_dir: Path, model: nn.Module) -> None:
     """Rewrite model.safetensors in float16: half the size on disk; loading casts back to float32."""
     half = copy.deepcopy(model).half()
-    with replacing(out_dir / "model.safetensors") as tmp:
+    with writing(out_dir / "model.safetensors"), replacing(out_dir / "model.safetensors") as tmp:
         save_model(half, str(tmp))  # save_model: tied weights are shared tensors
 
 
 def save_tensors(out_dir: Path, name: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a further safetensors file into a run (the keyboard's n-gram), with its JSON header as metadata."""
-    with replacing(out_dir / name) as tmp:
+    with writing(out_dir / name), replacing(out_dir / name) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
@@ -74,21 +101,33 @@ def update_model_config(out_dir: Path, config: Any) -> None:
 def save_tokenizer(out_dir: Path, tokenizer: Tokenizer) -> None:
     """Write tokenizer.json (Hugging Face format)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with replacing(out_dir / "tokenizer.json") as tmp:
-        tokenizer.save(str(tmp))
+    path = out_dir / "tokenizer.json"
+    with writing(path), replacing(path) as tmp:
+        try:
+            tokenizer.save(str(tmp))
+        except Exception as exc:  # tokenizers reports a failed write as a bare Exception
+            raise OSError(f"{str(exc).splitlines()[0]}") from None
 
 
 def append_metrics(out_dir: Path, record: dict[str, Any]) -> None:
-    """One JSON line per evaluation."""
+    """One JSON line per evaluation; a line that cannot be written whole is taken back."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    path = out_dir / "metrics.jsonl"
+    with writing(path), path.open("ab") as f:
+        size = f.tell()
+        try:
+            f.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+            f.flush()
+        except OSError:
+            with contextlib.suppress(OSError):
+                f.truncate(size)  # no half line for the next reader to trip on
+            raise
 
 
 def truncate_metrics(run: Path, last_step: int) -> None:
     """Drop evaluations after `last_step` (written after the resume point, so they will be redone)."""
     kept = [r for r in read_metrics(run) if r.get("step", 0) <= last_step]
-    with replacing(run / "metrics.jsonl") as tmp:
+    with writing(run / "metrics.jsonl"), replacing(run / "metrics.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
 
 

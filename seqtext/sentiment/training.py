@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict, write_json
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.runs.reading import member_dir, read_tokenizer
 from seqtext.runs.resume import saved_configs
-from seqtext.runs.saving import write_ensemble, write_phrase_memory
+from seqtext.runs.saving import write_ensemble, write_json, write_phrase_memory
 from seqtext.runtime import check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.sentiment.classification import average_proba, encode_texts, prepare
 from seqtext.sentiment.labelled import Labelled, TextBatches, read_labelled, split_labelled
@@ -134,8 +134,9 @@ def _train_one(
         precision=precision,
         device=device,
     )
-    if memory is not None:
-        write_phrase_memory(out, memory)
+    if memory is not None and session.writes:  # under torchrun, rank 0 alone writes
+        with session.finishing("the phrase memory"):
+            write_phrase_memory(out, memory)
     return result
 
 
@@ -180,14 +181,17 @@ def _train_ensemble(
         member = replace(
             cfg,
             out=str(member_dir(out, index)),
-            ensemble=1,
+            ensemble=cfg.ensemble if index == 0 else 1,  # member 0 is the run: unfinished, it says it is an ensemble
             seed=cfg.seed + index,
             split_seed=split_seed(cfg),  # one split: one tokenizer, and no member validates on another's data
             max_time=None if left is None else max(1.0, left / (cfg.ensemble - index)),
         )
         results.append(_train_one(session, model_config, member, callback=callback))
-    write_json(out / "train_config.json", to_dict(cfg))  # how the ensemble was trained, not member 0 alone
-    write_ensemble(out, cfg.ensemble)
+    if not session.writes:
+        return results[0]  # under torchrun rank 0 alone writes the ensemble and reports it
+    with session.finishing("the ensemble"):
+        write_json(out / "train_config.json", to_dict(cfg))  # how the ensemble was trained, not member 0 alone
+        write_ensemble(out, cfg.ensemble)  # last: until then the run is no ensemble
     clf = load(out, device=results[0].device)
     _, valid_rows, _, names = _read(cfg, clf.config.labels)
     probs = average_proba(clf, encode_texts(clf.tokenizer, clf.config, valid_rows.texts))  # loads, checks members

@@ -21,7 +21,7 @@ from torch import nn
 from seqtext.config import TrainConfig, to_dict
 from seqtext.errors import TrainingStopped
 from seqtext.runs import checks, saving
-from seqtext.runs.resume import clear_resume_state, load_resume_state, save_resume_state
+from seqtext.runs.resume import RESULT_FIELDS, load_resume_state, mark_trained, save_resume_state, trained_result
 from seqtext.training import distributed
 from seqtext.training.gradnorms import GradientLog
 from seqtext.training.replicas import Replicas
@@ -140,6 +140,10 @@ def run_training(
     Under torchrun every process runs it on its own shard of the batches; rank 0 alone writes and
     reports (see seqtext.training.replicas). `spent`: seconds of --max-time already used (choosing the model)."""
     team = Replicas(session.world)
+    session.finishes(out)  # the run is finished when the session ends: trainer_state.json goes then, last
+    if resume and (done := trained_result(out)) is not None:  # trained already: only the steps after it are left
+        distributed.setup_done()
+        return TrainResult(out_dir=out, **done)
     emit = (callback if team.writer else None) or (lambda event: None)
     model = task.model
     # fused: one kernel for all parameters, ~8× faster steps than the per-tensor loop on CPU (a word
@@ -169,20 +173,14 @@ def run_training(
         by_time = c.seconds / cfg.max_time if cfg.max_time else 0.0
         return min(1.0, max(c.step / total_steps, by_time))
 
+    options = {"kind": model.kind, "model_config": to_dict(model.config), "train_config": to_dict(cfg)}
+    options["sources"] = sources(cfg)  # where the data is, so --resume from elsewhere finds it
+
     def save_resume() -> None:
         ranks, carried = team.resume_parts(torch.get_rng_state(), task.carried())  # a collective
-        if not team.writer:
-            return
-        state = {
-            **c.__dict__,
-            **ranks,
-            "kind": model.kind,
-            "model_config": to_dict(model.config),
-            "train_config": to_dict(cfg),
-            "sources": sources(cfg),  # where the data is, so --resume from elsewhere finds it
-            "schedule": schedule.state(),
-        }
-        save_resume_state(out, model, optimizer, carried, state)
+        if team.writer:
+            state = {**c.__dict__, **ranks, **options, "schedule": schedule.state()}
+            save_resume_state(out, model, optimizer, carried, state)
 
     emit(
         TrainEvent(
@@ -210,6 +208,8 @@ def run_training(
 
     model.train()
     with stop_flag() as interrupted:
+        if not resume:  # resumable from the first step on; a disk that cannot take the state stops the run now
+            save_resume()
         while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
             for batch in task.windows(c.epoch, c.position):
                 started = clock()
@@ -262,9 +262,7 @@ def run_training(
                 c.epoch, c.position = c.epoch + 1, 0
         if last_eval != c.step:
             _evaluate(task, tokenizer, cfg, out, c, emit, progress(), logged(), team)
-    if team.writer:
-        clear_resume_state(out)
-    return TrainResult(
+    result = TrainResult(
         out_dir=out,
         steps=c.step,
         best_step=c.best_step,
@@ -275,6 +273,9 @@ def run_training(
         tokens_per_s=c.tokens_per_s,
         seconds=c.seconds,
     )
+    if team.writer:  # trained; the steps after training (the session's) are still to come
+        mark_trained(out, options, {name: getattr(result, name) for name in RESULT_FIELDS})
+    return result
 
 
 def _evaluate(

@@ -2,6 +2,11 @@
 torchrun, the run's lock: one writer at a time), and the checks before it writes: never overwrite a
 run, and resume with the options it started with. A run is a place, not a string: it resumes wherever
 it was moved or copied to, and whatever path names it.
+
+A run is finished when its session ends without an error: the steps after training (the 16-bit
+weights, the keyboard's n-gram, the phrase memory) run inside it, stopped by Ctrl-C or SIGTERM like
+training, and the resume state goes only then, last. Until then --resume continues the run, and a
+write that fails (no space, a read-only disk) stops it with one line, resumable.
 """
 
 from __future__ import annotations
@@ -10,16 +15,17 @@ import contextlib
 import filecmp
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from seqtext.config import VALID_TWICE, TrainConfig
-from seqtext.errors import CheckpointError, ConfigError
+from seqtext.errors import CheckpointError, ConfigError, NotWritten, TrainingStopped
 from seqtext.files import run_lock
 from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
-from seqtext.runs.resume import saved_run
+from seqtext.runs.resume import clear_resume_state, saved_run
 from seqtext.training import distributed
+from seqtext.training.stopping import stops_at_once
 
 KIND_NAMES = {"lm": "language-model", "classifier": "classifier"}
 
@@ -30,11 +36,21 @@ class TrainingSession:
 
     out: Path
     world: distributed.World | None  # this process's place among the run's processes; None in a single process
+    runs: list[Path] = field(default_factory=list)  # the run directories trained in it (an ensemble's members)
 
     @property
     def writes(self) -> bool:
         """Whether this process writes the run directory and reports: a single process, or rank 0."""
         return self.world is None or self.world.writer
+
+    def finishes(self, run: Path) -> None:
+        """`run` is trained in this session: it is finished (its resume state removed) when the session ends."""
+        self.runs.append(run)
+
+    def finishing(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """The block writes what the run promised after training (`what`: "the n-gram"): Ctrl-C or SIGTERM
+        stop it at once, resumable (every step there is redone whole by --resume)."""
+        return stops_at_once(what)
 
 
 @contextlib.contextmanager
@@ -49,8 +65,23 @@ def training_session(train_config: TrainConfig) -> Iterator[TrainingSession]:
         raise ConfigError(VALID_TWICE)  # checked here, not in TrainConfig: runs saved before this rule still load
     with distributed.joined(train_config.device) as world, distributed.setup_agreed():
         session = TrainingSession(Path(train_config.out), world)
-        with run_lock(session.out) if session.writes else contextlib.nullcontext():
+        with run_lock(session.out) if session.writes else contextlib.nullcontext(), _written_or_stopped(session):
             yield session
+            if session.writes:
+                for run in reversed(session.runs):  # the run itself (an ensemble's member 0) last
+                    clear_resume_state(run)
+
+
+@contextlib.contextmanager
+def _written_or_stopped(session: TrainingSession) -> Iterator[None]:
+    """A write that failed stops the run with one line naming the file; the run keeps its last good
+    checkpoint, resumable when it has a resume state."""
+    try:
+        yield
+    except NotWritten as exc:
+        state = session.out / "trainer_state.json"
+        kept = "the run keeps its last good checkpoint" if state.is_file() else "nothing was trained yet"
+        raise TrainingStopped(f"{exc}; {kept}", step=0, interrupted=False, resumable=state.is_file()) from None
 
 
 def check_out_dir(out: Path, resume: bool, model_config: Any, train_config: TrainConfig) -> Any:

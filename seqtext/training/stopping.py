@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from seqtext.errors import TrainingStopped
 from seqtext.training import distributed
 
 STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
@@ -44,6 +45,39 @@ def stop_flag() -> Iterator[StopFlag]:
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
     try:
         yield flag
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+class _StopNow(KeyboardInterrupt):
+    """A stop signal during stops_at_once (a KeyboardInterrupt, so that no `except Exception` keeps it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stops_at_once(what: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM during the block stop it at once with a resumable TrainingStopped: for work that
+    --resume redoes whole (the steps after training), whose every write is atomic, so nothing is half
+    written and no step needs to wait for its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _StopNow(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt as exc:  # ours, or Python's own Ctrl-C when another handler was in place
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise TrainingStopped(
+            f"{STOP_SIGNALS.get(signum, 'stopped')} while writing {what}", step=0, interrupted=True, signum=signum
+        ) from None
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
