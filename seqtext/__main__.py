@@ -1,5 +1,5 @@
 """`python -m seqtext` runs the command line."""
 
-from seqtext.cli import app
+from seqtext.cli import main
 
-app(prog_name="seqtext")
+main()

@@ -9,6 +9,8 @@ dataclasses (docs/development.md, "The command line").
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from seqtext.cli import evaluate, export, keyboard, lm, runs, sentiment, serve
@@ -35,3 +37,14 @@ app.command("inspect")(runs.inspect_cmd)
 app.command("classify")(sentiment.classify_cmd)
 app.command("serve")(serve.serve_cmd)
 app.command("export")(export.export_cmd)
+
+
+def main() -> None:
+    """The `seqtext` command: the app, and an exit that torch's threads cannot abort under torchrun."""
+    try:
+        app(prog_name="seqtext")
+    except SystemExit as done:
+        processes = sys.modules.get("seqtext.training.distributed")  # imported by the commands that train
+        if processes is None:
+            raise
+        processes.leave(done.code)  # sys.exit, without the teardown where this process was one of a run's

@@ -134,9 +134,10 @@ def friendly_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(code=0) from None
         except TrainingStopped as exc:
             distributed = _processes()
-            if not exc.interrupted:
-                fail(str(exc), shown=distributed.writes())
             again = distributed.relaunch(["seqtext", *sys.argv[1:], *([] if "--resume" in sys.argv else ["--resume"])])
+            if not exc.interrupted:  # a diverged loss; or a failed write, after which the run resumes
+                told = f"{exc}. Resume with: {shlex.join(again)}" if exc.resumable else str(exc)
+                fail(told, shown=distributed.writes())
             if distributed.writes():  # one resume command, however many processes stopped
                 err.print(
                     f"[yellow]{escape(str(exc))}[/]; progress saved. Resume with: {escape(shlex.join(again))}",

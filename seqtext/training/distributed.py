@@ -13,16 +13,19 @@ process trains exactly as before.
   rank waits forever for one that has already stopped.
 - Control messages (a few numbers per step, the tokenizer, the validation figures, the resume state)
   travel as bytes over a gloo group on the CPU, whatever carries the gradients. Nothing is pickled.
+- Shutting down: `joined()` ends with a barrier, frees DDP, destroys the group; `leave()` exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -94,6 +97,7 @@ def detect(environ: dict[str, str] | None = None) -> World | None:
 _world: World | None = None
 _control: Any = None  # the gloo group for control messages (the default group itself when it is gloo)
 _setup_done = False
+_joined_once = False  # this process was one of a run's processes (see leave())
 
 
 def current() -> World | None:
@@ -151,7 +155,7 @@ def _device(world: World, requested: str) -> str:
 @contextlib.contextmanager
 def joined(requested_device: str = "auto") -> Iterator[World | None]:
     """Join the run's process group for the block (nothing at all without torchrun)."""
-    global _world, _control, _setup_done
+    global _world, _control, _setup_done, _joined_once
     world = detect()
     if world is None or _world is not None:  # a single process, or already inside a training call
         yield _world
@@ -165,17 +169,30 @@ def joined(requested_device: str = "auto") -> Iterator[World | None]:
         raise ConfigError(
             f"the processes could not meet at the rendezvous ({first}); start them with torchrun"
         ) from None
-    _world, _setup_done = world, False
+    _world, _setup_done, _joined_once = world, False, True
     _control = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
     try:
         yield world
-        barrier()  # nobody returns before rank 0 has written the run
+        barrier()  # nobody returns before rank 0 has written the run, and no collective is in flight
     except dist.DistError as exc:  # DDP's all-reduce in backward found a peer gone
         raise PeerStopped(PEER_STOPPED) from exc
     finally:
         _world, _control = None, None
+        gc.collect()  # DDP and its reducer, freed while the group they hold still exists
         with contextlib.suppress(RuntimeError, ValueError):
             dist.destroy_process_group()
+
+
+def leave(code: int | str | None) -> NoReturn:
+    """sys.exit(code); a process of a torchrun run flushes and skips the teardown: torch keeps the gloo
+    group alive after destroy_process_group() once DDP used it (its threads stay), and a teardown with
+    them alive can abort (SIGABRT, "terminate called without an active exception") a finished run."""
+    if not _joined_once:
+        raise SystemExit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 @contextlib.contextmanager
