@@ -20,38 +20,35 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, TINY_MODEL, TINY_TRAIN, copy_run, interrupt_at
+from helpers import (
+    PHRASES,
+    ROOT,
+    TINY_CLASSIFIER_FLAGS,
+    TINY_LM_FLAGS,
+    TINY_MODEL,
+    TINY_TRAIN,
+    assert_clean_error,
+    copy_run,
+    interrupt_at,
+    invoke,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import seqtext
 import seqtext.config
 import seqtext.runs.resume
 import seqtext.runs.saving
-from seqtext.cli import app
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, TrainingStopped
 
-runner = CliRunner()
-TINY = [
-    "--embed-dim", "16", "--hidden-dim", "32", "--layers", "1", "--dropout", "0",
-    "--precision", "fp32", "--device", "cpu", "--bptt", "16", "--batch-size", "8", "--epochs", "3",
-    "--eval-every", "2", "--patience", "0",
-]  # fmt: skip
+TINY = [*TINY_LM_FLAGS, "--epochs", "3", "--eval-every", "2", "--patience", "0"]
 KEYBOARD = [*TINY, "--level", "word", "--ngram", "--fp16-weights"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def error_line(result) -> str:
-    """The one error line of a command that failed cleanly (progress lines may precede it)."""
-    assert "Traceback" not in result.output, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
+    """The one error line of a command that failed cleanly (a training's progress lines may precede it)."""
+    return assert_clean_error(result, after_progress=True)
 
 
 def tensors(run: Path) -> dict[str, torch.Tensor]:
@@ -355,8 +352,7 @@ def test_sigint_while_the_weights_are_rewritten_in_16_bits(keyboard_straight, li
 
 # --- classifiers: the phrase memory and ensembles --------------------------------------------------------------
 
-PHRASES = ROOT / "corpora" / "frases_sentimiento.tsv"
-CLASSIFIER = ["--embed-dim", "16", "--hidden-dim", "16", "--epochs", "2", "--precision", "fp32", "--device", "cpu"]
+CLASSIFIER = TINY_CLASSIFIER_FLAGS
 
 
 def test_a_classifier_stopped_before_its_phrase_memory_says_so(tmp_path, monkeypatch):

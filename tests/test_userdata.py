@@ -15,14 +15,17 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 import seqtext
 import seqtext.keyboard.personal as personal
 from seqtext.errors import ConfigError, CorpusError
 from seqtext.keyboard.personal import SAVE_DELAY, PersonalModel
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process: this test's (hermetic: built by conftest's fixtures), offline."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}
 
 
 def saved(path) -> dict:
@@ -40,7 +43,7 @@ def learner(run, data, *flags) -> subprocess.Popen:
         text=True,
         encoding="utf-8",
         cwd=ROOT,
-        env=ENV,
+        env=child_env(),
     )
 
 
@@ -104,7 +107,8 @@ def test_many_writers_take_turns_and_every_count_reaches_the_file_once(tmp_path)
     turns and each write adds only what its process learned since its own last write."""
     data, lines = tmp_path / "personal.json", 60
     command = [sys.executable, "-c", WRITER, str(data)]
-    writers = [subprocess.Popen([*command, name, str(lines)], cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
+    env = child_env()
+    writers = [subprocess.Popen([*command, name, str(lines)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
                for name in ("uno", "dos", "tres")]  # fmt: skip
     for process in writers:
         code, err = ended(process)
@@ -126,6 +130,16 @@ def test_two_models_in_one_process_merge_and_never_count_twice(tmp_path):
     a.save()
     b.save()  # nothing new: nothing added again
     assert saved(data)["words"] == {"Zorbaxa": 2, "Quetzal": 1}
+
+
+def test_a_keyboard_offers_what_another_process_wrote_to_its_file(word_run, tmp_path):
+    data = tmp_path / "personal.json"
+    mine = seqtext.Completer(word_run, user_data=data)
+    assert "Zorbaxa" not in [s.word for s in mine.suggest("Hola Zo")]
+    PersonalModel(data).learn("Me llamo Zorbaxa")  # another terminal, or another worker of a server
+    assert mine.suggest("Hola Zo")[0].word == "Zorbaxa"  # taken in at the next keystroke
+    mine.learn("Quetzal")
+    assert saved(data)["words"] == {"Me": 1, "llamo": 1, "Zorbaxa": 1, "Quetzal": 1}  # and nothing counted twice
 
 
 # --- a kill loses at most SAVE_DELAY ---------------------------------------------------------------------------

@@ -148,6 +148,7 @@ class Completer:
             if not 1 <= k <= MAX_SUGGESTIONS:
                 raise ConfigError(f"--k must be between 1 and {MAX_SUGGESTIONS:,} (got {k})")
         typed = [unicodedata.normalize("NFC", valid_unicode(text, "the text")) for text, _ in requests]
+        self.personal.refresh()  # what another process (a terminal, a server's worker) learned meanwhile
         spare = SPARE if self.personal else 0
         with intra_op_threads(self.threads):
             ranked = self._suggest_many([(text, k + spare) for text, (_, k) in zip(typed, requests, strict=True)])

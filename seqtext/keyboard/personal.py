@@ -70,6 +70,7 @@ class PersonalModel:
         self.path = path
         self.file = UserData(path) if path is not None else None
         self.save_delay = save_delay
+        self._seen = self.file.stamp() if self.file is not None else None  # the file as last read or written
         self.words, self.follows = self.file.read() if self.file is not None else (Counter(), {})
         self._new: Counts = (Counter(), {})  # learned since the last write: what the next write adds to the file
         self._lock = threading.RLock()  # the counts, shared by the caller's thread and the timer's
@@ -94,9 +95,27 @@ class PersonalModel:
             self._stop_timer()
             if self.file is None or not self._new[0]:
                 return
-            self.words, self.follows = self.file.update(self._merged)
+            (self.words, self.follows), self._seen = self.file.update(self._merged)
             self._new = (Counter(), {})
             self._saved_at = time.monotonic()
+            self._reindex()
+
+    def refresh(self) -> None:
+        """Take in what other processes wrote to the file since this one last read or wrote it (a stat when
+        nothing changed): two keyboards on one file offer each other's words. A file damaged meanwhile is
+        left to the next write to refuse; until then suggestions use what was read before."""
+        if self.file is None:
+            return
+        with self._lock:
+            stamp = self.file.stamp()
+            if stamp == self._seen:
+                return
+            self._seen = stamp
+            try:
+                disk = self.file.read()
+            except SeqtextError:
+                return
+            self.words, self.follows = self._merged(disk)
             self._reindex()
 
     def _merged(self, disk: Counts) -> Counts:
@@ -137,6 +156,7 @@ class PersonalModel:
             self._reindex()
             if self.file is not None:
                 self.file.remove()
+                self._seen = self.file.stamp()
 
     # --- learning ------------------------------------------------------------------------------------------------
     def learn(self, text: str, save: bool = True) -> None:

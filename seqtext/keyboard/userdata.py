@@ -83,12 +83,21 @@ class UserData:
             raise CorpusError(f"user data {path}: {exc.problem}; it was left as it is: {FIX}") from None
         return _checked(data, path)
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the file is rewritten (inode, size, modification time); None without a file."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
     def check_writable(self) -> None:
         """Refuse, before the user types anything, a user-data file that could not be written."""
         check_output_file(self.target, "--user-data")
 
-    def update(self, merge: Callable[[Counts], Counts]) -> Counts:
-        """Under the file's lock: read what is on disk, write merge(it) in its place; returns what was written."""
+    def update(self, merge: Callable[[Counts], Counts]) -> tuple[Counts, tuple[int, int, int] | None]:
+        """Under the file's lock: read what is on disk, write merge(it) in its place; returns what was
+        written, and the file's stamp then (before any other process could write it again)."""
         target = self.target
         with writing_lock(target, "--user-data", LOCK_WAIT):
             merged = merge(self.read())
@@ -104,7 +113,7 @@ class UserData:
                     f"--user-data {self.path}: cannot write it ({why}); it keeps what it held before. "
                     "Make room, or choose another file"
                 ) from None
-        return merged
+            return merged, self.stamp()
 
     def remove(self) -> None:
         """Remove the file, damaged or not (`--forget`: the user asked); a link's target goes, the link stays."""

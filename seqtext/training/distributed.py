@@ -13,7 +13,6 @@ process trains exactly as before.
   rank waits forever for one that has already stopped.
 - Control messages (a few numbers per step, the tokenizer, the validation figures, the resume state)
   travel as bytes over a gloo group on the CPU, whatever carries the gradients. Nothing is pickled.
-- Shutting down: `joined()` ends with a barrier, frees DDP, destroys the group; `leave()` exits.
 """
 
 from __future__ import annotations
@@ -184,9 +183,8 @@ def joined(requested_device: str = "auto") -> Iterator[World | None]:
 
 
 def leave(code: int | str | None) -> NoReturn:
-    """sys.exit(code); a process of a torchrun run flushes and skips the teardown: torch keeps the gloo
-    group alive after destroy_process_group() once DDP used it (its threads stay), and a teardown with
-    them alive can abort (SIGABRT, "terminate called without an active exception") a finished run."""
+    """sys.exit(code), but a torchrun process flushes and skips the teardown: once DDP used it, torch keeps
+    the gloo group's threads alive past destroy_process_group(), and they can abort a teardown (SIGABRT)."""
     if not _joined_once:
         raise SystemExit(code)
     for stream in (sys.stdout, sys.stderr):
