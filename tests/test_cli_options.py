@@ -52,7 +52,7 @@ def configs_built(monkeypatch, command: str, *options: str) -> Any:
 
     if command == "serve":
         monkeypatch.setattr(seqtext.serve, "require_extra", lambda: None)
-        monkeypatch.setattr(seqtext.serve, "load_runs", lambda runs, device: {}, raising=False)
+        monkeypatch.setattr(seqtext.serve, "load_runs", lambda runs, device, user_data=None: {}, raising=False)
         monkeypatch.setattr(seqtext.serve, "run", stand_in)
     else:
         monkeypatch.setattr(seqtext, target, stand_in, raising=False)
