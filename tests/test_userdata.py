@@ -287,7 +287,7 @@ def test_a_file_damaged_while_learning_is_refused_and_left_alone(tmp_path):
     model.learn("uno")
     data.write_text('{"format": "seqtext-personal", "version": 1, "words": {"uno": 1', encoding="utf-8")  # cut short
     before = data.read_bytes()
-    with pytest.raises(CorpusError, match=r"user data .*personal.json, line 1: not valid JSON") as caught:
+    with pytest.raises(CorpusError, match=r"personal.json: not readable JSON \(.* at line 1") as caught:
         model.learn("dos")
     assert "\n" not in str(caught.value) and "it was left as it is" in str(caught.value)
     assert data.read_bytes() == before  # never replaced by what this process learned
@@ -299,7 +299,7 @@ def test_a_truncated_or_empty_file_is_refused_at_start(word_run, tmp_path):
     whole = json.dumps({"format": "seqtext-personal", "version": 1, "words": {"Zorbaxa": 3}})
     for content in (whole[: len(whole) // 2], ""):
         data.write_text(content, encoding="utf-8")
-        with pytest.raises(CorpusError, match="not valid JSON"):
+        with pytest.raises(CorpusError, match="not readable JSON"):
             seqtext.Completer(word_run, user_data=data)
         assert data.read_text(encoding="utf-8") == content
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_model
 from tokenizers import Tokenizer
 
 from seqtext.errors import CheckpointError
-from seqtext.runs.checks import problem
+from seqtext.runs.checks import check_run_dir, problem
 from seqtext.runs.reading import (
     ENSEMBLE_FILE,
     MEMORY_FILE,
@@ -123,6 +123,7 @@ def _check_member(first: Loaded, member: Loaded, index: int) -> None:
 def load(path: str | Path, *, device: str | torch.device = "cpu") -> Loaded:
     """Load a run directory for inference (eval mode), every file checked first."""
     path = Path(path)
+    check_run_dir(path)  # a path that cannot be looked at (a loop of links) is named as such, first
     if not (path / "config.json").exists() and (state := unfinished(path)) is not None:
         raise CheckpointError(f"{path} has no checkpoint yet ({state.why()}); {state.resume(path)}")
     header = read_header(path)
