@@ -36,7 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 import seqtext
-import seqtext.config
+import seqtext.jsonfiles
 import seqtext.runs.resume
 import seqtext.runs.saving
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
@@ -81,7 +81,7 @@ def full_disk_at(monkeypatch, name: str, nth: int, error: int = errno.ENOSPC):
 
         return write
 
-    real_replacing = seqtext.config.replacing
+    real_replacing = seqtext.jsonfiles.replacing
 
     @contextlib.contextmanager
     def replacing(target):
@@ -91,7 +91,7 @@ def full_disk_at(monkeypatch, name: str, nth: int, error: int = errno.ENOSPC):
                 raise OSError(error, os.strerror(error))
 
     with monkeypatch.context() as patched:
-        for module in (seqtext.config, seqtext.runs.saving, seqtext.runs.resume):
+        for module in (seqtext.jsonfiles, seqtext.runs.saving, seqtext.runs.resume):
             patched.setattr(module, "replacing", replacing)
         for module, writer in ((seqtext.runs.saving, "save_model"), (seqtext.runs.saving, "save_file"),
                                (seqtext.runs.resume, "save_file")):  # fmt: skip
@@ -304,7 +304,7 @@ def test_sigterm_while_the_n_gram_is_built_is_resumable_and_the_run_is_unfinishe
         stop_while(patched, building, "build_ngram")
         result = invoke("train", "lm", lines_file, "--out", out, *KEYBOARD)
     assert result.exit_code == 143, result.output
-    assert "terminated while writing the 16-bit weights and the n-gram" in result.stderr
+    assert "terminated while writing the 16-bit weights, the lexicon and the n-gram" in result.stderr
     assert "progress saved. Resume with: " in " ".join(result.stderr.split())
     assert json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["phase"] == "finishing"
     assert not (out / "optimizer.safetensors").exists()  # trained: only the steps after it are left
