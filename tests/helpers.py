@@ -105,3 +105,46 @@ def png_size(path: Path) -> tuple[int, int]:
         image.load()  # decodes every pixel: a truncated file fails here
         assert image.size == (width, height)
     return width, height
+
+
+# The training loss becoming NaN, on purpose: options cannot make a tiny model diverge any more (--lr and
+# --clip are bounded), so the loss function is wrapped. Counted in training steps (calls with gradients).
+DIVERGING = """
+import os
+import torch
+import torch.nn.functional as F
+
+_real, _steps = F.cross_entropy, [0]
+
+
+def _diverging(*args, **kwargs):
+    loss = _real(*args, **kwargs)
+    if torch.is_grad_enabled() and os.environ.get("RANK", "0") == os.environ.get("DIVERGING_RANK", "0"):
+        _steps[0] += 1
+        if _steps[0] > int(os.environ["DIVERGING_AFTER"]):
+            return loss * float("nan")
+    return loss
+
+
+F.cross_entropy = _diverging
+"""
+
+
+def diverging_env(folder: Path, after: int, rank: int = 0) -> dict[str, str]:
+    """The environment of processes whose training loss becomes NaN after `after` steps on process `rank`
+    (a sitecustomize module that Python imports at start)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(DIVERGING, encoding="utf-8")
+    paths = [str(folder), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(paths), "DIVERGING_AFTER": str(after), "DIVERGING_RANK": str(rank)}
+
+
+def diverge_here(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    """In this process: the training loss becomes NaN after `after` steps (until the test ends)."""
+    import torch.nn.functional
+
+    monkeypatch.setenv("DIVERGING_AFTER", str(after))
+    monkeypatch.delenv("DIVERGING_RANK", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", torch.nn.functional.cross_entropy)  # put back after
+    exec(DIVERGING, {})  # wraps torch.nn.functional.cross_entropy

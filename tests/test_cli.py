@@ -5,7 +5,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, TINY_LM_FLAGS, assert_clean_error, copy_run, invoke
+from helpers import ROOT, TINY_LM_FLAGS, assert_clean_error, copy_run, diverge_here, invoke
 
 TINY = TINY_LM_FLAGS
 
@@ -191,23 +191,9 @@ def test_resume_of_a_finished_run_is_refused(char_run, lines_file):
     assert_clean_error(invoke("train", "lm", lines_file, "--out", char_run, "--resume"), "has nothing to resume")
 
 
-def test_nan_loss_exits_1_naming_the_step(lines_file, tmp_path):
-    result = invoke(
-        "train",
-        "lm",
-        lines_file,
-        "--out",
-        tmp_path / "r",
-        *TINY,
-        "--lr",
-        "1e30",
-        "--clip",
-        "1e30",
-        "--epochs",
-        "5",
-        "--eval-every",
-        "1",
-    )
+def test_nan_loss_exits_1_naming_the_step(lines_file, tmp_path, monkeypatch):
+    diverge_here(monkeypatch, after=3)
+    result = invoke("train", "lm", lines_file, "--out", tmp_path / "r", *TINY, "--epochs", "5", "--eval-every", "1")
     assert_clean_error(result, "loss became", after_progress=True)
     assert "at step" in result.stderr and "best checkpoint" in result.stderr
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import PHRASES, ROOT, invoke, train_tiny
+from helpers import PHRASES, ROOT, diverging_env, invoke, train_tiny
 from safetensors.torch import load_file
 
 import seqtext
@@ -290,8 +290,10 @@ def test_the_resume_command_names_torchrun(monkeypatch):
 
 def test_a_diverged_loss_on_any_process_stops_every_process_once(prose_file, tmp_path):
     out = tmp_path / "nan"
-    args = ("--batch-size", "4", "--lr", "1e30", "--clip", "1e30", "--epochs", "5", "--eval-every", "1")
-    result = torchrun(*train_lm_args(prose_file, out, *args), timeout=120)  # a hang would time out
+    args = ("--batch-size", "4", "--epochs", "5", "--eval-every", "1")
+    env = {**child_env(), **diverging_env(tmp_path / "site", after=3, rank=1)}  # rank 1 alone diverges
+    command = [*TORCHRUN, *train_lm_args(prose_file, out, *args)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert result.returncode != 0
     assert result.stderr.count("loss became") == 1, result.stderr[-3000:]  # told once, by rank 0
     assert "Resume with" not in result.stderr

@@ -182,6 +182,8 @@ def run_training(
             state = {**c.__dict__, **ranks, **options, "schedule": schedule.state()}
             save_resume_state(out, model, optimizer, carried, state)
 
+    if not resume:  # resumable from the start on; a disk that cannot take the state stops the run now
+        save_resume()
     emit(
         TrainEvent(
             "start",
@@ -208,8 +210,6 @@ def run_training(
 
     model.train()
     with stop_flag() as interrupted:
-        if not resume:  # resumable from the first step on; a disk that cannot take the state stops the run now
-            save_resume()
         while c.epoch < cfg.epoch_limit and stopped_by == "epochs":
             for batch in task.windows(c.epoch, c.position):
                 started = clock()
