@@ -283,9 +283,26 @@ def stop_on_first_long_read(monkeypatch, kind=torch.nn.LSTM):
 def test_sigterm_stops_complete_on_a_long_line_between_chunks(word_run, monkeypatch):
     reads = stop_on_first_long_read(monkeypatch)
     line = " ".join(SENTENCES) * 200  # about 7,000 words: several chunks of 1,024 tokens
-    result = invoke("complete", word_run, "--text", line)
+    result = invoke("complete", word_run, "--text", line, "--no-int8")
     assert result.exit_code == 143, result.output
     assert reads == [1024], "the stop came after the first chunk, before the second"
+
+
+def test_sigterm_stops_complete_in_int8_within_a_token(word_run, monkeypatch):
+    from seqtext.keyboard.int8 import Int8Steps
+
+    steps, original = [], Int8Steps._step
+
+    def step(self, ids, state):  # int8 reads a token at a time, in Python: a stop lands at the next one
+        steps.append(1)
+        if len(steps) == 2:  # the first is <bos>, read when the completer is made
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, ids, state)
+
+    monkeypatch.setattr(Int8Steps, "_step", step)
+    result = invoke("complete", word_run, "--text", " ".join(SENTENCES) * 200)
+    assert result.exit_code == 143, result.output
+    assert len(steps) <= 3, f"{len(steps)} tokens read after the stop"
 
 
 def test_sigterm_stops_generate_reading_a_long_prompt(char_run, monkeypatch):
