@@ -13,9 +13,10 @@ Starts `seqtext serve LM CLASSIFIER --port 0 --no-access-log` and runs two phase
    JSON, oversized bodies and texts, unknown models and wrong kinds.
 The typists are light keep-alive HTTP/1.1 clients (httpx costs about a millisecond of CPU per request, taken
 from the server on these shared cores). The same run also measures the engine in-process, as `seqtext
-complete` runs it (one thread, one keystroke at a time, the same sentences, for a quarter of --seconds), and
-reports the server's typing rate as a ratio of it. Every answer is checked afterwards: suggestions
-against an in-process Completer of the same run, labels against seqtext.classify, faults against the
+complete --no-int8` runs it (one thread, one keystroke at a time, the same sentences, for a quarter of --seconds), and
+reports the server's typing rate as a ratio of it; both in fp32, the server's arithmetic (`complete` steps in
+int8 by default). Every answer is checked afterwards: suggestions against an in-process fp32 Completer of the
+same run, labels against seqtext.classify, faults against the
 status they must get (422, 413, 404, 409).
 Errors (no answer, or an unexpected status) and wrong answers must be 0. The server's memory
 (RSS) is sampled every second. Without --lm / --classifier, stand-ins with the recommended
@@ -78,8 +79,9 @@ def stand_ins(out: Path, smoke: bool) -> tuple[Path, Path]:
 
 
 def wrong_suggestions(lm: Path, answers: list[tuple]) -> int:
-    """Answers that differ from an in-process Completer's (a swap of two near-equal words is not wrong)."""
-    completer, expected, wrong = Completer(seqtext.load(lm)), {}, 0
+    """Answers that differ from an in-process Completer's (a swap of two near-equal words is not wrong). The server
+    steps in fp32 (its batches read the weights once), so its answers are those of `--no-int8`."""
+    completer, expected, wrong = Completer(seqtext.load(lm), int8=False), {}, 0
     for text, got in answers:
         if text not in expected:
             expected[text] = [(c.word, c.prob) for c in completer.suggest(text, 3)]
@@ -94,8 +96,9 @@ def wrong_suggestions(lm: Path, answers: list[tuple]) -> int:
 
 def engine_rate(lm: Path, sentences: list[str], seconds: float) -> dict:
     """The engine in-process, as `seqtext complete` runs it: one thread, one keystroke at a time, the typists'
-    sentences typed keystroke by keystroke (the server's cache size), for `seconds` after a warm-up sentence."""
-    completer = Completer(seqtext.load(lm), cache_size=COMPLETION_CACHE)
+    sentences typed keystroke by keystroke (the server's cache size), for `seconds` after a warm-up sentence. In
+    fp32 (`--no-int8`) as the server computes, so the ratio compares the same arithmetic."""
+    completer = Completer(seqtext.load(lm), cache_size=COMPLETION_CACHE, int8=False)
     for end in range(len(sentences[0]) + 1):
         completer.suggest(sentences[0][:end], 3)
     keystrokes, n, start = 0, 1, time.perf_counter()
