@@ -42,13 +42,14 @@ from keyboard_diagnosis import NgramSuggester, diagnose, keystroke_bands
 from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
-from seqtext.config import KEYBOARD_MB, LMConfig, TrainConfig, parse_duration
+from seqtext.config import LMConfig, TrainConfig
 from seqtext.keyboard.building import build_run_ngram, keyboard_files_mb
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.lexicon import LEXICON_FILE
 from seqtext.keyboard.ngram import build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.typist import percentile, simulate_typing
+from seqtext.limits import KEYBOARD_MB, parse_duration
 from seqtext.presets import with_preset
 from seqtext.tokenizer import SPACE_MARK
 

@@ -39,9 +39,10 @@ from benchmarks_md import append_row  # scripts/ is on sys.path when a script ru
 from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
-from seqtext.config import LMConfig, TrainConfig, parse_duration
+from seqtext.config import LMConfig, TrainConfig
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.typist import simulate_typing
+from seqtext.limits import parse_duration
 from seqtext.presets import with_preset
 
 ROOT = Path(__file__).resolve().parent.parent

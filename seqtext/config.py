@@ -9,14 +9,28 @@ Every field is checked when a config is made, from the CLI, the Python API or a 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from seqtext.errors import ConfigError
 from seqtext.jsonfiles import read_json as read_json  # re-exported, with the writer: configs are saved with them
 from seqtext.jsonfiles import write_json as write_json
-from seqtext.schema import check_finite, check_range, check_types, field_error
+from seqtext.limits import (
+    MAX_CLIP,
+    MAX_LAYERS,
+    MAX_LR,
+    MAX_MEMBERS,
+    MAX_NGRAM_MB,
+    MAX_NGRAM_ORDER,
+    MAX_SECONDS,
+    MAX_SEED,
+    MAX_VOCAB,
+    MAX_WEIGHT,
+    MAX_WIDTH,
+    MAX_WINDOW,
+    check_positive,
+)
+from seqtext.schema import check_range, check_types, field_error
 from seqtext.schema import from_dict as from_dict  # re-exported: configs are read with it
 
 # The choices of the fields below, which the CLI offers as they are (`--cell rnn|lstm|gru`): add one here.
@@ -26,29 +40,6 @@ Cell = Literal["rnn", "lstm", "gru"]
 SampleBy = Literal["auto", "line", "stream"]
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
-
-# Bounds far beyond any model a CPU or GPU trains, so that an absurd value (typed, or edited into a
-# file) is refused with its name instead of overflowing or allocating gigabytes somewhere later.
-MAX_WIDTH = 65_536  # --embed-dim, --hidden-dim
-MAX_LAYERS = 256
-MAX_VOCAB = 10_000_000
-MAX_WINDOW = 1_000_000  # --bptt, --batch-size
-MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext multiplies them)
-MAX_NGRAM_ORDER = 9
-KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
-MAX_MEMBERS = 32  # --ensemble: each member is a whole model, trained in a share of the budget
-# Floats too: beyond these a value means nothing (AdamW diverges long before --lr 10) or overflows later.
-MAX_LR = 10
-MAX_WEIGHT = 100  # --weight-decay, --ordinal-weight
-MAX_CLIP = 1_000_000  # --clip: far above any gradient norm that does not overflow (0 turns clipping off)
-MAX_SECONDS = 366 * 86_400  # --max-time: a year
-MAX_NGRAM_MB = 1_000_000  # --ngram-mb: a terabyte
-VALID_TWICE = "--valid names the validation data and --valid-fraction holds out a share of DATA instead: pass only one"
-
-
-def _check_positive(flag: str, value: float) -> None:
-    if value <= 0:
-        raise field_error(flag.removeprefix("--").replace("-", "_"), f"must be positive (got {value})")
 
 
 def _check_recurrent_stack(config: Any) -> None:
@@ -167,7 +158,7 @@ class TrainConfig:
             check_range(name, getattr(self, name), 1, MAX_WINDOW)
         for name, high in (("lr", MAX_LR), ("max_time", MAX_SECONDS), ("ngram_mb", MAX_NGRAM_MB)):
             if getattr(self, name) is not None:
-                _check_positive(f"--{name.replace('_', '-')}", getattr(self, name))
+                check_positive(f"--{name.replace('_', '-')}", getattr(self, name))
                 check_range(name, getattr(self, name), 0, high)
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:
@@ -305,22 +296,6 @@ class ClassifierTrainConfig(TrainConfig):
                 "--init-from and --embeddings both start the embedding; pass one of them (an LM "
                 "trained with --embeddings carries the vectors into --init-from)"
             )
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h30m' or '45' (seconds) → seconds."""
-    compact = text.strip().lower().replace(" ", "")
-    parts = list(_DURATION.finditer(compact))
-    if not compact or "".join(p.group(0) for p in parts) != compact:
-        raise ConfigError(f"--max-time {text!r} is not a duration; write e.g. 90s, 10m, 1h or 1h30m")
-    seconds = sum(float(p.group(1)) * _SECONDS[p.group(2)] for p in parts)
-    _check_positive("--max-time", seconds)
-    check_range("max_time", check_finite("--max-time", seconds), 0, MAX_SECONDS)
-    return seconds
 
 
 def to_dict(config: Any) -> dict[str, Any]:

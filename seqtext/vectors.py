@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqtext.config import MAX_WIDTH
 from seqtext.errors import ConfigError, CorpusError
+from seqtext.limits import MAX_WIDTH
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPACE_MARK, SPECIAL_TOKENS, SUBWORD_PREFIX, UNK_ID
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -2,7 +2,7 @@
 
     foundations ← runs ← training ← areas ← api ← edge
 
-- foundations: the modules at the package root (errors, schema, files, config, presets, textfiles, jsonfiles,
+- foundations: the modules at the package root (errors, schema, files, limits, config, presets, textfiles, jsonfiles,
   runtime, tokenizer, data, models): what everything builds on;
 - runs/: the run directory, saved and read back checked: the one reader of a run directory;
 - training/: the loop, the session that holds a run directory, the processes of a run;
@@ -35,7 +35,7 @@ FOLDERS = {
 }
 ABOVE_THE_FOUNDATIONS = {"api": "api", "plots": "api", "__main__": "edge"}  # root modules that are not foundations
 # Foundations that import fast: plain Python (configs are read before anything heavy, `--help` needs no torch)
-PLAIN = {"errors", "schema", "files", "config", "presets", "textfiles", "jsonfiles"}
+PLAIN = {"errors", "schema", "files", "limits", "config", "presets", "textfiles", "jsonfiles"}
 HEAVY = {"torch", "tokenizers", "datasets", "safetensors"}
 # The package itself (`from seqtext import __version__`, its lazy public names): runs write the version into
 # config.json; the edge uses the public API.

@@ -331,7 +331,7 @@ def test_sigterm_stops_classify_between_batches(tmp_path, monkeypatch):
 
 
 def test_docs_state_every_bound():
-    from seqtext import config, data, jsonfiles
+    from seqtext import data, jsonfiles, limits
     from seqtext.keyboard import completion, userdata
     from seqtext.lm import generation, gradients
     from seqtext.sentiment import labelled
@@ -349,13 +349,13 @@ def test_docs_state_every_bound():
         f"| {size(reading.MAX_TOKENIZER_BYTES)} / {size(reading.MAX_METRICS_BYTES)} |",
         f"| {size(userdata.MAX_FILE_BYTES)}; each count at most 2⁵³ |",
         f"| 0 … {generation.MAX_TEMPERATURE} |",
-        f"| {config.MAX_LR} / {config.MAX_WEIGHT} / {config.MAX_CLIP:,} |",
-        f"| {config.MAX_SECONDS // 86_400} days / {config.MAX_NGRAM_MB:,} MB |",
+        f"| {limits.MAX_LR} / {limits.MAX_WEIGHT} / {limits.MAX_CLIP:,} |",
+        f"| {limits.MAX_SECONDS // 86_400} days / {limits.MAX_NGRAM_MB:,} MB |",
         f"| {completion.MAX_SUGGESTIONS:,} |",
         f"| {gradients.MAX_PROBES:,} / {gradients.MAX_STEPS_BACK:,} |",
         f"deeper than {jsonfiles.MAX_DEPTH} levels",
     ]
-    assert userdata.MAX_COUNT == 2**53 and config.MAX_SECONDS % 86_400 == 0  # as the table writes them
+    assert userdata.MAX_COUNT == 2**53 and limits.MAX_SECONDS % 86_400 == 0  # as the table writes them
     assert [s for s in stated if s not in errors] == []
     from seqtext.serve import ServeConfig, guards, server
 

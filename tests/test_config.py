@@ -1,7 +1,8 @@
 import pytest
 
-from seqtext.config import LMConfig, TrainConfig, from_dict, parse_duration, to_dict
+from seqtext.config import LMConfig, TrainConfig, from_dict, to_dict
 from seqtext.errors import ConfigError
+from seqtext.limits import parse_duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45)])

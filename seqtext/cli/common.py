@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from seqtext.config import parse_duration
 from seqtext.errors import SeqtextError, TrainingStopped
+from seqtext.limits import parse_duration
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -39,8 +39,9 @@ from seqtext.cli.options import (
     ResumeOption,
     WeightDecayOption,
 )
-from seqtext.config import MAX_NGRAM_ORDER, VALID_TWICE, LMConfig, LMLevel, SampleBy, TrainConfig
+from seqtext.config import LMConfig, LMLevel, SampleBy, TrainConfig
 from seqtext.errors import ConfigError
+from seqtext.limits import MAX_NGRAM_ORDER, VALID_TWICE
 from seqtext.presets import Preset, with_preset
 
 # The options of `train lm` that are fields of LMConfig (M) or TrainConfig (T) take their defaults from the

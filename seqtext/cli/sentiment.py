@@ -46,7 +46,6 @@ from seqtext.cli.options import (
     WeightDecayOption,
 )
 from seqtext.config import (
-    VALID_TWICE,
     ClassifierConfig,
     ClassifierTrainConfig,
     ClassWeights,
@@ -54,6 +53,7 @@ from seqtext.config import (
     Pooling,
 )
 from seqtext.errors import ConfigError
+from seqtext.limits import VALID_TWICE
 
 FROM_LM = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers")  # what --init-from decides
 # The options of `train classifier` that are fields of ClassifierConfig (M) or ClassifierTrainConfig (T) take

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqtext.config import KEYBOARD_MB
 from seqtext.keyboard.completion import WORD, Completer
 from seqtext.keyboard.lexicon import LEXICON_FILE, Lexicon
 from seqtext.keyboard.ngram import NgramModel, build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, save_ngram
+from seqtext.limits import KEYBOARD_MB
 from seqtext.runs.loading import load
 from seqtext.runs.saving import update_model_config
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqtext.config import MAX_SEED
 from seqtext.errors import ConfigError
+from seqtext.limits import MAX_SEED
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.schema import MAX_INT, check_finite
 from seqtext.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, decode, encode_batch

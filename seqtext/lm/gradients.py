@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqtext.config import MAX_CLIP, TrainConfig
+from seqtext.config import TrainConfig
 from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
+from seqtext.limits import MAX_CLIP
 from seqtext.models import RNNLanguageModel, detach_state, layer_step, parameter_groups
 from seqtext.runs.loading import Loaded, as_loaded
 from seqtext.runs.reading import read_train_config

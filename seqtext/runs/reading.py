@@ -16,8 +16,9 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from seqtext import __version__, jsonfiles
-from seqtext.config import MAX_MEMBERS, ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
+from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, CorpusError
+from seqtext.limits import MAX_MEMBERS
 from seqtext.models import RNNClassifier, RNNLanguageModel, implied_by_weights, on_meta
 from seqtext.runs.checks import (
     check_run_dir,

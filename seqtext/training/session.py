@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from seqtext.config import VALID_TWICE, TrainConfig
+from seqtext.config import TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, NotWritten, TrainingStopped
 from seqtext.files import run_lock
+from seqtext.limits import VALID_TWICE
 from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
 from seqtext.runs.resume import clear_resume_state, saved_run
 from seqtext.training import distributed
