@@ -311,7 +311,10 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     verdict = "all targets met" if not missed else "not met: " + ", ".join(missed)
     c = report["combined"]
     weights = "/".join(f"{w:.2f}" for w in c["ngram_weights"])
-    lstm = "LSTM with character-CNN input" if report["config"].get("char_input") else "LSTM"
+    cells = {"lstm": "LSTM", "cifg": "coupled-gate LSTM", "gru": "GRU", "rnn": "Elman RNN"}
+    lstm = cells.get(report["config"]["cell"], report["config"]["cell"])
+    lstm += f" (weight drop {report['config']['weight_drop']:g})" if report["config"].get("weight_drop") else ""
+    lstm += " with character-CNN input" if report["config"].get("char_input") else ""
     lexicon = f" + lexicon (weight {c['lexicon_weight']:g})" if c.get("lexicon_weight") else ""
     rows = [
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | "

@@ -37,6 +37,7 @@ from seqtext.schema import from_dict as from_dict  # re-exported: configs are re
 LMLevel = Literal["char", "word"]
 Level = Literal[LMLevel, "subword"]  # subword: classifiers only
 Cell = Literal["rnn", "lstm", "gru"]
+LMCell = Literal[Cell, "cifg"]  # cifg (coupled input-forget gates, seqtext.cells): language models only
 SampleBy = Literal["auto", "line", "stream"]
 Precision = Literal["auto", "fp32", "bf16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -60,15 +61,16 @@ class LMConfig:
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
-        {"ngram_weights", "lexicon_weight", "char_input", "char_vocab"}
+        {"ngram_weights", "lexicon_weight", "char_input", "char_vocab", "weight_drop"}
     )
 
     level: LMLevel = "char"
-    cell: Cell = "lstm"
+    cell: LMCell = "lstm"
     embed_dim: int = 64
     hidden_dim: int = 512
     layers: int = 2
     dropout: float = 0.1
+    weight_drop: float = 0.0  # DropConnect on the recurrent (hidden-to-hidden) weights in training (seqtext.cells)
     tie_weights: bool = False
     max_vocab: int = 20_000  # word level only; char level keeps every character seen
     sample_by: SampleBy = "auto"  # resolved to line or stream by training; decides how text is read
@@ -88,6 +90,8 @@ class LMConfig:
         if self.level == "subword":  # before the type check, which would only list char and word
             raise field_error("level", "subword is for classifiers; a language model is char or word level")
         _check_recurrent_stack(self)
+        if not 0.0 <= self.weight_drop < 1.0:
+            raise field_error("weight_drop", f"must be in [0, 1) (got {self.weight_drop})")
         if not 0.0 <= self.lexicon_weight < 1.0:
             raise field_error("lexicon_weight", f"must be in [0, 1) (got {self.lexicon_weight})")
         check_range("char_vocab", self.char_vocab, 0, MAX_VOCAB)
@@ -105,7 +109,7 @@ class TrainConfig:
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
         | {"lexicon", "lexicon_words", "chosen"}
-        | {"embeddings", "freeze_embeddings", "embeddings_coverage"}
+        | {"embeddings", "freeze_embeddings", "embeddings_coverage", "ema"}
     )
 
     data: str = ""
@@ -133,6 +137,7 @@ class TrainConfig:
     ngram_order: int = 4
     ngram_mb: float | None = None  # the n-gram's size budget; None: what keeps the keyboard within KEYBOARD_MB
     fp16_weights: bool = False  # store the final weights in float16 (half the size; computed in float32)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, which is what is kept; 0 turns it off
     # Words no model of the run knows, offered by their frequency in the language (keyboard/lexicon.py):
     # "wordfreq:LANG" (the wordfreq package's list) or a word-list file; needs --ngram.
     lexicon: str | None = None
@@ -173,6 +178,8 @@ class TrainConfig:
             raise field_error("teacher_forcing", f"must be in [0, 1] (got {self.teacher_forcing})")
         check_range("sampled_softmax", self.sampled_softmax, 0, MAX_VOCAB)
         check_range("lexicon_words", self.lexicon_words, 1, 1_000_000)
+        if not 0.0 <= self.ema < 1.0:
+            raise field_error("ema", f"must be in [0, 1) (got {self.ema}); 0.999 is a usual decay")
         if self.freeze_embeddings and not self.embeddings:
             raise ConfigError("--freeze-embeddings keeps pretrained vectors fixed; give them with --embeddings FILE")
         coverage = self.embeddings_coverage
@@ -248,7 +255,6 @@ class ClassifierTrainConfig(TrainConfig):
     ensemble: int = 1  # members (seeds seed, seed+1, …) trained within one --max-time; their probabilities averaged
     distill_from: str | None = None  # classifier run (an ensemble) whose averaged probabilities are soft labels
     distill_weight: float = 0.5  # share of the loss on the teacher's soft labels (the rest on the gold labels)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, which is what is kept; 0 turns it off
     ordinal_weight: float = 0.0  # weight of |expected label - gold label| added to the cross-entropy
     split_seed: int | None = None  # seed of the validation split; None: --seed (ensemble members share one split)
     # Answer a text found verbatim among the training phrases with its training label: +4.1 points on the
@@ -258,7 +264,7 @@ class ClassifierTrainConfig(TrainConfig):
 
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = TrainConfig.OPTIONAL_IN_FILES | {
-        "ensemble", "distill_from", "distill_weight", "ema", "ordinal_weight", "split_seed",
+        "ensemble", "distill_from", "distill_weight", "ordinal_weight", "split_seed",
         "phrase_memory", "embeddings_vocab",
     }  # fmt: skip
 
@@ -270,8 +276,6 @@ class ClassifierTrainConfig(TrainConfig):
         check_range("ordinal_weight", self.ordinal_weight, 0, MAX_WEIGHT)
         if not 0.0 <= self.distill_weight <= 1.0:
             raise field_error("distill_weight", f"must be in [0, 1] (got {self.distill_weight})")
-        if not 0.0 <= self.ema < 1.0:
-            raise field_error("ema", f"must be in [0, 1) (got {self.ema}); 0.999 is a usual decay")
         if self.ensemble > 1 and self.distill_from:
             raise ConfigError("--ensemble trains several models and --distill-from one student; pass only one")
         # Inherited language-model options: refuse them rather than silently ignore them.

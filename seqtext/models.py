@@ -13,25 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqtext.cells import GATE_BLOCKS, PAIRED, RECURRENT, State, layer_step, make_rnn
 from seqtext.config import ClassifierConfig, LMConfig
 from seqtext.wordinput import CharAwareEmbedding
-
-State = Tensor | tuple[Tensor, Tensor]  # RNN/GRU: h (L, B, H); LSTM: (h, c), both (L, B, H)
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-
-
-def make_rnn(
-    cell: str, input_dim: int, hidden_dim: int, layers: int, dropout: float, bidirectional: bool = False
-) -> nn.RNNBase:
-    """A batch-first recurrent stack; dropout between layers only (torch warns on one layer)."""
-    return CELLS[cell](
-        input_dim,
-        hidden_dim,
-        layers,
-        batch_first=True,
-        bidirectional=bidirectional,
-        dropout=dropout if layers > 1 else 0.0,
-    )
 
 
 class RNNLanguageModel(nn.Module):
@@ -47,7 +31,9 @@ class RNNLanguageModel(nn.Module):
             if config.char_input
             else nn.Embedding(config.vocab_size, config.embed_dim)
         )
-        self.rnn = make_rnn(config.cell, config.embed_dim, config.hidden_dim, config.layers, config.dropout)
+        self.rnn = make_rnn(
+            config.cell, config.embed_dim, config.hidden_dim, config.layers, config.dropout, False, config.weight_drop
+        )
         self.drop = nn.Dropout(config.dropout)
         # Tied weights (Press & Wolf 2016) share the embedding as the output matrix; when the hidden
         # size differs, a projection brings the RNN output down to the embedding size first.
@@ -156,11 +142,11 @@ class RNNLanguageModel(nn.Module):
         x = self.embed(ids)  # (B, E)
         if state is None:
             state = zero_state_like(self, ids.size(0), ids.device)
-        lstm = self.config.cell == "lstm"
+        lstm = self.config.cell in PAIRED
         hs, cs = [], []
         for layer in range(self.config.layers):
             if lstm:
-                x, c = layer_step(self.rnn, "lstm", layer, x, (state[0][layer], state[1][layer]))
+                x, c = layer_step(self.rnn, self.config.cell, layer, x, (state[0][layer], state[1][layer]))
                 cs.append(c)
             else:
                 x = layer_step(self.rnn, self.config.cell, layer, x, state[layer])
@@ -173,15 +159,6 @@ class RNNLanguageModel(nn.Module):
 # punctuation reads two tokens: "calle" + ".").
 STEPPED_READ = 8
 
-CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell}
-
-
-def layer_step(rnn: nn.RNNBase, cell: str, layer: int, x: Tensor, state: State) -> State:
-    """One time step of one layer of `rnn`, with its weights: input (B, in) and the layer's state
-    (h, or (h, c) for an LSTM, each (B, H)) → the layer's new state. Autograd sees every step."""
-    weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-    return CELL_STEPS[cell](x, state, *weights)
-
 
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Trainable parameters by layer, in model order: embed, rnn.l0, rnn.l1 (rnn.l0_reverse), …, head.
@@ -193,7 +170,7 @@ def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
         if not parameter.requires_grad:
             continue
         module, _, leaf = name.partition(".")
-        layer = re.search(r"_l(\d+(?:_reverse)?)$", leaf) if isinstance(getattr(model, module), nn.RNNBase) else None
+        layer = re.search(r"_l(\d+(?:_reverse)?)$", leaf) if isinstance(getattr(model, module), RECURRENT) else None
         groups.setdefault(f"{module}.l{layer.group(1)}" if layer else module, []).append(parameter)
     return groups
 
@@ -242,7 +219,7 @@ def zero_state_like(model: RNNLanguageModel, batch: int, device: torch.device) -
     """The all-zero state a line starts from, matching the model's cell and size."""
     shape = (model.config.layers, batch, model.config.hidden_dim)
     h = torch.zeros(shape, device=device)
-    return (h, torch.zeros_like(h)) if model.config.cell == "lstm" else h
+    return (h, torch.zeros_like(h)) if model.config.cell in PAIRED else h
 
 
 class RNNClassifier(nn.Module):
@@ -316,7 +293,8 @@ def implied_by_weights(shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
         implied["char_vocab"] = chars[0]
     if len(hh := shapes.get("rnn.weight_hh_l0", ())) == 2 and hh[1] > 0:
         implied["hidden_dim"] = hh[1]
-        implied["cell"] = {4: "lstm", 3: "gru", 1: "rnn"}.get(hh[0] // hh[1], "?")
+        blocks = hh[0] // hh[1]  # a GRU and a CIFG both have 3 blocks: either fits such weights
+        implied["cell"] = tuple(cell for cell, count in GATE_BLOCKS.items() if count == blocks) or ("?",)
     implied["layers"] = sum(1 for name in shapes if re.fullmatch(r"rnn\.weight_hh_l\d+", name))
     if any(name.endswith("_reverse") for name in shapes):
         implied["bidirectional"] = True

@@ -29,7 +29,7 @@ WIDE = (6.4, 4.0)  # inches of a one-panel figure (gradients through time)
 DPI = 100
 LOSS = "loss"  # not a record key: train_loss (dashed) and val_loss (solid) on one panel
 PROFILES = {"grad_tt"}  # record keys holding a curve over steps back, drawn against k rather than training time
-CELLS = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
+CELLS = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU", "cifg": "coupled-gate LSTM"}
 X_LABELS = {"step": "optimizer step", "epoch": "epoch", "seconds": "seconds of training (evaluation included)"}
 LABELS = {
     LOSS: "loss (nats per token)",

@@ -23,13 +23,14 @@ from seqtext.cli.common import (
     with_vectors_dim,
 )
 from seqtext.cli.options import (
-    CellOption,
     ClipOption,
     DeviceOption,
     DropoutOption,
+    EmaOption,
     EmbedDimOption,
     EvalEveryOption,
     LayersOption,
+    LMCellOption,
     LrOption,
     MaxStepsOption,
     MaxTimeOption,
@@ -66,11 +67,14 @@ def train_lm_cmd(
         ),
     ] = None,
     level: Annotated[LMLevel, typer.Option(help="Tokenize by character or by word")] = M.level,
-    cell: CellOption = M.cell,
+    cell: LMCellOption = M.cell,
     layers: LayersOption = M.layers,
     embed_dim: EmbedDimOption = M.embed_dim,
     hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer")] = M.hidden_dim,
     dropout: DropoutOption = M.dropout,
+    weight_drop: Annotated[
+        float, typer.Option(help="Drop this share of the recurrent weights at each training step (DropConnect)")
+    ] = M.weight_drop,
     tie_weights: Annotated[bool, typer.Option(help="Share the embedding matrix with the output layer")] = M.tie_weights,
     max_vocab: Annotated[int, typer.Option(help="Word level: keep the most frequent N tokens")] = M.max_vocab,
     char_input: Annotated[
@@ -170,6 +174,7 @@ def train_lm_cmd(
     lexicon_words: Annotated[
         int, typer.Option(min=1, max=1_000_000, help="The lexicon's most frequent new words kept")
     ] = T.lexicon_words,
+    ema: EmaOption = T.ema,
     fp16_weights: Annotated[
         bool,
         typer.Option(

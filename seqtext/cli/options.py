@@ -10,10 +10,14 @@ from typing import Annotated
 
 import typer
 
-from seqtext.config import Cell, Device, Precision
+from seqtext.config import Cell, Device, LMCell, Precision
 
 OutOption = Annotated[Path, typer.Option(help="Run directory to write")]
 CellOption = Annotated[Cell, typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM or GRU")]
+LMCellOption = Annotated[
+    LMCell,
+    typer.Option(help="Recurrent cell: Elman RNN (tanh), LSTM, GRU, or cifg: an LSTM with coupled input-forget gates"),
+]
 LayersOption = Annotated[int, typer.Option(min=1, help="Stacked recurrent layers")]
 EmbedDimOption = Annotated[int, typer.Option(min=1, help="Embedding size")]
 DropoutOption = Annotated[float, typer.Option(help="Dropout on embeddings, between layers and before the head")]
@@ -28,5 +32,8 @@ MaxStepsOption = Annotated[
 EvalEveryOption = Annotated[int, typer.Option(min=0, help="Steps between evaluations; 0 means twice per epoch")]
 PrecisionOption = Annotated[Precision, typer.Option(help="bf16 autocast where supported (auto), or force one")]
 DeviceOption = Annotated[Device, typer.Option(help="Where to train")]
+EmaOption = Annotated[
+    float, typer.Option(help="Keep an exponential moving average of the weights with this decay (0.999); 0 off")
+]
 ResumeOption = Annotated[bool, typer.Option(help="Continue an interrupted run in --out exactly")]
 PlotOption = Annotated[bool, typer.Option(help="Draw the training curves into OUT/curves.png when training stops")]

@@ -33,6 +33,7 @@ from seqtext.cli.options import (
     ClipOption,
     DeviceOption,
     DropoutOption,
+    EmaOption,
     EmbedDimOption,
     EvalEveryOption,
     LayersOption,
@@ -153,9 +154,7 @@ def train_classifier_cmd(
     distill_weight: Annotated[
         float, typer.Option(help="With --distill-from: share of the loss on the teacher's probabilities")
     ] = T.distill_weight,
-    ema: Annotated[
-        float, typer.Option(help="Keep an exponential moving average of the weights with this decay (0.999); 0 off")
-    ] = T.ema,
+    ema: EmaOption = T.ema,
     ordinal_weight: Annotated[
         float, typer.Option(help="Add W × |expected label - gold label| to the loss (the labels are ordered)")
     ] = T.ordinal_weight,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from seqtext.cells import as_lstm
 from seqtext.keyboard.lexicon import LEXICON_FILE
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT
@@ -26,9 +28,15 @@ def weights_of(loaded: Loaded) -> dict[str, torch.Tensor]:
 
     A character-aware input (train lm --char-input) is written as it runs at inference too: `embed.table`,
     the input vector of every token (its embedding plus the CNN of its spelling), computed once here.
+    A coupled-gate LSTM (cifg) is written as the LSTM it equals (seqtext.cells.as_lstm), which ONNX and
+    the page's keyboard run.
     """
     state = loaded.model.state_dict()
     weights = {name: tensor.detach().float().cpu().contiguous().clone() for name, tensor in state.items()}
+    if loaded.config.cell == "cifg":
+        for layer in range(loaded.config.layers):
+            names = [f"rnn.{name}_l{layer}" for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            weights.update(zip(names, as_lstm(*(weights[name] for name in names)), strict=True))
     if getattr(loaded.config, "char_input", False):
         with torch.inference_mode():
             ids = torch.arange(loaded.config.vocab_size, device=loaded.device)
@@ -61,7 +69,7 @@ def model_fields(config: Any) -> dict[str, Any]:
 def write_lm(loaded: Loaded, out: Path, graphs: bool = True) -> list[Path]:
     """lm_step.onnx, lm_forward.onnx, weights, tokenizer, vocabulary, keyboard.json (+ the n-gram);
     graphs=False leaves out the two ONNX graphs (what the page's keyboard reads, without onnx)."""
-    config = loaded.config
+    config = replace(loaded.config, cell="lstm") if loaded.config.cell == "cifg" else loaded.config  # see weights_of
     weights, written = common(loaded, out, "lm")
     if graphs:
         import onnx

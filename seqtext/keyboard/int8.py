@@ -10,7 +10,8 @@ about a third (one thread, exploratory). The keystroke savings are measured agai
 (docs/keyboard.md): int8 is the default because they agree within 0.2 points; `int8=False`
 (`--no-int8`) turns it off. A server batching many typists keeps fp32: a batch reads the weights once.
 
-Runs word-level LSTM language models where torch has its x86 (fbgemm) quantized engine; `supported` says why not.
+Runs word-level LSTM and CIFG (coupled-gate LSTM) language models where torch has its x86 (fbgemm) quantized
+engine; `supported` says why not.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seqtext.cells import PAIRED, cifg_update
 from seqtext.models import RNNLanguageModel, State, zero_state_like
 
 ENGINES = ("x86", "fbgemm")  # torch's quantized engines for x86 CPUs (fbgemm, and x86 which picks fbgemm or onednn)
@@ -34,8 +36,8 @@ def supported(model: RNNLanguageModel) -> str | None:
         return f"it is a {type(model).__name__}, not seqtext's RNNLanguageModel"
     if model.config.level != "word":  # a character model's beam search steps the model itself
         return f"it is a {model.config.level}-level model, not word-level"
-    if model.config.cell != "lstm":
-        return f"its cell is {model.config.cell}, not lstm"
+    if model.config.cell not in PAIRED:
+        return f"its cell is {model.config.cell}, not lstm or cifg"
     if model.embed.weight.device.type != "cpu":
         return "it is not on the CPU"
     if engine not in ENGINES:
@@ -117,10 +119,13 @@ class Int8Steps:
         hs, cs = [], []
         for layer, packed in enumerate(self.gates):
             h, c = state[0][layer], state[1][layer]  # type: ignore[index]
-            gates = _rowwise(packed, torch.cat([x, h], dim=1))  # (B, 4H)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            x = torch.sigmoid(o) * torch.tanh(c)
+            gates = _rowwise(packed, torch.cat([x, h], dim=1))  # (B, 4H); a CIFG's (B, 3H), without i
+            if self.config.cell == "cifg":
+                x, c = cifg_update(gates, c)
+            else:
+                i, f, g, o = gates.chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                x = torch.sigmoid(o) * torch.tanh(c)
             hs.append(x)
             cs.append(c)
         return x, (torch.stack(hs), torch.stack(cs))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqtext.cells import PAIRED
 from seqtext.config import TrainConfig
 from seqtext.data import encode_lines, encode_stream, lm_windows, read_texts
 from seqtext.errors import CorpusError
@@ -119,7 +120,7 @@ def _chunk_norms(
     model: RNNLanguageModel, inputs: Tensor, targets: Tensor, last: Tensor, warm: int, steps: int
 ) -> Tensor:
     """One batch of windows: unroll step by step, take the last step's loss, read the gradients back."""
-    cell, layers, lstm = model.config.cell, model.config.layers, model.config.cell == "lstm"
+    cell, layers, lstm = model.config.cell, model.config.layers, model.config.cell in PAIRED
     batch = inputs.size(0)
     if warm:
         with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from seqtext.cells import PAIRED
 from seqtext.config import LMConfig, TrainConfig
 from seqtext.data import Window, check_lm_size, count_characters, lm_windows, looks_like_lines, read_texts, split_texts
 from seqtext.errors import ConfigError, CorpusError
@@ -28,6 +29,7 @@ from seqtext.runs.resume import saved_configs
 from seqtext.runtime import autocast, check_fits, pick_device, resolve_precision, seed_everything
 from seqtext.tokenizer import PAD_ID, build_tokenizer, from_json, to_json
 from seqtext.training import distributed, loop, shards
+from seqtext.training.averaging import WeightAverage
 from seqtext.training.fitting import TIMED_STEPS, Choice, Recipe, choose, seconds_per_step
 from seqtext.training.loop import Callback, TrainResult, run_training
 from seqtext.training.session import TrainingSession, check_out_dir
@@ -59,11 +61,17 @@ class LMTask:
         self.state: State | None = None
         self.probe = probe  # validation windows for the gradient through time (--log-gradients)
         self.sampler = sampler  # --sampled-softmax: the training loss's output layer
+        self.average = WeightAverage(model, cfg.ema) if cfg.ema else None  # --ema: validated and kept
+        if self.average is not None:
+            self.kept_model = self.average.model
 
     def windows(self, epoch: int, start: int) -> Iterator[Window]:
         return self.train_windows.epoch(epoch, self.cfg.seed, start)
 
     def loss(self, window: Window) -> tuple[torch.Tensor, int]:
+        if self.average is not None:
+            self.average.catch_up()  # the loop has taken the step of the previous window
+            self.average.pending = True
         inputs, targets = window.inputs.to(self.device), window.targets.to(self.device)
         state = self.state if window.carry else None
         with autocast(self.device, self.precision):
@@ -96,7 +104,10 @@ class LMTask:
     def validate(self) -> dict[str, float]:
         # Training precision: validation is for picking the checkpoint, and bf16 makes it ~3× cheaper;
         # `seqtext evaluate` reports final figures in fp32.
-        nll, tokens = lm_nll(self.model, self.valid_windows, self.device, self.precision)
+        if self.average is not None:
+            self.average.catch_up()
+        model = self.model if self.average is None else self.average.model
+        nll, tokens = lm_nll(model, self.valid_windows, self.device, self.precision)
         m = lm_metrics(nll, tokens, self.valid_chars)
         return {"val_loss": m.loss, "val_ppl": m.perplexity, "val_bpc": m.bits_per_char}
 
@@ -108,15 +119,19 @@ class LMTask:
         return {"grad_tt": mean.tolist(), "grad_tt_ratio": float(mean[-1] / mean[0]) if mean[0] > 0 else math.nan}
 
     def carried(self) -> dict[str, torch.Tensor]:
+        average = {} if self.average is None else self.average.tensors()
         if self.state is None:
-            return {}
-        return {f"state.{i}": s for i, s in enumerate(state_tensors(self.state))}
+            return average
+        return {**average, **{f"state.{i}": s for i, s in enumerate(state_tensors(self.state))}}
 
     def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.average is not None:
+            self.average.restore(tensors)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("ema")}
         parts = [tensors[k] for k in sorted(tensors) if k.startswith("state.")]
         config = self.model.config
         expected = (config.layers, config.hidden_dim)
-        count = 2 if config.cell == "lstm" else 1
+        count = 2 if config.cell in PAIRED else 1
         if parts and (
             sorted(tensors) != [f"state.{i}" for i in range(count)]
             or any(p.dim() != 3 or (p.size(0), p.size(2)) != expected or p.size(1) > self.cfg.batch_size for p in parts)

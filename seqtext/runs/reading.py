@@ -140,10 +140,12 @@ def check_weights(path: Path, kind: str, config: Any) -> None:
     def explain() -> str | None:
         implied = implied_by_weights({name: shape for name, (_, shape) in found.items()})
         for name, value in implied.items():
-            if hasattr(config, name) and getattr(config, name) != value:
+            fits = value if isinstance(value, tuple) else (value,)  # shapes a GRU and a CIFG share fit either
+            if hasattr(config, name) and getattr(config, name) not in fits:
                 return (
                     f'config.json disagrees: its field "model.{name}" is {getattr(config, name)!r} but these '
-                    f"weights were trained with {value!r}; restore the run's own config.json, or train the run again"
+                    f"weights were trained with {' or '.join(map(repr, fits))}; restore the run's own "
+                    "config.json, or train the run again"
                 )
         return None
 

@@ -252,6 +252,8 @@ ARCHITECTURE = ("level", "max_vocab", "cell", "embed_dim", "hidden_dim", "layers
 def language_model(run: str, config: ClassifierConfig) -> Loaded:
     """The --init-from run, checked: a language model with this tokenizer, level and layer sizes."""
     lm = as_loaded(run, "lm", "--init-from")
+    if lm.config.cell == "cifg":  # language models only (seqtext.cells): a classifier also reads backwards
+        raise ConfigError(f"--init-from {run} has a cifg cell, which classifiers lack; start from an lstm run")
     for name in ARCHITECTURE:
         mine, theirs = getattr(config, name), getattr(lm.config, name)
         if mine != theirs:
