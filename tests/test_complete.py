@@ -8,14 +8,14 @@ import weakref
 
 import pytest
 import torch
-from helpers import SENTENCES, TINY_MODEL
+from helpers import KEYBOARD_TEXTS, SENTENCES, TINY_MODEL
 
 import seqtext
 from seqtext.config import LMConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer, Completion, completer_for, partial_word
 from seqtext.keyboard.typist import simulate_typing
-from seqtext.keyboard.words import WordIndex
+from seqtext.keyboard.words import WordIndex, fold
 from seqtext.models import STEPPED_READ, RNNLanguageModel
 from seqtext.tokenizer import build_word_tokenizer
 
@@ -247,3 +247,19 @@ def test_of_equally_likely_words_the_first_in_order_are_kept():
     probs = torch.tensor([0.1, 0.2, 0.2, 0.2, 0.3])
     assert [w for w, _ in index.best(probs, "p", 3)] == ["pu", "pe", "pi"]  # never "po" by topk's order of ties
     assert [w for w, _ in index.best(probs, "p", 9)] == ["pu", "pe", "pi", "po", "pa"]
+
+
+def test_a_folded_match_is_shown_with_the_probability_it_ranks_by(word_lm):
+    """Typing "m" is evidence against "Mary": it ranks at INEXACT_DISCOUNT times its probability, and
+    shows that figure, so the probabilities shown are in the order shown ("mi" 0.02, then "Mary" 0.012)."""
+    completer = Completer(word_lm, ngram=False)
+    words = ["mi", "Mary", "mesa", "Mía"]
+    entries = list(enumerate(words))
+    completer.exact = {True: WordIndex([(w, w, i) for i, w in entries])}
+    completer.folded = {True: WordIndex([(fold(w), w, i) for i, w in entries])}
+    probs = torch.tensor([0.02, 0.12, 0.01, 0.3])
+    got = [(c.word, round(c.prob, 6)) for c in completer._restrict(probs, "m", True, 4)]
+    assert got == [("Mía", 0.03), ("mi", 0.02), ("Mary", 0.012), ("mesa", 0.01)]
+    for typed in KEYBOARD_TEXTS:  # the whole engine, folding included
+        shown = [c.prob for c in seqtext.complete(word_lm, typed, 5)]
+        assert shown == sorted(shown, reverse=True), typed

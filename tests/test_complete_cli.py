@@ -25,6 +25,9 @@ def test_text_answers_once(word_run):
     suggestions = json.loads(result.stdout)
     assert len(suggestions) == 2 and set(suggestions[0]) == {"word", "prob"}
     assert suggestions[0]["prob"] >= suggestions[1]["prob"]
+    folded = json.loads(invoke("complete", word_run, "--text", "El nin", "--k", "5", "--json").stdout)
+    assert folded[0]["word"] == "niño"  # found by folding: shown at the probability it ranks by, in order
+    assert [s["prob"] for s in folded] == sorted((s["prob"] for s in folded), reverse=True)
 
 
 def test_piped_lines_get_one_output_line_each(word_run):

@@ -158,10 +158,11 @@ class Completer:
 
     # --- the personal model's hook: its scores join the model's here, and only here --------------------------------
     def _mix_personal(self, typed: str, ranked: list[Completion], k: int) -> list[Completion]:
-        """p(w) = (1 − λ)·p_model(w) + λ·p_personal(w); a word found only by folding ranks at INEXACT_DISCOUNT."""
+        """p(w) = (1 − λ)·p_model(w) + λ·p_personal(w); a word found only by folding counts at INEXACT_DISCOUNT
+        (the model's already do: `_restrict`)."""
         line = typed[typed.rfind("\n") + 1 :]
         partial = partial_word(line)
-        model = [(c.word, 1.0 if c.word.startswith(partial) else INEXACT_DISCOUNT, c.prob) for c in ranked]
+        model = [(c.word, 1.0, c.prob) for c in ranked]
         learned = [
             (match_case(word, partial), 1.0 if word.startswith(partial) else INEXACT_DISCOUNT, p)
             for word, p in self.personal.candidates(line[: len(line) - len(partial)], partial, k + SPARE)
@@ -208,19 +209,19 @@ class Completer:
         return found
 
     def _restrict(self, probs: Tensor, partial: str, marked: bool, k: int) -> list[Completion]:
-        """The k best vocabulary words starting with `partial` (or, at a discount, with it folded)."""
-        scores: dict[str, list[float]] = {}  # shown word → [ranking score, probability]
+        """The k best vocabulary words starting with `partial` (or, at a discount, with it folded), each with
+        the probability it ranks by: a word found only by folding counts INEXACT_DISCOUNT times its own."""
+        scores: dict[str, float] = {}  # shown word → its (discounted) probability
         for word, p in self.exact[marked].best(probs, partial, k + 1):
             if word != partial:  # what is already typed is no suggestion
-                scores[word] = [p, p]
+                scores[word] = p
         # Ignoring accents and case: k exact words can outrank at most k + 1 of the 2k + 1 best folded ones.
         for word, p in self.folded[marked].best(probs, fold(partial), 2 * k + 1) if partial else []:
             if not word.startswith(partial):
-                score = scores.setdefault(match_case(word, partial), [0.0, 0.0])
-                score[0] += INEXACT_DISCOUNT * p
-                score[1] += p
-        ranked = sorted(scores.items(), key=lambda item: (-item[1][0], item[0]))[:k]
-        return [Completion(word, prob) for word, (_, prob) in ranked]
+                shown = match_case(word, partial)
+                scores[shown] = scores.get(shown, 0.0) + INEXACT_DISCOUNT * p
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [Completion(word, prob) for word, prob in ranked]
 
     def _beam_search(self, start: Read, partial: str, k: int) -> list[Completion]:
         """Extend `partial` character by character until a word boundary; keep the k best words."""

@@ -247,15 +247,12 @@ def mix(
     model: list[tuple[str, float, float]], learned: list[tuple[str, float, float]], weight: float, k: int
 ) -> list[tuple[str, float]]:
     """The k best of two candidate lists of (shown word, rank discount, probability), mixed linearly:
-    p = (1 − weight)·p_model + weight·p_personal; ranked by the discounted mix, best first."""
-    mixed: dict[str, list[float]] = {}  # shown word → [ranking score, probability]
+    p = (1 − weight)·discount·p_model + weight·discount·p_personal, best first, each with that p (what it ranks by)."""
+    mixed: dict[str, float] = {}  # shown word → its (discounted) mixed probability
     for share, candidates in ((1 - weight, model), (weight, learned)):
         for word, discount, p in candidates:
-            score = mixed.setdefault(word, [0.0, 0.0])
-            score[0] += share * discount * p
-            score[1] += share * p
-    best = sorted(mixed.items(), key=lambda item: (-item[1][0], item[0]))[:k]
-    return [(word, prob) for word, (_, prob) in best]
+            mixed[word] = mixed.get(word, 0.0) + share * discount * p
+    return sorted(mixed.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
 def _context_word(context: str) -> str:

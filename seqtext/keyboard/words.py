@@ -21,10 +21,11 @@ INEXACT_DISCOUNT = 0.1  # a match found only by ignoring accents/case ranks as i
 @dataclass(frozen=True)
 class Completion:
     """One suggestion: the whole word, and the probability that it is the next word (the model's, or
-    its mix with the run's n-gram).
+    its mix with the run's n-gram), which suggestions are ranked by.
 
-    Suggestions are ranked by probability, except that a word found only by ignoring accents or
-    case ("nino" → "niño") ranks as if INEXACT_DISCOUNT times as likely.
+    A word found only by ignoring accents or case ("nino" → "niño") is shown with INEXACT_DISCOUNT
+    times its probability, and ranks by that: typing "m" is evidence against "Mary", so "mi" at 0.02
+    comes before "Mary" at 0.12 × 0.1 = 0.012, and the probabilities shown are in the order shown.
     """
 
     word: str

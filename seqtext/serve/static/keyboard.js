@@ -233,20 +233,18 @@ class PageKeyboard {
   }
 
   restrict(probs, partial, marked, k) {
-    const scores = new Map(); // shown word → [ranking score, probability]
+    const scores = new Map(); // shown word → its probability, discounted when found only by folding
     for (const [word, p] of this.exact[marked].best(probs, partial, k + 1)) {
-      if (word !== partial) scores.set(word, [p, p]); // what is already typed is no suggestion
+      if (word !== partial) scores.set(word, p); // what is already typed is no suggestion
     }
     // ignoring accents and case: k exact words can outrank at most k + 1 of the 2k + 1 best folded ones
     for (const [word, p] of partial ? this.folded[marked].best(probs, fold(partial), 2 * k + 1) : []) {
       if (word.startsWith(partial)) continue;
-      const shown = matchCase(word, partial), score = scores.get(shown) || [0, 0];
-      score[0] += this.shape.inexact_discount * p;
-      score[1] += p;
-      scores.set(shown, score);
+      const shown = matchCase(word, partial);
+      scores.set(shown, (scores.get(shown) || 0) + this.shape.inexact_discount * p);
     }
-    const ranked = [...scores].sort((a, b) => b[1][0] - a[1][0] || byCodePoints(a[0], b[0])).slice(0, k);
-    return ranked.map(([word, [, prob]]) => ({ word, prob }));
+    const ranked = [...scores].sort((a, b) => b[1] - a[1] || byCodePoints(a[0], b[0])).slice(0, k);
+    return ranked.map(([word, prob]) => ({ word, prob }));
   }
 
   beamSearch(start, partial, k) {
