@@ -16,6 +16,7 @@ import seqtext
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer
 from seqtext.serve import ServeConfig, load_runs
+from seqtext.serve import app as serve_app
 from seqtext.serve.app import create_app
 from seqtext.serve.hosted import parse_run
 from seqtext.serve.page import OFFLINE_DOCS
@@ -327,3 +328,30 @@ def test_model_calls_run_on_the_models_own_thread_one_at_a_time(hosted):
     assert answers == [200] * 24
     assert {name for name, _ in seen} == {"model-es_0"}  # not the event loop, not a shared pool
     assert max(n for _, n in seen) == 1  # never two calls into the model at once
+
+
+def test_a_well_formed_keystroke_takes_the_short_way_with_the_framework_s_answer(hosted, monkeypatch):
+    """keystrokes.py answers a well-formed /v1/complete without FastAPI's route, with the same bytes; a body
+    it does not take (here k as 3.0, which pydantic accepts) goes on to the route."""
+    app = create_app(hosted, ServeConfig())
+    routed, pick = [], serve_app.pick  # the route looks `pick` up when it runs; the short way holds its own
+
+    def counted(hosted, name, kind, endpoint):
+        routed.append(endpoint)
+        return pick(hosted, name, kind, endpoint)
+
+    monkeypatch.setattr(serve_app, "pick", counted)
+    with TestClient(app, base_url="http://localhost") as c:
+        short = c.post("/v1/complete", json={"model": "es", "text": TYPED, "k": 3})
+        assert short.status_code == 200 and routed == []
+        framework = c.post("/v1/complete", json={"model": "es", "text": TYPED, "k": 3.0})
+        assert framework.status_code == 200 and routed == ["/v1/complete"]
+        assert short.content == framework.content
+        assert short.headers["content-type"] == framework.headers["content-type"] == "application/json"
+        assert short.json()["suggestions"][0]["word"] == "perro"
+        # what the short way does not answer is the route's, with its message
+        too_many = c.post("/v1/complete", json={"model": "es", "text": "x", "k": 21})
+        assert "cap of 20 (--max-k)" in error_of(too_many, 422)
+        assert "must be a JSON object" in error_of(
+            c.post("/v1/complete", content=b'{"text": "x"}', headers={"content-type": "text/plain"}), 422
+        )

@@ -149,3 +149,21 @@ def test_a_worker_that_cannot_start_is_one_line_and_stops_the_others(tmp_path, k
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "is not a seqtext run" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_many_typists_inside_their_words_reuse_their_mixes(keyboard_run):
+    """The server's Completer keeps a mix per typist's current word: 40 typists typing words in turn compute each
+    context's mix of the model and the n-gram once, not at every keystroke (a 16-entry cache evicted them)."""
+    model = load_runs([f"es={keyboard_run}"])["es"]
+    try:
+        mixer = model.completer.mixer
+        assert mixer is not None
+        computed = []
+        ngram_part = mixer.ngram_part
+        mixer.ngram_part = lambda text: computed.append(text) or ngram_part(text)
+        contexts = [f"{TEXTS[i % len(TEXTS)]} {'x' * (i + 1)} " for i in range(40)]
+        for end in range(1, 4):  # each typist types three letters of its next word, all in turn
+            model.completer.suggest_many([(context + "per"[:end], 3) for context in contexts])
+        assert sorted(computed) == sorted(contexts)
+    finally:
+        model.shutdown()

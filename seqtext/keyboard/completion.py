@@ -131,6 +131,8 @@ class Completer:
                 f"order {model.order}; train the run again, or use --no-ngram"
             )
         self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight)
+        # one mix per typist's current word: many typists (a server's larger cache) would otherwise evict each other's
+        self.mixer.cache_size = max(16, self.cache_size // 4)
         exact = WordIndex([(w, w, i) for i, w in enumerate(self.mixer.words)])
         folded = WordIndex([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}

@@ -62,6 +62,7 @@ class Mixer:
         self.model_ids = {m: torch.tensor([model_words[m].get(w, len(vocab)) for w in words]) for m in (False, True)}
         self.lacks = {m: ids == len(vocab) for m, ids in self.model_ids.items()}  # (U,) the model reads <unk>
         self._cache: OrderedDict[tuple[str, bool], tuple[Tensor, Tensor]] = OrderedDict()
+        self.cache_size = 16  # recent mixes kept: a typist's keystrokes inside a word reuse one (U floats each)
 
     def ngram_part(self, text: str) -> tuple[Tensor, int]:
         """p_ngram(w | text) for every union word, (U,), and the longest context order the n-gram knows."""
@@ -82,6 +83,7 @@ class Mixer:
         key = (text, marked)
         hit = self._cache.get(key)
         if hit is not None and hit[0] is probs:
+            self._cache.move_to_end(key)
             return hit[1]
         ngram, matched = self.ngram_part(text)
         weight = self.weights[min(matched, len(self.weights)) - 1]
@@ -89,6 +91,6 @@ class Mixer:
         if self.lexicon_weight:
             mixed = (1 - self.lexicon_weight) * mixed + self.lexicon_weight * self.lexicon
         self._cache[key] = (probs, mixed)
-        if len(self._cache) > 16:
+        if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return mixed

@@ -24,6 +24,7 @@ from seqtext.serve.config import ServeConfig
 from seqtext.serve.guards import ApiError, Guard, check_key, install_error_handlers, log
 from seqtext.serve.hosted import KINDS, Hosted
 from seqtext.serve.inpage import add_export_files
+from seqtext.serve.keystrokes import Keystrokes
 from seqtext.serve.page import OFFLINE_DOCS, add_page
 
 STREAM_STEP, TEXT_STEP = 1, 32  # tokens per job on the model thread: streams flow token by token
@@ -43,13 +44,15 @@ def create_app(hosted: dict[str, Hosted], config: ServeConfig | None = None) -> 
     )
     app.state.hosted, app.state.config = hosted, config
     install_error_handlers(app)
+    limits = Limits(config)
+    # Guard first, then the keystroke's short way (keystrokes.py), then FastAPI's routes
+    app.add_middleware(Keystrokes, hosted=hosted, config=config, pick=pick, limits=limits)
     app.add_middleware(Guard, max_body_bytes=config.max_body_bytes, loopback=config.loopback)
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]) -> None:
         check_key(config.api_key, credentials and f"{credentials.scheme} {credentials.credentials}")
 
     api = APIRouter(prefix="/v1", dependencies=[Depends(authorized)], responses=ERRORS)
-    limits = Limits(config)
 
     @app.get("/health", response_model=schemas.Health, tags=["server"])
     async def health() -> dict:

@@ -25,6 +25,7 @@ log = logging.getLogger("seqtext.serve")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
 DRAIN_BYTES = 16_000_000  # the most of an oversized body read (and dropped) so that its sender sees the 413
 MAX_HEADER_BYTES = 65_536  # a request's line and headers; a browser sends a few hundred bytes
+PARSED_BODY = "seqtext.body"  # the scope key where Guard hands on the body it parsed (keystrokes.py reads it)
 
 
 class ApiError(Exception):
@@ -145,9 +146,11 @@ class Guard:
             if len(body) > self.max_body_bytes:
                 await self._too_large(scope, receive, send, more=more)
                 return
-        if problem := strict_json_problem(bytes(body)):
+        parsed, problem = strict_json(bytes(body))
+        if problem:
             await error_response(422, "invalid_request", f"the request body: {problem}")(scope, receive, send)
             return
+        scope[PARSED_BODY] = parsed
         replayed = False
 
         async def replay() -> Message:
@@ -173,17 +176,16 @@ class Guard:
         await error_response(413, "too_large", message, {"Connection": "close"})(scope, receive, send)
 
 
-def strict_json_problem(body: bytes) -> str | None:
-    """What the JSON reader of every seqtext file refuses in a request body (seqtext.jsonfiles: a key
-    given twice, a number out of range, an unpaired surrogate, deep nesting), naming the field; None
-    otherwise. A body that is not JSON at all is left to the endpoint, which says what it expects."""
+def strict_json(body: bytes) -> tuple[Any, str | None]:
+    """The body's JSON value, and what the JSON reader of every seqtext file refuses in it (seqtext.jsonfiles:
+    a key given twice, a number out of range, an unpaired surrogate, deep nesting), naming the field. A body
+    that is not JSON at all is (None, None): left to the endpoint, which says what it expects."""
     if not body.strip():
-        return None
+        return None, None
     try:
-        jsonfiles.parse(body)
+        return jsonfiles.parse(body), None
     except jsonfiles.JsonError as exc:
-        return None if exc.problem.startswith("not readable JSON") else exc.problem
-    return None
+        return None, None if exc.problem.startswith("not readable JSON") else exc.problem
 
 
 def _host_name(host: str) -> str:

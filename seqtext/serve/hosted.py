@@ -105,8 +105,11 @@ class Hosted:
             answers: list[Any] = self.completer.suggest_many(requests)
         except Exception:  # a text the model cannot read fails its own request, not its neighbours'
             answers = [_outcome(self.completer.suggest, text, k) for text, k in requests]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
         for (_, _, future), answer in zip(batch, answers, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, answer)
+            by_loop.setdefault(future.get_loop(), []).append((future, answer))
+        for loop, settled in by_loop.items():  # one wake-up of the event loop per batch, not per keystroke
+            loop.call_soon_threadsafe(_settle, settled)
 
     def close_later(self, pieces: Generator[Any, None, None]) -> None:
         """Close a generation on the model thread, after the step it may be running (a client left)."""
@@ -127,14 +130,15 @@ def _outcome(fn: Callable[..., T], *args: Any) -> T | BaseException:
         return exc
 
 
-def _settle(future: asyncio.Future, answer: Any) -> None:
-    """On the event loop: hand a keystroke its answer (unless its client has gone)."""
-    if future.done():
-        return
-    if isinstance(answer, BaseException):
-        future.set_exception(answer)
-    else:
-        future.set_result(answer)
+def _settle(settled: list[tuple[asyncio.Future, Any]]) -> None:
+    """On the event loop: hand each keystroke its answer (unless its client has gone)."""
+    for future, answer in settled:
+        if future.done():
+            continue
+        if isinstance(answer, BaseException):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 def parse_run(spec: str) -> tuple[str, Path]:
