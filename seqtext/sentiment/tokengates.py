@@ -10,8 +10,11 @@ the same labels, probabilities within 1e-5); on an AVX2 CPU in fp32 the model's 
 half (1 thread, exploratory). With native bf16, torch's bf16 LSTM is as fast, so `classify` uses this
 path only where it runs fp32 (sentiment/classification.py).
 
-Covers one-layer LSTM classifiers (either direction count) with max, mean or last pooling on the CPU,
-whose table fits TABLE_MB; others run as trained (`supported` says why not).
+Covers one-layer LSTM classifiers (either direction count) with max, mean or last pooling on the CPU;
+others run as trained (`supported` says why not). Where the tables would take more than TABLE_MB (a
+vocabulary extended from word vectors: 116k words make 475 MB), each batch gets a table of its own
+distinct tokens instead, from the embedding: the same answers, at the cost of about one recurrent step
+per batch for a 50-dimensional embedding.
 """
 
 from __future__ import annotations
@@ -20,21 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqtext.config import ClassifierConfig
 from seqtext.models import RNNClassifier
 
-TABLE_MB = 256  # at most this much memory for the token tables (the default classifier's: 65 MB)
+TABLE_MB = 256  # at most this much memory for the whole vocabulary's tables (the default classifier's: 65 MB)
+
+
+def table_mb(config: ClassifierConfig) -> float:
+    """Megabytes of the whole vocabulary's gate tables: (V, 4H) fp32 per direction."""
+    return config.vocab_size * 4 * config.hidden_dim * (2 if config.bidirectional else 1) * 4 / 1e6
 
 
 def supported(model: RNNClassifier) -> str | None:
     """None when TokenGates can run this model, else why not (in words)."""
     config = model.config
-    table_mb = config.vocab_size * 4 * config.hidden_dim * (2 if config.bidirectional else 1) * 4 / 1e6
     reasons = [
         (config.cell != "lstm", f"its cell is {config.cell}, not lstm"),
         (config.layers != 1, f"it has {config.layers} layers, not 1"),
         (config.pooling not in ("max", "mean", "last"), f"its pooling is {config.pooling}"),
         (model.embed.weight.device.type != "cpu", "it is not on the CPU"),
-        (table_mb > TABLE_MB, f"its token tables would take {table_mb:,.0f} MB (more than {TABLE_MB})"),
     ]
     return next((why for refused, why in reasons if refused), None)
 
@@ -57,17 +64,25 @@ class TokenGates:
         scale = torch.ones(4 * H)
         scale[2 * H : 3 * H] = 2.0
         with torch.inference_mode():
-            embed = model.embed.weight.detach().float()
-            tables, recurrent = [], []
+            inputs, biases, recurrent = [], [], []
             for suffix in ("", "_reverse") if config.bidirectional else ("",):
                 w_ih, w_hh = getattr(rnn, f"weight_ih_l0{suffix}"), getattr(rnn, f"weight_hh_l0{suffix}")
                 bias = getattr(rnn, f"bias_ih_l0{suffix}") + getattr(rnn, f"bias_hh_l0{suffix}")
-                tables.append(torch.addmm(bias.float(), embed, w_ih.float().t()) * scale)  # (V, 4H)
+                inputs.append((w_ih.float() * scale[:, None]).t().contiguous())  # (E, 4H)
+                biases.append(bias.float() * scale)  # (4H,)
                 recurrent.append((w_hh.float() * scale[:, None]).t().contiguous())  # (H, 4H)
-            self.table = torch.cat(tables)  # (D·V, 4H): direction d's row of token i is d·V + i
+            self.inputs, self.biases = inputs, biases
             self.recurrent = torch.stack(recurrent)  # (D, H, 4H)
             self.head_weight = model.head.weight.detach().float().clone()
             self.head_bias = model.head.bias.detach().float().clone()
+            embed = model.embed.weight.detach().float().clone()
+            # the whole vocabulary's table where it fits; else each batch builds one for its own tokens
+            self.table = self._tables(embed) if table_mb(config) <= TABLE_MB else None
+            self.embed = None if self.table is not None else embed
+
+    def _tables(self, vectors: Tensor) -> Tensor:
+        """The gate tables of N token vectors (N, E): (D·N, 4H), direction d's row of token i at d·N + i."""
+        return torch.cat([torch.addmm(b, vectors, w) for w, b in zip(self.inputs, self.biases, strict=True)])
 
     @torch.inference_mode()
     def __call__(self, ids: Tensor) -> Tensor:
@@ -76,13 +91,19 @@ class TokenGates:
         directions = self.recurrent.size(0)
         if steps == 0:  # nothing read: a zero pooled vector, as the model gives an empty text
             return self.head_bias.expand(batch, -1).clone()
+        if self.table is None:  # the batch's own table: its distinct tokens, ids renumbered into it
+            assert self.embed is not None
+            tokens, ids = torch.unique(ids, return_inverse=True)
+            table, tokens_in_table = self._tables(self.embed[tokens]), tokens.numel()
+        else:
+            table, tokens_in_table = self.table, self.vocab_size
         order = [ids.t()]  # (T, B): forward reads t = 0 … T−1, backward T−1 … 0
         if directions == 2:
-            order.append(ids.flip(1).t() + self.vocab_size)
+            order.append(ids.flip(1).t() + tokens_in_table)
         rows = torch.stack(order, dim=1)  # (T, D, B): each step's rows of the table
         h = c = pooled = None
         for t in range(steps):
-            gates = F.embedding(rows[t], self.table)  # (D, B, 4H), gathered step by step: it stays in cache
+            gates = F.embedding(rows[t], table)  # (D, B, 4H), gathered step by step: it stays in cache
             if h is not None:
                 gates.baddbmm_(h, self.recurrent)
             i, f, g, o = gates.sigmoid_().chunk(4, dim=-1)  # input, forget, cell (as 2σ(2x) − 1), output
