@@ -193,7 +193,7 @@ class TrainConfig:
 
 
 SENTIMENT_LABELS = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
-Pooling = Literal["last", "mean", "max", "attention"]
+Pooling = Literal["last", "mean", "max", "kmax", "attention"]
 ClassWeights = Literal["none", "balanced"]
 
 

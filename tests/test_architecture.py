@@ -3,7 +3,7 @@
     foundations ← runs ← training ← areas ← api ← edge
 
 - foundations: the modules at the package root (errors, schema, files, limits, config, presets, textfiles, jsonfiles,
-  runtime, tokenizer, data, models): what everything builds on;
+  runtime, tokenizer, data, models, classifiers): what everything builds on;
 - runs/: the run directory, saved and read back checked: the one reader of a run directory;
 - training/: the loop, the session that holds a run directory, the processes of a run;
 - areas: lm/, keyboard/, sentiment/, the product areas; two areas meet only through the layers below;

@@ -11,9 +11,10 @@ from helpers import PHRASES, SHARED_DATA, needs_shared_data
 from safetensors.torch import load_file
 
 import seqtext
+from seqtext.classifiers import RNNClassifier
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError, TrainingStopped
-from seqtext.models import RNNClassifier, RNNLanguageModel
+from seqtext.models import RNNLanguageModel
 from seqtext.sentiment.classification import prepare
 from seqtext.sentiment.inputs import read_inputs
 from seqtext.sentiment.labelled import read_labelled, split_labelled
@@ -50,7 +51,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "kmax", "attention"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_classifier_shapes_and_padding_invariance(cell, pooling, bidirectional):
     config = ClassifierConfig(

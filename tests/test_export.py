@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import KEYBOARD_TEXTS, assert_clean_error, copy_run, invoke, train_tiny
+from helpers import KEYBOARD_TEXTS, PHRASES, assert_clean_error, copy_run, invoke, train_tiny
 
 pytest.importorskip("onnx", reason="needs the export extra: pip install -e '.[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install -e '.[export]'")
@@ -125,10 +125,19 @@ def test_the_forward_graph_reads_a_batch_as_the_model_does(word_run, tmp_path):
     assert np.abs(logits - want.numpy()).max() < 1e-4 and np.abs(h - want_h.numpy()).max() < 1e-5
 
 
-def test_the_exported_classifier_gives_seqtexts_probabilities(sentiment_run, tmp_path):
-    out = export(sentiment_run, tmp_path / "export")
+@pytest.mark.parametrize("pooling", ["max", "kmax", "mean", "attention", "last"])
+def test_the_exported_classifier_gives_seqtexts_probabilities(sentiment_run, tmp_path, pooling):
+    run = sentiment_run
+    if pooling != "max":  # the fixture's is the default, max
+        run = tmp_path / "run"
+        seqtext.train_classifier(
+            seqtext.ClassifierConfig(embed_dim=8, hidden_dim=8, pooling=pooling),
+            seqtext.ClassifierTrainConfig(data=str(PHRASES), out=str(run), epochs=1, precision="fp32", seed=0),
+        )
+    out = export(run, tmp_path / "export")
     described = json.loads((out / "classifier.json").read_text(encoding="utf-8"))
-    clf = seqtext.load(sentiment_run)
+    assert described["pooling"] == pooling
+    clf = seqtext.load(run)
     assert described["labels"] == list(clf.config.labels)
     texts = ["a warm , funny and deeply moving film", "", "bad", "Zorbaxa is the worst movie ever made", "ok"]
     ids = encode_texts(from_json((out / "tokenizer.json").read_text(encoding="utf-8")), clf.config, texts)

@@ -7,8 +7,8 @@ from helpers import PHRASES, copy_run, invoke
 from test_classifier import train_clf
 
 import seqtext
+from seqtext.classifiers import RNNClassifier
 from seqtext.config import ClassifierConfig
-from seqtext.models import RNNClassifier
 from seqtext.sentiment import tokengates
 from seqtext.sentiment.tokengates import TokenGates, supported
 
@@ -19,9 +19,9 @@ def tiny(**fields) -> RNNClassifier:
     return RNNClassifier(config).eval()
 
 
-@pytest.mark.parametrize("pooling", ["max", "mean", "last"])
+@pytest.mark.parametrize("pooling", ["max", "kmax", "mean", "last"])
 @pytest.mark.parametrize("bidirectional", [True, False])
-@pytest.mark.parametrize("steps", [0, 1, 2, 7])
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 7])
 def test_token_gates_give_the_models_logits(pooling, bidirectional, steps):
     model = tiny(pooling=pooling, bidirectional=bidirectional)
     with torch.no_grad():  # weights far from zero, so every gate's range is exercised

@@ -89,7 +89,7 @@ def train_classifier_cmd(
     hidden_dim: Annotated[int, typer.Option(min=1, help="Hidden units per layer and direction")] = M.hidden_dim,
     bidirectional: Annotated[bool, typer.Option(help="Read each text both ways")] = M.bidirectional,
     pooling: Annotated[
-        Pooling, typer.Option(help="Text vector: last state, or mean/max/attention over all steps")
+        Pooling, typer.Option(help="Text vector: last state, or mean/max/kmax (2 largest)/attention over all steps")
     ] = M.pooling,
     dropout: DropoutOption = M.dropout,
     lowercase: Annotated[

@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from seqtext.classifiers import KMAX
+
 OPSET = 18  # ReduceMax takes its axes as an input from 18 on
 # The file format: the oldest with opset 18 (onnx 1.13), not the installed onnx's newest, which runtimes a
 # few releases old refuse (onnxruntime-web 1.23 from npm cannot open IR 14)
@@ -153,6 +155,14 @@ def classifier(weights: dict[str, np.ndarray], config) -> onnx.ModelProto:
         elif config.pooling == "max":
             minus_inf = g.const(np.array(-np.inf, dtype=np.float32))
             pooled = g.one("ReduceMax", [g.one("Where", [mask, out, minus_inf]), one_axis], keepdims=0)
+        elif config.pooling == "kmax":  # as RNNClassifier: KMAX − 1 steps of −inf past the end, the top KMAX
+            minus_inf = g.const(np.array(-np.inf, dtype=np.float32))
+            pads = g.const(np.array([0, 0, 0, 0, KMAX - 1, 0]))  # (B, T, F): begins, then ends
+            padded = g.one("Pad", [g.one("Where", [mask, out, minus_inf]), pads, minus_inf])
+            top = g.op("TopK", [padded, g.const(np.array([KMAX]))], 2, axis=1)[0]  # (B, KMAX, F), largest first
+            largest = g.one("ReduceMax", [top, one_axis], keepdims=1)
+            top = g.one("Where", [g.one("IsInf", [top]), largest, top])  # a text shorter than KMAX repeats it
+            pooled = g.one("Reshape", [top, g.const(np.array([0, -1]))])
         else:  # attention
             minus_inf = g.const(np.array(-np.inf, dtype=np.float32))
             scores = g.one("Where", [mask, g.linear(out, "attention"), minus_inf])

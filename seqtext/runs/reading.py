@@ -16,10 +16,11 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from seqtext import __version__, jsonfiles
+from seqtext.classifiers import RNNClassifier
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, CorpusError
 from seqtext.limits import MAX_MEMBERS
-from seqtext.models import RNNClassifier, RNNLanguageModel, implied_by_weights, on_meta
+from seqtext.models import RNNLanguageModel, implied_by_weights, on_meta
 from seqtext.runs.checks import (
     check_run_dir,
     check_tensors,

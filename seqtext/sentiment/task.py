@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from seqtext.classifiers import RNNClassifier
 from seqtext.config import ClassifierTrainConfig
-from seqtext.models import RNNClassifier
 from seqtext.runtime import autocast
 from seqtext.sentiment.classification import predict_proba
 from seqtext.sentiment.labelled import Batch, TextBatches

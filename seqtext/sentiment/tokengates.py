@@ -10,7 +10,7 @@ the same labels, probabilities within 1e-5); on an AVX2 CPU in fp32 the model's 
 half (1 thread, exploratory). With native bf16, torch's bf16 LSTM is as fast, so `classify` uses this
 path only where it runs fp32 (sentiment/classification.py).
 
-Covers one-layer LSTM classifiers (either direction count) with max, mean or last pooling on the CPU;
+Covers one-layer LSTM classifiers (either direction count) with max, k-max, mean or last pooling on the CPU;
 others run as trained (`supported` says why not). Where the tables would take more than TABLE_MB (a
 vocabulary extended from word vectors: 116k words make 475 MB), each batch gets a table of its own
 distinct tokens instead, from the embedding: the same answers, at the cost of about one recurrent step
@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqtext.classifiers import KMAX, RNNClassifier
 from seqtext.config import ClassifierConfig
-from seqtext.models import RNNClassifier
 
 TABLE_MB = 256  # at most this much memory for the whole vocabulary's tables (the default classifier's: 65 MB)
 
@@ -40,8 +40,9 @@ def supported(model: RNNClassifier) -> str | None:
     reasons = [
         (config.cell != "lstm", f"its cell is {config.cell}, not lstm"),
         (config.layers != 1, f"it has {config.layers} layers, not 1"),
-        (config.pooling not in ("max", "mean", "last"), f"its pooling is {config.pooling}"),
+        (config.pooling not in ("max", "kmax", "mean", "last"), f"its pooling is {config.pooling}"),
         (model.embed.weight.device.type != "cpu", "it is not on the CPU"),
+        (config.pooling == "kmax" and KMAX != 2, f"its k-max pooling keeps {KMAX} values, not 2"),
     ]
     return next((why for refused, why in reasons if refused), None)
 
@@ -101,7 +102,7 @@ class TokenGates:
         if directions == 2:
             order.append(ids.flip(1).t() + tokens_in_table)
         rows = torch.stack(order, dim=1)  # (T, D, B): each step's rows of the table
-        h = c = pooled = None
+        h = c = pooled = second = None
         for t in range(steps):
             gates = F.embedding(rows[t], table)  # (D, B, 4H), gathered step by step: it stays in cache
             if h is not None:
@@ -110,7 +111,13 @@ class TokenGates:
             g.mul_(2).sub_(1)
             c = i * g if c is None else c.mul_(f).addcmul_(i, g)
             h = torch.tanh(c).mul_(o)  # (D, B, H)
-            if self.pooling == "max":
+            if self.pooling == "kmax":  # the largest and the second largest so far (KMAX = 2)
+                second = (
+                    torch.full_like(h, float("-inf"))
+                    if second is None
+                    else torch.maximum(second, torch.minimum(pooled, h), out=second)
+                )
+            if self.pooling in ("max", "kmax"):
                 pooled = h if pooled is None else torch.maximum(pooled, h, out=pooled if t > 1 else None)
             elif self.pooling == "mean":
                 pooled = h.clone() if pooled is None else pooled.add_(h)
@@ -119,4 +126,6 @@ class TokenGates:
             assert pooled is not None
             pooled = pooled / steps
         features = torch.cat(list(h if self.pooling == "last" else pooled), dim=-1)  # (B, D·H)
+        if self.pooling == "kmax":  # a text of one token repeats its largest
+            features = torch.cat([features, torch.cat(list(pooled if steps == 1 else second), dim=-1)], dim=-1)
         return torch.addmm(self.head_bias, features, self.head_weight.t())

@@ -11,9 +11,10 @@ from typing import Any
 
 import torch
 
+from seqtext.classifiers import RNNClassifier
 from seqtext.config import ClassifierConfig, ClassifierTrainConfig, to_dict
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
-from seqtext.models import RNNClassifier, RNNLanguageModel, on_meta
+from seqtext.models import RNNLanguageModel, on_meta
 from seqtext.runs.loading import Loaded, as_loaded, load
 from seqtext.runs.reading import member_dir, read_tokenizer
 from seqtext.runs.resume import saved_configs
