@@ -49,17 +49,20 @@ def test_what_the_tables_cannot_run_is_named_and_runs_as_trained(fields, why):
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])
-def test_a_vocabulary_too_large_for_whole_tables_gets_a_table_per_batch(monkeypatch, bidirectional):
+def test_a_vocabulary_too_large_for_whole_tables_fills_them_as_tokens_come(monkeypatch, bidirectional):
     model = tiny(bidirectional=bidirectional)  # e.g. --embeddings-vocab 100000: 475 MB of whole tables
     whole = TokenGates(model)
     monkeypatch.setattr(tokengates, "TABLE_MB", 0.001)
     assert supported(model) is None
-    per_batch = TokenGates(model)
-    assert whole.table is not None and per_batch.table is None
-    for steps in (0, 1, 6):
+    as_read = TokenGates(model)
+    assert whole.filled is None and as_read.filled is not None and not as_read.filled.any()
+    seen: set[int] = set()
+    for steps in (0, 1, 6, 6):
         ids = torch.randint(1, 30, (5, steps), generator=torch.Generator().manual_seed(steps))
         ids[0] = ids[1]  # a token met twice in a batch reads the same row of its table
-        assert torch.allclose(per_batch(ids), whole(ids), atol=1e-6)
+        assert torch.allclose(as_read(ids), whole(ids), atol=1e-6)
+        seen |= set(ids.flatten().tolist())
+        assert set(as_read.filled.nonzero().flatten().tolist()) == seen  # rows for the tokens read only
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ def phrases() -> list[str]:
     [({}, 256), ({}, 0.001), ({"pooling": "attention"}, 256), ({"bidirectional": False, "pooling": "last"}, 256)],
 )
 def test_classify_fast_and_not_give_the_same_answers(tmp_path, phrases, monkeypatch, model, table_mb):
-    monkeypatch.setattr(tokengates, "TABLE_MB", table_mb)  # 0.001: a table per batch, as for a large vocabulary
+    monkeypatch.setattr(tokengates, "TABLE_MB", table_mb)  # 0.001: rows made as tokens come, as for a large vocabulary
     run = train_clf(tmp_path / "clf", model=model, phrase_memory=False, epochs=1)
     clf = seqtext.load(run)
     fast = seqtext.classify(clf, phrases, precision="fp32")
@@ -82,7 +85,7 @@ def test_classify_fast_and_not_give_the_same_answers(tmp_path, phrases, monkeypa
     assert torch.allclose(torch.tensor([p.probs for p in fast]), torch.tensor([p.probs for p in plain]), atol=1e-5)
     built = clf.reused["sentiment.TokenGates"]  # kept with the loaded run; None: it runs as trained
     assert (built is None) == (model.get("pooling") == "attention")
-    assert built is None or (built.table is None) == (table_mb < 1)
+    assert built is None or (built.filled is not None) == (table_mb < 1)
 
 
 def test_the_command_line_switch_and_saved_runs_unchanged(tmp_path, phrases):

@@ -11,10 +11,10 @@ half (1 thread, exploratory). With native bf16, torch's bf16 LSTM is as fast, so
 path only where it runs fp32 (sentiment/classification.py).
 
 Covers one-layer LSTM classifiers (either direction count) with max, k-max, mean or last pooling on the CPU;
-others run as trained (`supported` says why not). Where the tables would take more than TABLE_MB (a
-vocabulary extended from word vectors: 116k words make 475 MB), each batch gets a table of its own
-distinct tokens instead, from the embedding: the same answers, at the cost of about one recurrent step
-per batch for a 50-dimensional embedding.
+others run as trained (`supported` says why not). Where the whole vocabulary's tables would take more
+than TABLE_MB (a vocabulary extended from word vectors: 116k words make 475 MB), a token's rows are
+worked out the first time a text holds it: the memory grows with the words read, not with the
+vocabulary (the table's pages untouched until then), and the speed is the whole table's.
 """
 
 from __future__ import annotations
@@ -77,13 +77,28 @@ class TokenGates:
             self.head_weight = model.head.weight.detach().float().clone()
             self.head_bias = model.head.bias.detach().float().clone()
             embed = model.embed.weight.detach().float().clone()
-            # the whole vocabulary's table where it fits; else each batch builds one for its own tokens
-            self.table = self._tables(embed) if table_mb(config) <= TABLE_MB else None
-            self.embed = None if self.table is not None else embed
+            self.filled: Tensor | None = None  # which tokens have their rows (None: all)
+            if table_mb(config) <= TABLE_MB:
+                self.table, self.embed = self._tables(embed), None  # (D·V, 4H)
+            else:  # rows made as tokens are first met; torch.empty leaves the pages untouched until then
+                self.table, self.embed = torch.empty(len(inputs) * self.vocab_size, 4 * H), embed
+                self.filled = torch.zeros(self.vocab_size, dtype=torch.bool)
 
     def _tables(self, vectors: Tensor) -> Tensor:
         """The gate tables of N token vectors (N, E): (D·N, 4H), direction d's row of token i at d·N + i."""
         return torch.cat([torch.addmm(b, vectors, w) for w, b in zip(self.inputs, self.biases, strict=True)])
+
+    def _fill(self, ids: Tensor) -> None:
+        """Work out the rows of the tokens in ids that have none yet."""
+        assert self.filled is not None and self.embed is not None
+        if bool(self.filled[ids].all()):
+            return
+        tokens = ids.unique()
+        new = tokens[~self.filled[tokens]]
+        rows = self._tables(self.embed[new])  # (D·N, 4H)
+        for d in range(len(self.inputs)):
+            self.table[d * self.vocab_size + new] = rows[d * new.numel() : (d + 1) * new.numel()]
+        self.filled[new] = True
 
     @torch.inference_mode()
     def __call__(self, ids: Tensor) -> Tensor:
@@ -92,19 +107,15 @@ class TokenGates:
         directions = self.recurrent.size(0)
         if steps == 0:  # nothing read: a zero pooled vector, as the model gives an empty text
             return self.head_bias.expand(batch, -1).clone()
-        if self.table is None:  # the batch's own table: its distinct tokens, ids renumbered into it
-            assert self.embed is not None
-            tokens, ids = torch.unique(ids, return_inverse=True)
-            table, tokens_in_table = self._tables(self.embed[tokens]), tokens.numel()
-        else:
-            table, tokens_in_table = self.table, self.vocab_size
+        if self.filled is not None:
+            self._fill(ids)
         order = [ids.t()]  # (T, B): forward reads t = 0 … T−1, backward T−1 … 0
         if directions == 2:
-            order.append(ids.flip(1).t() + tokens_in_table)
+            order.append(ids.flip(1).t() + self.vocab_size)
         rows = torch.stack(order, dim=1)  # (T, D, B): each step's rows of the table
         h = c = pooled = second = None
         for t in range(steps):
-            gates = F.embedding(rows[t], table)  # (D, B, 4H), gathered step by step: it stays in cache
+            gates = F.embedding(rows[t], self.table)  # (D, B, 4H), gathered step by step: it stays in cache
             if h is not None:
                 gates.baddbmm_(h, self.recurrent)
             i, f, g, o = gates.sigmoid_().chunk(4, dim=-1)  # input, forget, cell (as 2σ(2x) − 1), output
