@@ -19,7 +19,7 @@ from seqtext.errors import ConfigError, TrainingStopped
 from seqtext.lm import recipe as recipes
 from seqtext.lm.recipe import CHAR_LM, budget_recipe
 from seqtext.training import loop
-from seqtext.training.fitting import Candidate, Recipe, choose
+from seqtext.training.fitting import MARGIN, Candidate, Recipe, choose
 
 
 class FakeClock:
@@ -138,7 +138,12 @@ def test_max_steps_on_the_command_line(lines_file, tmp_path):
 BIG, MIDDLE, SMALL = {"hidden_dim": 64, "layers": 2}, {"hidden_dim": 32, "layers": 2}, {"hidden_dim": 32, "layers": 1}
 RECIPE = Recipe(
     "test",
-    (Candidate("big", BIG, needs_steps=100), Candidate("middle", MIDDLE, needs_steps=50), Candidate("small", SMALL)),
+    (
+        Candidate("big", BIG, ((50, 3.0), (100, 2.0), (200, 1.5))),
+        Candidate("middle", MIDDLE, ((50, 3.2), (200, 2.2), (400, 1.8))),
+        Candidate("small", SMALL, ((100, 3.0), (1000, 2.0))),
+    ),
+    loss="bpc",
 )
 
 
@@ -146,38 +151,43 @@ def step_seconds(fields):
     return {64: 1.0, 32: 0.25}[fields["hidden_dim"]] * fields["layers"]  # big 2 s, middle 0.5 s, small 0.25 s
 
 
+def test_a_curve_is_interpolated_in_log_steps_and_promises_nothing_beyond_its_last_point():
+    big = RECIPE.candidates[0]
+    assert big.expected_loss(100) == 2.0 and big.expected_loss(200) == 1.5
+    assert big.expected_loss(150) == pytest.approx(2.0 - 0.5 * math.log(1.5) / math.log(2))
+    assert big.expected_loss(25) == pytest.approx(4.0)  # the first segment's slope, below the first point
+    assert big.expected_loss(10**6) == 1.5 and big.expected_loss(0) > 4.0
+    assert Candidate("one point", {}, ((10, 2.5),)).expected_loss(3) == 2.5
+
+
 @pytest.mark.parametrize(
-    ("budget", "step_limit", "chosen", "timed", "why"),
+    ("budget", "step_limit", "chosen", "why"),
     [
-        (300.0, math.inf, "big", ["big"], "big: 150 steps here at 2.00 s a step, enough to learn more than middle"),
-        (
-            100.0,
-            math.inf,
-            "middle",
-            ["big", "middle"],
-            "big: 50 steps here at 2.00 s a step, short of the 100 it needs;",
-        ),
-        (100.0, 40, "big", ["big"], "big: 40 steps here at 2.00 s a step, all the steps the run allows"),  # --max-steps
-        (
-            20.0,
-            math.inf,
-            "small",
-            ["big", "middle", "small"],
-            "middle: 40 steps here at 0.50 s a step, short of the 50",
-        ),
+        # big 150 steps → 1.71, middle 600 → 1.80 (its last point), small 1,200 → 2.00
+        (300.0, math.inf, "big", "big: 150 steps here at 2.00 s a step, bpc 1.71 expected; middle: 600 steps"),
+        # big 50 → 3.00, middle 200 → 2.20, small 400 → 2.40
+        (100.0, math.inf, "middle", "middle: 200 steps here at 0.50 s a step, bpc 2.20 expected; small: 400"),
+        (100.0, 40, "big", "big: 40 steps here at 2.00 s a step, bpc 3.32 expected"),  # --max-steps caps them all
     ],
 )
-def test_the_first_candidate_the_budget_buys_the_steps_it_needs_is_chosen(budget, step_limit, chosen, timed, why):
+def test_the_candidate_whose_curve_promises_the_lowest_loss_is_chosen(budget, step_limit, chosen, why):
     choice = choose(RECIPE, budget, step_limit, step_seconds, clock=lambda: 0.0)
-    assert choice.chosen == chosen and list(choice.seconds_per_step) == timed  # smaller ones are not timed
+    assert choice.chosen == chosen and list(choice.seconds_per_step) == ["big", "middle", "small"]
     assert choice.fields == {"big": BIG, "middle": MIDDLE, "small": SMALL}[chosen]
     assert why in choice.why and choice.summary == f"{chosen} ({choice.why})"
 
 
+def test_the_default_stays_unless_another_promises_a_margin_less():
+    def chosen(small_loss):
+        recipe = Recipe("two", (Candidate("big", BIG, ((100, 2.0),)), Candidate("small", SMALL, ((100, small_loss),))))
+        return choose(recipe, 1000.0, math.inf, step_seconds, clock=lambda: 0.0).chosen
+
+    assert chosen(2.0 - MARGIN / 2) == "big" and chosen(2.0 - MARGIN) == "small"
+
+
 def test_measuring_counts_in_the_budget():
-    assert choose(RECIPE, 200.4, math.inf, step_seconds, clock=lambda: 0.0).chosen == "big"  # 100.2 steps
-    choice = choose(RECIPE, 200.4, math.inf, step_seconds, clock=FakeClock(slow_after=10**6))  # 0.5 s a reading
-    assert choice.chosen == "middle" and choice.seconds == 1.5  # 99.95 steps of the big one once it was timed
+    choice = choose(RECIPE, 300.0, math.inf, step_seconds, clock=FakeClock(slow_after=10**6))  # 0.5 s a reading
+    assert choice.seconds == 0.5 and "big: 149 steps here" in choice.why  # (300 - 0.5) / 2
 
 
 def test_a_recipe_never_chooses_for_a_user_who_chose():
@@ -189,12 +199,14 @@ def test_a_recipe_never_chooses_for_a_user_who_chose():
     assert budget_recipe(None, "word", set()) is None and budget_recipe("keyboard", "char", set()) is None
 
 
-def tiny_recipe(needs_steps):
+def tiny_recipe(big_wins):
+    """Two tiny candidates; the fake clock buys both the same steps, so the curves alone decide."""
+    small_curve = ((10, 2.5), (100, 2.0)) if big_wins else ((10, 1.0), (100, 0.5))
     return Recipe(
         "tiny",
         (
-            Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, needs_steps=needs_steps),
-            Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1}),
+            Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, ((10, 2.0), (100, 1.0))),
+            Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1}, small_curve),
         ),
     )
 
@@ -206,17 +218,17 @@ def train_chosen(data, out, recipe, callback=None, resume=False):
     return seqtext.train_lm(LMConfig(**model), config, resume=resume, callback=callback, recipe=recipe)
 
 
-TIMED = "steps here at 0.50 s a step"  # timing a candidate (3 steps of 0.5 s) is paid from the budget
+TIMED = "49 steps here at 0.50 s a step"  # timing both candidates (3 steps of 0.5 s each) is paid from the budget
 CHOICES = [
-    (50, (24, 2), f"LSTM 2×24 (LSTM 2×24: 53 {TIMED}, enough to learn more than LSTM 1×16)"),
-    (70, (16, 1), f"LSTM 1×16 (LSTM 2×24: 47 {TIMED}, short of the 70 it needs; LSTM 1×16: 47 {TIMED})"),
+    (True, (24, 2), f"LSTM 2×24 (LSTM 2×24: {TIMED}, loss 1.31 expected; LSTM 1×16: {TIMED}, loss 2.15 expected)"),
+    (False, (16, 1), f"LSTM 1×16 (LSTM 2×24: {TIMED}, loss 1.31 expected; LSTM 1×16: {TIMED}, loss 0.65 expected)"),
 ]
 
 
-@pytest.mark.parametrize(("needs", "shape", "why"), CHOICES)
-def test_the_choice_is_trained_saved_and_shown(lines_file, tmp_path, needs, shape, why):
+@pytest.mark.parametrize(("big_wins", "shape", "why"), CHOICES)
+def test_the_choice_is_trained_saved_and_shown(lines_file, tmp_path, big_wins, shape, why):
     events = []
-    train_chosen(lines_file, tmp_path / "run", tiny_recipe(needs), events.append)
+    train_chosen(lines_file, tmp_path / "run", tiny_recipe(big_wins), events.append)
     saved = json.loads((tmp_path / "run" / "train_config.json").read_text())["chosen"]
     assert saved == why
     assert events[0].kind == "start" and events[0].info["chosen"] == saved
@@ -225,10 +237,11 @@ def test_the_choice_is_trained_saved_and_shown(lines_file, tmp_path, needs, shap
 
 
 def test_a_resumed_run_keeps_its_choice_bit_for_bit(lines_file, tmp_path):
-    straight = train_chosen(lines_file, tmp_path / "straight", tiny_recipe(10**6))
+    straight = train_chosen(lines_file, tmp_path / "straight", tiny_recipe(big_wins=False))
     with pytest.raises(TrainingStopped):
-        train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(10**6), interrupt_at(12))
-    resumed = train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(1), resume=True)  # chooses nothing again
+        train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(big_wins=False), interrupt_at(12))
+    # resumed, the run chooses nothing again, though this recipe would choose the other model
+    resumed = train_chosen(lines_file, tmp_path / "resumed", tiny_recipe(big_wins=True), resume=True)
     assert resumed.steps == straight.steps
     a, b = (load_file(str(run / "model.safetensors")) for run in (tmp_path / "straight", tmp_path / "resumed"))
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed run did not continue the chosen model"
@@ -240,7 +253,7 @@ def test_a_resumed_run_keeps_its_choice_bit_for_bit(lines_file, tmp_path):
 
 
 def test_the_command_line_prints_the_choice_and_typed_options_win(lines_file, tmp_path, monkeypatch):
-    recipe = Recipe("tiny", tiny_recipe(10**6).candidates)  # assumes nothing, so the tiny flags may be typed
+    recipe = Recipe("tiny", tiny_recipe(big_wins=False).candidates)  # assumes nothing, so the tiny flags may be typed
     monkeypatch.setattr(recipes, "CHAR_LM", recipe)
     tiny = ["--embed-dim", "16", "--bptt", "16", "--batch-size", "8", "--precision", "fp32", "--max-time", "30s"]
     for typed, shape in [([], (16, 1)), (["--hidden-dim", "32"], (32, 2))]:
@@ -261,6 +274,6 @@ def test_without_a_budget_a_recipe_chooses_nothing(lines_file, tmp_path):
     config = TrainConfig(
         data=str(lines_file), out=str(tmp_path / "run"), **{**BUDGET, "max_time": None, "max_steps": 3}
     )
-    seqtext.train_lm(LMConfig(**TINY_MODEL), config, recipe=tiny_recipe(1))
+    seqtext.train_lm(LMConfig(**TINY_MODEL), config, recipe=tiny_recipe(big_wins=False))
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["chosen"] == ""
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["hidden_dim"] == TINY_MODEL["hidden_dim"]

@@ -352,8 +352,8 @@ TINY_RECIPE = """from seqtext.cli import app
 from seqtext.lm import recipe
 from seqtext.training.fitting import Candidate, Recipe
 
-big = Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, needs_steps=10**9)
-recipe.CHAR_LM = Recipe("tiny", (big, Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1})))
+big = Candidate("LSTM 2×24", {"hidden_dim": 24, "layers": 2}, ((10, 2.0),))
+recipe.CHAR_LM = Recipe("tiny", (big, Candidate("LSTM 1×16", {"hidden_dim": 16, "layers": 1}, ((10, 1.0),))))
 app(prog_name="seqtext")
 """
 

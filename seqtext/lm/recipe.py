@@ -1,26 +1,30 @@
 """The budget recipe of the default character model: the candidates `train lm --max-time` chooses among on
 the machine at hand (seqtext.training.fitting).
 
-The steps the LSTM needs come from step-budget experiments: on Quijote, with the defaults' window (bptt
-128, batch 64) and learning-rate schedule, the validation bits per character of each model after N steps.
+The learning curves come from experiments on Quijote (docs/benchmarks.md, "Choosing the model for the
+budget"): the defaults' window (bptt 128, batch 64) and learning-rate schedule, the validation bits per
+character of each model after a run planned for N steps, seed 0.
 """
 
 from __future__ import annotations
 
 from seqtext.training.fitting import Candidate, Recipe
 
-# Step budgets on Quijote (docs/benchmarks.md, "Choosing the model for the budget"), validation bpc: the
-# LSTM 2×512 2.954 after 125 steps and 2.746 after 250; the Elman RNN 1×512, whose step costs several times
-# less, 2.616 after 250 and 2.135 after 750. While the budget buys the LSTM 250 steps or fewer (all an fp32
-# laptop gets in 10 minutes), the RNN learns more in the same time. Beyond 250 LSTM steps the two are not
-# compared yet: from 300 the recipe keeps the default LSTM, which bf16 machines train 800-1,600 steps in
-# 5-10 minutes.
+# LSTM 2×512: step budgets of 125 and 250 steps, and the budget runs of bench_lm that bought it 379 steps
+# (10 minutes, laptop profile, fp32), 629 (5 minutes, bf16) and 1,548 (10 minutes, bf16, 2026-11-22).
+# Elman RNN 1×512: step budgets of 250, 750 and 2,300 steps, and bench_lm's 5 minutes on the laptop
+# profile (1,165 steps). The LSTM's step costs the RNN's several times over (5× in fp32 on AVX2), so the
+# RNN takes that many more steps in the same minutes: it learns more until the budget buys the LSTM
+# several hundred steps, which bf16 machines reach in minutes and an fp32 laptop does not in 10.
+LSTM_CURVE = ((125, 2.954), (250, 2.746), (379, 2.193), (629, 1.970), (1548, 1.758))
+RNN_CURVE = ((250, 2.616), (750, 2.135), (1165, 2.014), (2300, 1.900))
 CHAR_LM = Recipe(
     "char LM",
     (
-        Candidate("LSTM 2×512", {"cell": "lstm", "hidden_dim": 512, "layers": 2}, needs_steps=300),
-        Candidate("Elman RNN 1×512", {"cell": "rnn", "hidden_dim": 512, "layers": 1}),
+        Candidate("LSTM 2×512", {"cell": "lstm", "hidden_dim": 512, "layers": 2}, LSTM_CURVE),
+        Candidate("Elman RNN 1×512", {"cell": "rnn", "hidden_dim": 512, "layers": 1}, RNN_CURVE),
     ),
+    loss="valid bpc",
     # what the experiments kept at their defaults: a user who types one of them has chosen the model
     assumes=frozenset({"embed_dim", "bptt", "batch_size", "sampled_softmax", "teacher_forcing"}),
 )

@@ -1,19 +1,21 @@
 """The model that learns most in a wall-clock budget on this machine, chosen by measurement.
 
-A budget recipe lists candidate models, the most costly first. Each but the last names the optimizer
-steps it needs to learn more than the next one in the same time (the next one, cheaper, takes several
-times as many steps in those minutes): a threshold measured in experiments in steps, which do not
+A budget recipe lists candidate models, the default first. Each carries its learning curve: the
+validation loss it reached after N optimizer steps, measured in experiments in steps, which do not
 depend on the machine (docs/benchmarks.md, "Choosing the model for the budget"). What depends on the
-machine is how many steps the budget buys: before training, each candidate's step is timed here, on
-the run's own batches, and the first candidate the budget buys what it needs is chosen (the last when
-none is). A CPU with native bf16 buys the largest model its steps in minutes; a laptop training in
-fp32 does not, and the same recipe trains a cheaper model for more steps there. A recipe never
-chooses for a user who typed one of its fields, or a field its evidence was measured with
-(`Recipe.open_to`).
+machine is how many steps the budget buys each: before training, every candidate's step is timed
+here, on the run's own batches, and the one whose curve promises the lowest loss at the steps it
+would get is chosen. A later candidate replaces the default only when it promises at least MARGIN
+less, beyond what one seed moves a curve. A CPU with native bf16 buys the largest model its steps in
+minutes; a laptop training in fp32 does not, and the same recipe trains a cheaper model for more
+steps there. A recipe never chooses for a user who typed one of its fields, or a field its evidence
+was measured with (`Recipe.open_to`).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -23,23 +25,38 @@ from typing import Any
 import torch
 
 TIMED_STEPS = 2  # timed steps per candidate, after one that sets up kernels and buffers
+MARGIN = 0.05  # the loss a later candidate must promise to save over the default: a seed moves a curve about this
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model a recipe may train: the config fields it sets, and the steps the budget must buy it."""
+    """A model a recipe may train: the config fields it sets, and its learning curve."""
 
     name: str
     fields: dict[str, Any]
-    needs_steps: int = 0  # to learn more than the next candidate in the same time; 0 for the last
+    curve: tuple[tuple[int, float], ...]  # (steps, validation loss after a run planned for that many), ascending
+
+    def expected_loss(self, steps: float) -> float:
+        """The loss the curve promises after `steps`: interpolated in log-steps between measured points,
+        the first segment's slope below them, and no better than the last point beyond it (the evidence
+        promises nothing there)."""
+        points = self.curve
+        if steps >= points[-1][0] or len(points) == 1:
+            return points[-1][1]
+        index = min(max(bisect.bisect_left([n for n, _ in points], steps), 1), len(points) - 1)
+        (n0, loss0), (n1, loss1) = points[index - 1], points[index]
+        slope = (loss1 - loss0) / math.log(n1 / n0)
+        return loss0 + slope * math.log(max(steps, 1.0) / n0)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Candidates, the most costly first, and the fields their evidence was measured with at their defaults."""
+    """Candidates, the default first, what their curves measure, and the fields their evidence was
+    measured with at their defaults."""
 
     name: str
     candidates: tuple[Candidate, ...]
+    loss: str = "loss"  # what the curves hold, as the reason names it ("bpc")
     assumes: frozenset[str] = frozenset()
 
     def open_to(self, typed: Iterable[str]) -> Recipe | None:
@@ -72,38 +89,23 @@ def choose(
     time_step: Callable[[dict[str, Any]], float],
     clock: Callable[[], float] = time.perf_counter,
 ) -> Choice:
-    """Time the candidates in order (`time_step(fields)`: seconds of one step) until what is left of the
-    `budget` (seconds) buys one the steps it needs, or all `step_limit` allows (the epochs, --max-steps):
-    that one is chosen, and the smaller ones are not timed."""
+    """Time every candidate's step (`time_step(fields)`: seconds of one step), give each the steps what
+    is left of the `budget` (seconds) buys it, at most `step_limit` (the epochs, --max-steps), and choose
+    the lowest expected loss; the default keeps its place unless another promises MARGIN less."""
     started = clock()
-    measured: dict[str, float] = {}
-    for candidate in recipe.candidates:
-        measured[candidate.name] = time_step(candidate.fields)
-        steps = min(step_limit, max(0.0, budget - (clock() - started)) / measured[candidate.name])
-        if steps >= min(candidate.needs_steps, step_limit):
-            break
+    measured = {candidate.name: time_step(candidate.fields) for candidate in recipe.candidates}
     spent = clock() - started
     bought = {name: int(min(step_limit, max(0.0, budget - spent) / seconds)) for name, seconds in measured.items()}
-    why = _why(recipe, candidate, bought, measured, step_limit)
-    return Choice(recipe.name, candidate.name, candidate.fields, why, measured, spent)
-
-
-def _why(recipe: Recipe, chosen: Candidate, bought: dict[str, int], measured: dict[str, float], limit: float) -> str:
-    """One line: the steps the budget buys each timed candidate here, against the steps each needs."""
-    parts = []
-    for index, candidate in enumerate(recipe.candidates):
-        steps = f"{candidate.name}: {bought[candidate.name]:,} steps here at {measured[candidate.name]:.2f} s a step"
-        if candidate is not chosen:
-            parts.append(f"{steps}, short of the {candidate.needs_steps:,} it needs")
-            continue
-        later = recipe.candidates[index + 1 :]
-        if later and bought[candidate.name] < candidate.needs_steps:  # the epochs or --max-steps cap them all
-            steps += ", all the steps the run allows"
-        elif later:
-            steps += f", enough to learn more than {later[0].name}"
-        parts.append(steps)
-        break
-    return "; ".join(parts)
+    expected = {c.name: c.expected_loss(bought[c.name]) for c in recipe.candidates}
+    default, *others = recipe.candidates
+    best = min(others, key=lambda c: expected[c.name], default=default)
+    chosen = best if expected[best.name] <= expected[default.name] - MARGIN else default
+    why = "; ".join(
+        f"{c.name}: {bought[c.name]:,} steps here at {measured[c.name]:.2f} s a step, "
+        f"{recipe.loss} {expected[c.name]:.2f} expected"
+        for c in recipe.candidates
+    )
+    return Choice(recipe.name, chosen.name, chosen.fields, why, measured, spent)
 
 
 def seconds_per_step(
