@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -81,8 +82,17 @@ class WordIndex:
         if lo == hi:
             return []
         values = probs[self.ids[lo:hi]]
-        last = values.topk(min(n, hi - lo)).values[-1]
+        if hi - lo <= n:  # every word of the range is kept
+            return self._ranked(lo, zip(values.tolist(), range(hi - lo), strict=True))
+        top = values.topk(n)
+        last = top.values[-1]
+        if int((values >= last).sum()) == n:  # no word outside the top n ties with the last of them (the usual case)
+            return self._ranked(lo, zip(top.values.tolist(), top.indices.tolist(), strict=True))
         above = (values > last).nonzero().flatten()
         tied = (values == last).nonzero().flatten()[: n - len(above)]
         kept = [*zip(values[above].tolist(), above.tolist(), strict=True), *((float(last), i) for i in tied.tolist())]
+        return self._ranked(lo, kept)
+
+    def _ranked(self, lo: int, kept: Iterable[tuple[float, int]]) -> list[tuple[str, float]]:
+        """(word, probability) of the kept (probability, position from lo), best first, ties in key order."""
         return [(self.words[lo + i], p) for p, i in sorted(kept, key=lambda pair: (-pair[0], pair[1]))]
