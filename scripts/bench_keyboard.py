@@ -43,9 +43,10 @@ from machine import add_profile_option, describe, enter_profile, row_cells
 
 import seqtext
 from seqtext.config import LMConfig, TrainConfig
-from seqtext.keyboard.building import build_run_ngram, keyboard_files_mb
+from seqtext.keyboard.building import build_run_ngram, fitted_lines, keyboard_files_mb
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.lexicon import LEXICON_FILE
+from seqtext.keyboard.memory import MEMORY_FILE
 from seqtext.keyboard.ngram import build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.typist import percentile, simulate_typing
@@ -113,15 +114,18 @@ def train_model(train: Path, valid: Path, out: Path, seconds: float, smoke: bool
     }
 
 
-def with_ngram(run: Path, tmp: Path, train_file: Path, valid_file: Path) -> tuple[Path, dict | None]:
-    """The run itself when it has an n-gram; else a copy of it with one built as `train lm --ngram` would."""
-    if (run / NGRAM_FILE).is_file() and seqtext.load(run).config.ngram_weights:
+def with_ngram(
+    run: Path, tmp: Path, train_file: Path, valid_file: Path, rebuild: bool = False, memory: bool = False
+) -> tuple[Path, dict | None]:
+    """The run itself when it has an n-gram (and no rebuild is asked); else a copy of it with one built
+    as `train lm --ngram` (with `memory`: `--memory`) of this version would, its weights chosen anew."""
+    if not rebuild and (run / NGRAM_FILE).is_file() and seqtext.load(run).config.ngram_weights:
         return run, None
     copy = tmp / "run-with-ngram"
-    shutil.copytree(run, copy)
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(NGRAM_FILE, MEMORY_FILE))
     read = [p.read_text(encoding="utf-8") for p in (train_file, valid_file)]
     began = time.perf_counter()
-    summary = build_run_ngram(copy, [read[0]], [read[1]], 4, None)
+    summary = build_run_ngram(copy, [read[0]], [read[1]], 4, None, memory=memory)
     return copy, {**dataclasses.asdict(summary), "seconds": time.perf_counter() - began}
 
 
@@ -159,6 +163,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="evaluate this run instead of training one")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-keyboard"), help="where to train the model")
     parser.add_argument("--lines", type=int, help="simulate only the first N validation lines")
+    parser.add_argument(
+        "--held-out",
+        action="store_true",
+        help="simulate only the validation lines after those the mixing weights were chosen on (then --lines)",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="with --model: build its n-gram and weights again (in a temporary copy)"
+    )
+    parser.add_argument("--memory", action="store_true", help="with --rebuild: and its sentence memory (--memory)")
     parser.add_argument("--orders", type=int, nargs="+", default=[3, 4, 5], help="unpruned n-gram orders to compare")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on small subsets, no row written")
@@ -184,6 +197,11 @@ def main() -> None:
             train_file.write_text("".join(t + "\n" for t in train_lines), encoding="utf-8")
             valid_file = write_lines(Path(tmp) / "valid.txt", valid_lines[:300])
             args.out = Path(tmp) / "run"
+        skipped = 0
+        if args.held_out:  # the weights were chosen on the first lines: measure on the others
+            valid_lines = [line for line in valid_lines if line.strip()]
+            skipped = fitted_lines(valid_lines)
+            valid_lines = valid_lines[skipped:]
         lines = valid_lines[: args.lines]
         training = None
         if args.model is None:
@@ -191,11 +209,16 @@ def main() -> None:
                 sys.exit(f"{args.out} already holds a run: pass --model {args.out}, or another --out")
             changes = dict(setting(s) for s in args.set)
             training = train_model(train_file, valid_file, args.out, parse_duration(args.max_time), args.smoke, changes)
-        run, built = with_ngram(args.model or args.out, Path(tmp), train_file, valid_file)
+        if (args.rebuild or args.memory) and not args.model:
+            sys.exit("--rebuild and --memory rebuild a --model's keyboard; to train one with it: --set memory=true")
+        run, built = with_ngram(args.model or args.out, Path(tmp), train_file, valid_file, args.rebuild, args.memory)
         report = measure(run, lines, valid_lines, train_lines, args.orders, Path(tmp))
         report.update(training=training, ngram_built_by_benchmark=built, trial=dict(setting(s) for s in args.set))
+    which = f"first {len(lines):,}"
+    if skipped:
+        which = f"{len(lines):,} held out, after the {skipped:,} that chose the weights"
     report.update(
-        data=f"tatoeba_es_train.txt ({len(train_lines):,} lines), tatoeba_es_valid.txt (first {len(lines):,})",
+        data=f"tatoeba_es_train.txt ({len(train_lines):,} lines), tatoeba_es_valid.txt ({which})",
         machine=describe(args.profile),
         max_time=None if args.model else args.max_time,
     )
@@ -225,7 +248,8 @@ def measure(
     combo["model_mb"] = keyboard_files_mb(run)
     alone = score(lambda t, k: [c.word for c in alone_completer.suggest(t, k)], lines, latency_lines)
     lexicon_mb = (run / LEXICON_FILE).stat().st_size / 1e6 if (run / LEXICON_FILE).is_file() else 0.0
-    alone["model_mb"] = combo["model_mb"] - (run / NGRAM_FILE).stat().st_size / 1e6 - lexicon_mb  # the LSTM's files
+    memory_mb = (run / MEMORY_FILE).stat().st_size / 1e6 if (run / MEMORY_FILE).is_file() else 0.0
+    alone["model_mb"] = combo["model_mb"] - (run / NGRAM_FILE).stat().st_size / 1e6 - lexicon_mb - memory_mb
     run_ngram = load_ngram(run, lm.tokenizer)
     without_lexicon = None
     if lm.config.lexicon_weight:  # the same keyboard without its lexicon: what the lexicon adds, on one model
@@ -267,6 +291,9 @@ def measure(
             "ngram_weights": lm.config.ngram_weights,
             "ngram_order": run_ngram.order,
             "lexicon_weight": lm.config.lexicon_weight,
+            "ngram_oov_weights": lm.config.ngram_oov_weights,
+            "memory_weights": lm.config.memory_weights,
+            "memory_mb": memory_mb,
         },
         "lstm": alone,
         "without_lexicon": without_lexicon,
@@ -292,6 +319,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     command = "python scripts/bench_keyboard.py" + (
         f" --model {args.model}" if args.model else f" --max-time {args.max_time}"
     )
+    command += " --rebuild" * args.rebuild + " --memory" * args.memory + " --held-out" * args.held_out
     command += f" --lines {args.lines}" if args.lines else ""
     command += "".join(f" --set {s}" for s in args.set) if not args.model else ""
     command += f" --profile {args.profile}"
@@ -316,6 +344,10 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     lstm += f" (weight drop {report['config']['weight_drop']:g})" if report["config"].get("weight_drop") else ""
     lstm += " with character-CNN input" if report["config"].get("char_input") else ""
     lexicon = f" + lexicon (weight {c['lexicon_weight']:g})" if c.get("lexicon_weight") else ""
+    if c.get("ngram_oov_weights"):
+        weights += " (the model's unknown words: " + "/".join(f"{w:.2f}" for w in c["ngram_oov_weights"]) + ")"
+    if c.get("memory_weights"):
+        lexicon += f" + sentence memory ({c['memory_mb']:.1f} MB)"
     rows = [
         f"| {time.strftime('%Y-%m-%d')} | `{command}` | {machine} | "
         f"{lstm} + {c['ngram_order']}-gram (weights {weights}){lexicon} | {cell(c)} | "

@@ -3,7 +3,7 @@ at the first query and the n-gram misses (and the reverse), split by what explai
 two keyboards' keystrokes differ, word by word, by frequency band, vocabulary, context length and
 near-repeats of a training line (`keystroke_bands`).
 
-    python scripts/keyboard_diagnosis.py RUN [--lines N] [--order 3]   (the run's keyboard vs a KN n-gram)
+    python scripts/keyboard_diagnosis.py RUN [--lines N] [--held-out] [--order 3]   (the run's keyboard vs a KN n-gram)
 
 Each word gets the first cause that applies, in this order:
 - oov: the word is outside the recurrent model's vocabulary (neither "▁word" nor "word" is a token);
@@ -227,6 +227,7 @@ def main() -> None:
     from pathlib import Path
 
     import seqtext
+    from seqtext.keyboard.building import fitted_lines
     from seqtext.keyboard.completion import Completer
     from seqtext.keyboard.ngram import build_ngram
     from seqtext.tokenizer import SPACE_MARK
@@ -236,11 +237,13 @@ def main() -> None:
     parser.add_argument("--train", type=Path, default=Path("../shared/data/spanish/tatoeba_es_train.txt"))
     parser.add_argument("--valid", type=Path, default=Path("../shared/data/spanish/tatoeba_es_valid.txt"))
     parser.add_argument("--lines", type=int, help="only the first N validation lines")
+    parser.add_argument("--held-out", action="store_true", help="only the lines after those that chose the weights")
     parser.add_argument("--order", type=int, default=3, help="the n-gram's order (3 was the best unpruned one)")
     parser.add_argument("--alone", action="store_true", help="the recurrent model without its n-gram")
     args = parser.parse_args()
     train_lines = args.train.read_text(encoding="utf-8").splitlines()
-    lines = [line for line in args.valid.read_text(encoding="utf-8").splitlines() if line.strip()][: args.lines]
+    lines = [line for line in args.valid.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = lines[fitted_lines(lines) if args.held_out else 0 :][: args.lines]
     lm = seqtext.load(args.run)
     completer = Completer(lm, ngram=not args.alone)
     ngram = NgramSuggester(build_ngram(train_lines, args.order))

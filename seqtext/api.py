@@ -78,8 +78,9 @@ def train_lm(
                 lexicon = make_lexicon(train_config.lexicon, train_config.lexicon_words, known)
                 save_lexicon(out, lexicon)
             summary = build_run_ngram(
-                out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon
-            )
+                out, train_texts, valid_texts, train_config.ngram_order, train_config.ngram_mb, lexicon,
+                train_config.memory,
+            )  # fmt: skip
             return dataclasses.replace(result, extras={"ngram": dataclasses.asdict(summary)})
 
 
@@ -87,8 +88,9 @@ def check_keyboard_options(model_config: LMConfig, train_config: TrainConfig) ->
     """Options that need others, checked once a preset has filled in its values and before anything is written."""
     if model_config.char_input and model_config.level != "word":
         raise ConfigError("--char-input spells the words of a word-level model; a char-level one reads characters")
-    if train_config.lexicon is not None and not train_config.ngram:
-        raise ConfigError("--lexicon joins the keyboard's mix, built by --ngram: add --ngram or --preset keyboard")
+    for name, wanted in (("lexicon", train_config.lexicon is not None), ("memory", train_config.memory)):
+        if wanted and not train_config.ngram:
+            raise ConfigError(f"--{name} joins the keyboard's mix, built by --ngram: add --ngram or --preset keyboard")
 
 
 def evaluate(

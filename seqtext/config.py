@@ -28,6 +28,7 @@ from seqtext.limits import (
     MAX_WEIGHT,
     MAX_WIDTH,
     MAX_WINDOW,
+    MEMORY_BUCKETS,
     check_positive,
 )
 from seqtext.schema import check_range, check_types, field_error
@@ -62,6 +63,7 @@ class LMConfig:
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"ngram_weights", "lexicon_weight", "char_input", "char_vocab", "weight_drop"}
+        | {"ngram_oov_weights", "memory_weights"}
     )
 
     level: LMLevel = "char"
@@ -85,6 +87,11 @@ class LMConfig:
     # The share of the keyboard's lexicon words (words no model of the run knows, --lexicon), chosen on the
     # validation text with the n-gram's weights; 0 when the run has no lexicon. Derived, never set by hand.
     lexicon_weight: float = 0.0
+    # The n-gram's share for the words this model lacks, by order like ngram_weights (empty: the same as
+    # ngram_weights), and the sentence memory's share by how much of the line matched (--memory; empty:
+    # no memory). Chosen on the validation text with ngram_weights. Derived, never set by hand.
+    ngram_oov_weights: tuple[float, ...] = ()
+    memory_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.level == "subword":  # before the type check, which would only list char and word
@@ -95,10 +102,15 @@ class LMConfig:
         if not 0.0 <= self.lexicon_weight < 1.0:
             raise field_error("lexicon_weight", f"must be in [0, 1) (got {self.lexicon_weight})")
         check_range("char_vocab", self.char_vocab, 0, MAX_VOCAB)
-        if not all(0.0 <= w < 1.0 for w in self.ngram_weights) or len(self.ngram_weights) > MAX_NGRAM_ORDER:
-            raise field_error(
-                "ngram_weights", f"must be at most {MAX_NGRAM_ORDER} numbers in [0, 1) (got {self.ngram_weights})"
-            )
+        for name, most in (("ngram_weights", MAX_NGRAM_ORDER), ("memory_weights", MEMORY_BUCKETS)):
+            values = getattr(self, name)
+            if not all(0.0 <= w < 1.0 for w in values) or len(values) > most:
+                raise field_error(name, f"must be at most {most} numbers in [0, 1) (got {values})")
+        oov = self.ngram_oov_weights
+        if oov and (len(oov) != len(self.ngram_weights) or not all(0 <= w < 1 for w in oov)):
+            raise field_error("ngram_oov_weights", f"must be one number in [0, 1) per ngram_weights value (got {oov})")
+        if self.memory_weights and len(self.memory_weights) != MEMORY_BUCKETS:
+            raise field_error("memory_weights", f"must be {MEMORY_BUCKETS} numbers or none (got {self.memory_weights})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +120,7 @@ class TrainConfig:
     # Fields added after runs were first saved: files written before lack them, and their defaults apply.
     OPTIONAL_IN_FILES: ClassVar[frozenset[str]] = frozenset(
         {"log_gradients", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax", "max_steps"}
-        | {"lexicon", "lexicon_words", "chosen"}
+        | {"lexicon", "lexicon_words", "chosen", "memory"}
         | {"embeddings", "freeze_embeddings", "embeddings_coverage", "ema"}
     )
 
@@ -142,6 +154,7 @@ class TrainConfig:
     # "wordfreq:LANG" (the wordfreq package's list) or a word-list file; needs --ngram.
     lexicon: str | None = None
     lexicon_words: int = 100_000  # the lexicon's most frequent words kept (of those the training text lacks)
+    memory: bool = False  # with --ngram: the keyboard's memory of the training lines, for near-repeats
     embeddings: str | None = None  # word vectors that start the embedding (then in the weights: the path is provenance)
     freeze_embeddings: bool = False  # keep the embedding as --embeddings gave it (words it lacks keep a random vector)
     # Derived, never set by hand: the shares of the training text's distinct words and tokens with a vector.
@@ -284,9 +297,10 @@ class ClassifierTrainConfig(TrainConfig):
         if self.sampled_softmax:
             raise ConfigError("sampled_softmax trains a language model's output layer; a classifier has five labels")
         keyboard = self.ngram_mb is not None or self.lexicon or self.lexicon_words != TrainConfig.lexicon_words
-        if self.ngram or self.ngram_order != TrainConfig.ngram_order or keyboard:
+        if self.ngram or self.ngram_order != TrainConfig.ngram_order or keyboard or self.memory:
             raise ConfigError(
-                "ngram, ngram_order, ngram_mb, lexicon and lexicon_words build a keyboard's mix; a classifier has none"
+                "ngram, ngram_order, ngram_mb, lexicon, lexicon_words and memory build a keyboard's mix; "
+                "a classifier has none"
             )
         if self.fp16_weights:
             raise ConfigError("fp16_weights applies to language models (seqtext train lm --fp16-weights)")

@@ -15,6 +15,7 @@ MAX_VOCAB = 10_000_000
 MAX_WINDOW = 1_000_000  # --bptt, --batch-size
 MAX_SEED = 2**32 - 1  # seeds feed torch generators, which take 64 bits (seqtext multiplies them)
 MAX_NGRAM_ORDER = 9
+MEMORY_BUCKETS = 12  # the keyboard's sentence memory: a weight per bucket of its matches (keyboard/memory.py)
 KEYBOARD_MB = 20.0  # what the keyboard loads (weights, tokenizer, n-gram) should fit in this on disk
 MAX_MEMBERS = 32  # --ensemble: each member is a whole model, trained in a share of the budget
 # Floats too: beyond these a value means nothing (AdamW diverges long before --lr 10) or overflows later.

@@ -11,6 +11,7 @@ os.environ["NO_COLOR"] = "1"  # rich: plain text in CliRunner output
 os.environ["COLUMNS"] = "120"  # rich: stable wrapping of help and tables
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,23 @@ def keyboard_run(lines_file, tmp_path_factory) -> Path:
     corpus = tmp_path_factory.mktemp("corpus") / "frases.txt"
     corpus.write_text(lines_file.read_text(encoding="utf-8") + "Voy al parque con mi periquito.\n", encoding="utf-8")
     return train_tiny(corpus, out, {"level": "word", "max_vocab": 30}, ngram=True)
+
+
+@pytest.fixture(scope="session")
+def memory_run(lines_file, tmp_path_factory) -> Path:
+    """keyboard_run with --memory, each bucket's share fitted on a few words, and shares of their own for
+    the words the model lacks (set in config.json: tiny data fits none)."""
+    from seqtext.keyboard import building
+    from seqtext.runs.loading import load
+    from seqtext.runs.saving import update_model_config
+
+    out = tmp_path_factory.mktemp("runs") / "memory"
+    corpus = tmp_path_factory.mktemp("corpus") / "frases.txt"
+    corpus.write_text(lines_file.read_text(encoding="utf-8") + "Voy al parque con mi periquito.\n", encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(building, "MIN_BUCKET", 3)
+        train_tiny(corpus, out, {"level": "word", "max_vocab": 30}, ngram=True, memory=True)
+    config = load(out).config
+    oov = tuple(round((w + 0.5) % 1, 2) for w in config.ngram_weights)  # each differs from the order's share
+    update_model_config(out, replace(config, ngram_oov_weights=oov))
+    return out

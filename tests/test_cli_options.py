@@ -22,8 +22,9 @@ from seqtext.serve.config import ServeConfig
 
 # set by training (the tokenizer, the validation text, the vectors file, a budget recipe), never typed
 DERIVED = {"vocab_size", "char_vocab", "ngram_weights", "lexicon_weight", "embeddings_coverage", "chosen"}
+DERIVED |= {"ngram_oov_weights", "memory_weights"}
 LM_ONLY = {"bptt", "teacher_forcing", "ngram", "ngram_order", "ngram_mb", "fp16_weights", "sampled_softmax"}
-LM_ONLY |= {"lexicon", "lexicon_words"}
+LM_ONLY |= {"lexicon", "lexicon_words", "memory"}
 COMMANDS = {  # the arguments before the options, where the configs go, the configs, the fields it does not offer
     "train lm": (["train", "lm", "corpus.txt"], "train_lm", (LMConfig, TrainConfig), DERIVED | {"data"}),
     "train classifier": (

@@ -35,7 +35,7 @@ def same_answers(together, alone):
     assert [c.prob for c in together] == pytest.approx([c.prob for c in alone], rel=1e-5)
 
 
-@pytest.mark.parametrize("run", ["keyboard_run", "word_run", "char_run"])
+@pytest.mark.parametrize("run", ["keyboard_run", "memory_run", "word_run", "char_run"])
 def test_keystrokes_answered_together_get_the_answers_given_alone(run, request):
     path = request.getfixturevalue(run)
     together, alone = Completer(path, cache_size=16), Completer(path, cache_size=16)

@@ -14,6 +14,7 @@ ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip ins
 import seqtext  # noqa: E402
 from seqtext.keyboard.completion import Completer  # noqa: E402
 from seqtext.keyboard.lexicon import load_lexicon  # noqa: E402
+from seqtext.keyboard.memory import load_memory  # noqa: E402
 from seqtext.keyboard.ngramfile import load_ngram  # noqa: E402
 from seqtext.models import join_states, select_state  # noqa: E402
 from seqtext.sentiment.classification import encode_texts, predict_proba  # noqa: E402
@@ -72,7 +73,10 @@ def exported_keyboard(run, out):
     if described["ngram"]:
         lexicon = load_lexicon(out) if described["lexicon"] else None
         weight = described["lexicon"]["weight"] if lexicon else 0.0
-        keyboard.use_ngram(load_ngram(out, lm.tokenizer), described["ngram"]["weights"], lexicon, weight)
+        ngram, shares = load_ngram(out, lm.tokenizer), described["ngram"]
+        memory = load_memory(out, ngram.vocab) if described["memory"] else None
+        memory_weights = described["memory"]["weights"] if memory else ()
+        keyboard.use_ngram(ngram, shares["weights"], lexicon, weight, shares["oov_weights"], memory, memory_weights)
     return keyboard, described
 
 
@@ -90,6 +94,27 @@ def test_the_exported_keyboard_gives_seqtexts_suggestions(keyboard_run, tmp_path
         assert [c.word for c in got] == [c.word for c in want], typed
         assert [c.prob for c in got] == pytest.approx([c.prob for c in want], abs=1e-4), typed
     assert "periquito" in [c.word for c in reference.suggest(TYPED[1], 5)]
+
+
+def test_a_keyboard_with_its_memory_and_shares_for_unknown_words_exports_too(memory_run, tmp_path):
+    out = export(memory_run, tmp_path / "export")
+    keyboard, described = exported_keyboard(memory_run, out)
+    config = seqtext.load(memory_run).config
+    assert described["version"] == 2, "a reader of version 1 would mix it without them: it refuses it"
+    assert described["ngram"]["oov_weights"] == list(config.ngram_oov_weights) != described["ngram"]["weights"]
+    assert described["memory"]["weights"] == list(config.memory_weights) and (out / "memory.safetensors").is_file()
+    reference = Completer(memory_run, int8=False)
+    assert reference.mixer.memory is not None and keyboard.mixer.memory is not None
+    for typed in [*TYPED, "Mi perro c", "Voy al parque con mi p"]:
+        got, want = keyboard.suggest(typed, 5), reference.suggest(typed, 5)
+        assert [c.word for c in got] == [c.word for c in want], typed
+        assert [c.prob for c in got] == pytest.approx([c.prob for c in want], abs=1e-4), typed
+
+
+def test_a_plain_keyboard_s_export_stays_version_1(keyboard_run, tmp_path):
+    described = json.loads((export(keyboard_run, tmp_path / "export") / "keyboard.json").read_text(encoding="utf-8"))
+    assert described["version"] == 1 and described["memory"] is None  # readers of version 1 still read it
+    assert described["ngram"]["oov_weights"] == described["ngram"]["weights"]
 
 
 @pytest.mark.parametrize("run", ["char_run", "prose_run"])

@@ -32,6 +32,7 @@ TYPED = [
     "PE",  # shown in the typist's case
     "En un lugar de la Man",
     "primera línea\nVoy al p",
+    "Mi perro c",  # a line that training lines begin (the memory's)
 ]
 
 
@@ -146,7 +147,7 @@ def assert_same_suggestions(got: list[dict], want: list, typed: str) -> None:
 @pytest.mark.skipif(
     NODE is None, reason="needs Node.js to run the page's keyboard outside a browser (apt-get install nodejs)"
 )
-@pytest.mark.parametrize("run", ["keyboard_run", "char_run", "prose_run"])
+@pytest.mark.parametrize("run", ["keyboard_run", "memory_run", "char_run", "prose_run"])
 def test_the_page_s_keyboard_gives_seqtext_s_suggestions(run, request, tmp_path):
     path = request.getfixturevalue(run)
     answers = in_page_suggestions(path, tmp_path / "export", TYPED)

@@ -175,6 +175,7 @@ def train_lm_cmd(
         int, typer.Option(min=1, max=1_000_000, help="The lexicon's most frequent new words kept")
     ] = T.lexicon_words,
     ema: EmaOption = T.ema,
+    memory: Annotated[bool, typer.Option(help="With --ngram: training lines that begin so join the mix")] = T.memory,
     fp16_weights: Annotated[
         bool,
         typer.Option(
@@ -228,10 +229,13 @@ def train_lm_cmd(
             f"(chosen on {built['valid_words']:,} validation words)"
         )
         if built.get("lexicon_weight"):
+            words = built["lexicon_words"]
             err.print(
-                f"[green]lexicon[/] weight {built['lexicon_weight']:g} ({built['lexicon_words']:,} validation words "
-                "known only to it)"
+                f"[green]lexicon[/] weight {built['lexicon_weight']:g} ({words:,} validation words known only to it)"
             )
+        for key, what in (("oov_weights", "for the words the model lacks"), ("memory_weights", "of the memory")):
+            if built.get(key):
+                err.print(f"  shares {what}: {', '.join(f'{w:.2f}' for w in built[key])}")
 
 
 @friendly_errors

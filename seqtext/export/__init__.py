@@ -3,9 +3,10 @@
 A language model becomes its network as ONNX (`lm_step.onnx`, one token per row with the state in
 and out; `lm_forward.onnx`, a batch of sequences), its raw weights (`weights.safetensors`, for a
 hand-written step such as the page's), its tokenizer and vocabulary, the keyboard's n-gram arrays
-and mixing weights (`ngram.safetensors`, `keyboard.json`); a classifier becomes `classifier.onnx`,
-its weights, tokenizer, labels and phrase memory. JSON and safetensors only, never pickle, and a
-README.md in DIR that says what each file holds and how the keyboard ranks its suggestions.
+and mixing weights (`ngram.safetensors`, `keyboard.json`; with --memory, the training lines in
+`memory.safetensors`); a classifier becomes `classifier.onnx`, its weights, tokenizer, labels and
+phrase memory. JSON and safetensors only, never pickle, and a README.md in DIR that says what each
+file holds and how the keyboard ranks its suggestions.
 docs/export.md is the full description. Needs the `export` extra (onnx; onnxruntime to check).
 """
 
@@ -21,7 +22,14 @@ from seqtext.runs.loading import Loaded, load
 
 FORMATS = ("onnx",)
 # What a keyboard in a web page reads (seqtext serve's in-page keyboard): everything but the ONNX graphs
-PAGE_FILES = ("keyboard.json", "vocab.json", "weights.safetensors", "ngram.safetensors", "lexicon.safetensors")
+PAGE_FILES = (
+    "keyboard.json",
+    "vocab.json",
+    "weights.safetensors",
+    "ngram.safetensors",
+    "lexicon.safetensors",
+    "memory.safetensors",
+)
 
 
 def require_extra() -> None:

@@ -13,6 +13,7 @@ import torch
 
 from seqtext.cells import as_lstm
 from seqtext.keyboard.lexicon import LEXICON_FILE
+from seqtext.keyboard.memory import COUNTS, LENGTHS, MAX_SCAN, MEMORY_FILE, MIN_TOKENS
 from seqtext.keyboard.ngramfile import NGRAM_FILE, load_ngram
 from seqtext.keyboard.personal import PERSONAL_WEIGHT
 from seqtext.keyboard.words import INEXACT_DISCOUNT
@@ -21,6 +22,8 @@ from seqtext.runs.saving import save_tensors
 from seqtext.tokenizer import SPACE_MARK, SPECIAL_TOKENS
 
 FORMAT, VERSION = "seqtext-export", 1
+MIXES_BY_WORD = 2  # the version of an export whose mix has oov_weights or a sentence memory
+MEMORY_SHAPE = {"min_tokens": MIN_TOKENS, "lengths": list(LENGTHS), "counts": list(COUNTS), "max_scan": MAX_SCAN}
 
 
 def weights_of(loaded: Loaded) -> dict[str, torch.Tensor]:
@@ -87,9 +90,15 @@ def write_lm(loaded: Loaded, out: Path, graphs: bool = True) -> list[Path]:
     if ngram is not None and lexicon_weight and (loaded.path / LEXICON_FILE).exists():
         shutil.copyfile(loaded.path / LEXICON_FILE, out / LEXICON_FILE)
         written.append(out / LEXICON_FILE)
+    memory = None
+    if ngram is not None and config.memory_weights:
+        shutil.copyfile(loaded.path / MEMORY_FILE, out / MEMORY_FILE)
+        written.append(out / MEMORY_FILE)
+        memory = {"file": MEMORY_FILE, "weights": list(config.memory_weights), **MEMORY_SHAPE}
+    newer = ngram is not None and bool(config.ngram_oov_weights or config.memory_weights)
     keyboard = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": MIXES_BY_WORD if newer else VERSION,  # a reader of version 1 refuses what it would mix wrongly
         "kind": "lm",
         **model_fields(config),
         "sample_by": config.sample_by,
@@ -97,7 +106,13 @@ def write_lm(loaded: Loaded, out: Path, graphs: bool = True) -> list[Path]:
         "projection": "proj.weight" in weights,
         "ngram": None
         if ngram is None
-        else {"file": NGRAM_FILE, "order": ngram.order, "weights": list(config.ngram_weights)},
+        else {
+            "file": NGRAM_FILE,
+            "order": ngram.order,
+            "weights": list(config.ngram_weights),
+            "oov_weights": list(config.ngram_oov_weights or config.ngram_weights),
+        },
+        "memory": memory,
         "lexicon": {"file": LEXICON_FILE, "weight": lexicon_weight} if (out / LEXICON_FILE).exists() else None,
         "char_input": bool(getattr(config, "char_input", False)),
         "inexact_discount": INEXACT_DISCOUNT,

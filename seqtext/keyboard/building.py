@@ -10,7 +10,7 @@ chosen the same way, on the validation words, the words that only it knows inclu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,9 +19,10 @@ from torch import Tensor
 
 from seqtext.keyboard.completion import WORD, Completer
 from seqtext.keyboard.lexicon import LEXICON_FILE, Lexicon
+from seqtext.keyboard.memory import MEMORY_FILE, build_memory, save_memory, vocabulary
 from seqtext.keyboard.ngram import NgramModel, build_ngram
 from seqtext.keyboard.ngramfile import NGRAM_FILE, save_ngram
-from seqtext.limits import KEYBOARD_MB
+from seqtext.limits import KEYBOARD_MB, MEMORY_BUCKETS
 from seqtext.runs.loading import load
 from seqtext.runs.saving import update_model_config
 
@@ -46,11 +47,15 @@ class NgramSummary:
     nats_by_order: dict[int, float]  # each order tried: its mix's nats per validation word, chosen weights
     lexicon_weight: float = 0.0  # the lexicon's share (0: no lexicon)
     lexicon_words: int = 0  # validation words that only the lexicon knows
+    oov_weights: tuple[float, ...] = ()  # the n-gram's share for the words the model lacks (empty: weights)
+    memory_weights: tuple[float, ...] = ()  # the sentence memory's share by bucket (empty: no memory)
+    memory_mb: float = 0.0
+    fitted_lines: int = 0  # the validation lines the weights were chosen on (the first ones; the rest held out)
 
 
 def keyboard_files_mb(run: Path, ngram: bool = True) -> float:
     """Size of what the keyboard loads from a run: weights, tokenizer, configs, lexicon, (ngram) n-gram if any."""
-    names = ["model.safetensors", "tokenizer.json", "config.json", "train_config.json", LEXICON_FILE]
+    names = ["model.safetensors", "tokenizer.json", "config.json", "train_config.json", LEXICON_FILE, MEMORY_FILE]
     names += [NGRAM_FILE] * ngram
     return sum((run / n).stat().st_size for n in names if (run / n).is_file()) / 1e6
 
@@ -63,69 +68,137 @@ def ngram_budget(run: Path, ngram_mb: float | None) -> int:
     return int(max(MIN_NGRAM_MB, KEYBOARD_MB - keyboard_files_mb(run, ngram=False)) * 1e6)
 
 
-def word_probs(
-    completer: Completer, lines: Sequence[str], limit: int = VALID_WORDS
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """For each word of `lines` where the typist starts it: p_model, p_ngram, the longest context
-    order the n-gram knows there and p_lexicon (the completer's mixer parts)."""
+def fitted_lines(lines: Sequence[str], words: int = VALID_WORDS) -> int:
+    """How many of the validation lines the weights are chosen on: whole lines, until `words` words.
+    The lines after them are held out (scripts/bench_keyboard.py --held-out measures on those)."""
+    seen = 0
+    for i, line in enumerate(lines):
+        seen += len(WORD.findall(line))
+        if seen >= words:
+            return i + 1
+    return len(lines)
+
+
+def word_probs(completer: Completer, lines: Sequence[str]) -> dict[str, Tensor]:
+    """For each word of the fitted lines where the typist starts it (the words some part knows): p_model,
+    p_ngram, the longest context order the n-gram knows there, p_lexicon, whether the model lacks the word,
+    P_ngram − P_model of all the words it lacks there, the memory's bucket (-1: none) and p_memory."""
     mixer = completer.mixer
     assert mixer is not None
     index = {w: i for i, w in enumerate(mixer.words)}
-    model, ngram, orders, lexicon = [], [], [], []
-    for line in lines:
+    rows: list[tuple[float, ...]] = []
+    for line in lines[: fitted_lines(lines)]:
         for match in WORD.finditer(line):
             u = index.get(match.group())
             if u is None:
-                continue  # neither model knows it: the same for every weight
+                continue  # no part knows it: the same for every weight
             context = line[: match.start()]
             marked = context.endswith(" ")
             probs = completer.reader.read(context[:-1] if marked else context).dist
             part, matched = mixer.ngram_part(context)
-            model.append(float(mixer.model_part(probs, part, marked)[u]))
-            ngram.append(float(part[u]))
-            orders.append(matched)
-            lexicon.append(float(mixer.lexicon[u]))
-            if len(model) >= limit:
-                break
-        if len(model) >= limit:
-            break
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
-    return as_tensor(model), as_tensor(ngram), torch.tensor(orders), as_tensor(lexicon)
+            model, lacks = mixer.model_part(probs, part, marked), mixer.lacks[marked]
+            bucket, remembered = -1, 0.0
+            found = mixer.memory.next_tokens(context) if mixer.memory is not None else None
+            if found is not None:
+                bucket, total, follow = found
+                remembered = follow.get(mixer.ngram.ids.get(match.group(), -1), 0) / total
+            gap = float(part[lacks].sum()) - float(model[lacks].sum())
+            rows.append((model[u], part[u], matched, mixer.lexicon[u], lacks[u], gap, bucket, remembered))  # type: ignore[arg-type]
+    columns = list(zip(*rows, strict=True)) or [()] * 8
+    names = ("model", "ngram", "orders", "lexicon", "lacks", "gap", "buckets", "memory")
+    wholes = {"orders", "buckets"}
+    return {
+        name: torch.tensor([float(v) for v in column], dtype=torch.float64).long()
+        if name in wholes
+        else torch.tensor([float(v) for v in column], dtype=torch.float64)
+        for name, column in zip(names, columns, strict=True)
+    }
 
 
-def _nats(model: Tensor, ngram: Tensor, weight: float | Tensor) -> float:
-    """Mean −log p(word) of the mix with the n-gram's share `weight` (one for all, or one per word)."""
-    return float(-torch.log((1 - weight) * model + weight * ngram + 1e-12).mean())
+def _nats(p: Tensor) -> float:
+    """Mean −log p(word)."""
+    return float(-torch.log(p + 1e-12).mean())
+
+
+def _best(candidates: Sequence[float], mixed: Callable[[float], Tensor]) -> float:
+    """The candidate weight whose mix gives the words the lowest mean −log p."""
+    return min(candidates, key=lambda w: _nats(mixed(w)))
+
+
+def _linear(candidates: Sequence[float], first: Tensor, second: Tensor) -> float:
+    """The candidate w of the best (1 − w) · first + w · second."""
+    return _best(candidates, lambda w: (1 - w) * first + w * second)
+
+
+def _oov_mix(model: Tensor, ngram: Tensor, lacks: Tensor, gap: Tensor, weight: float, oov: float) -> Tensor:
+    """The mix with the share `oov` for the words the model lacks, renormalised (seqtext.keyboard.mixing)."""
+    plain = (1 - weight) * model + weight * ngram
+    return torch.where(lacks, (1 - oov) * model + oov * ngram, plain) / (1 + (oov - weight) * gap)
 
 
 def choose_weights(completer: Completer, lines: Sequence[str], order: int) -> dict:
     """The n-gram share (of WEIGHTS) for each longest known context order that gives the validation
     words the highest mean log-likelihood; an order with fewer than MIN_BUCKET words takes the overall best.
-    With a lexicon in the mix, then its share (of LEXICON_WEIGHTS), on every word that any part knows."""
-    all_model, all_ngram, all_orders, lexicon = word_probs(completer, lines)
-    known = (all_model + all_ngram) > 0  # the words only the lexicon knows weigh its share alone
-    model, ngram, orders = all_model[known], all_ngram[known], all_orders[known]
+    Then, order by order, the share for the words the model lacks (where MIN_BUCKET of them are seen; else
+    one share fitted on all of them);
+    with a memory, its share for each bucket (MIN_BUCKET words; fewer: the share of all its words); with
+    a lexicon in the mix, then its share (of LEXICON_WEIGHTS), on every word that any part knows."""
+    f = word_probs(completer, lines)
+    known = (f["model"] + f["ngram"]) > 0  # the words only the lexicon knows weigh its share alone
+    k = {name: column[known] for name, column in f.items()}
+    model, ngram, orders = k["model"], k["ngram"], k["orders"]
     if not len(model):
         none = {"weights": (0.5,) * order, "nats": {}, "words": 0, "by_order": (0,) * order, "chosen": math.nan}
-        return none | {"lexicon_weight": 0.0, "lexicon_words": 0}
-    nats = {w: _nats(model, ngram, w) for w in WEIGHTS}
+        return none | {"lexicon_weight": 0.0, "lexicon_words": 0, "oov_weights": (), "memory_weights": ()}
+    nats = {w: _nats((1 - w) * model + w * ngram) for w in WEIGHTS}  # one weight for all
     overall = min(nats, key=nats.__getitem__)
-    weights, counts = [], []
+    weights, oov_weights, counts = [], [], []
     for n in range(1, order + 1):
         at = orders == n
         counts.append(int(at.sum()))
         best = overall
         if counts[-1] >= MIN_BUCKET:
-            best = min(WEIGHTS, key=lambda w: _nats(model[at], ngram[at], w))
+            best = _linear(WEIGHTS, model[at], ngram[at])
         weights.append(best)
-    by_word = torch.tensor(weights, dtype=torch.float64)[all_orders - 1]
-    mixed = (1 - by_word) * all_model + by_word * all_ngram  # 0 for the lexicon's own words
+    # The words the model lacks: a share of their own, order by order where MIN_BUCKET of them are seen, else
+    # one for every order (fitted on all of them, where MIN_BUCKET are), else the order's own
+    w = torch.tensor(weights, dtype=torch.float64)
+    lacks, every = k["lacks"] > 0, w[orders - 1]
+    pooled = None
+    if int(lacks.sum()) >= MIN_BUCKET:
+        pooled = min(WEIGHTS, key=lambda o: _nats(_oov_mix(model, ngram, lacks, k["gap"], every, o)))
+    for n in range(1, order + 1):
+        at = orders == n
+        parts = model[at], ngram[at], lacks[at], k["gap"][at], weights[n - 1]
+        if int(parts[2].sum()) >= MIN_BUCKET:
+            oov_weights.append(min(WEIGHTS, key=lambda o: _nats(_oov_mix(*parts, o))))
+        else:
+            oov_weights.append(weights[n - 1] if pooled is None else pooled)
+    w = w[f["orders"] - 1]
+    o = torch.tensor(oov_weights, dtype=torch.float64)[f["orders"] - 1]
+    mixed = _oov_mix(f["model"], f["ngram"], f["lacks"] > 0, f["gap"], w, o)  # 0 for the lexicon's own words
+    memory_weights: tuple[float, ...] = ()
+    if completer.mixer is not None and completer.mixer.memory is not None:
+        mixed, memory_weights = _memory_weights(mixed, f["memory"], f["buckets"], known)
     chosen = {"weights": tuple(weights), "nats": nats, "words": len(model), "by_order": tuple(counts)}
-    chosen |= {"chosen": float(-torch.log(mixed[known] + 1e-12).mean()), "lexicon_weight": 0.0, "lexicon_words": 0}
+    chosen |= {"oov_weights": tuple(oov_weights) if oov_weights != weights else (), "memory_weights": memory_weights}
+    chosen |= {"chosen": _nats(mixed[known]), "lexicon_weight": 0.0, "lexicon_words": 0}
     if completer.mixer is not None and completer.mixer.lexicon_weight:
-        mu = min(LEXICON_WEIGHTS, key=lambda w: _nats(mixed, lexicon, w))
+        mu = _linear(LEXICON_WEIGHTS, mixed, f["lexicon"])
         chosen |= {"lexicon_weight": mu, "lexicon_words": int((~known).sum())}
     return chosen
+
+
+def _memory_weights(mixed: Tensor, memory: Tensor, buckets: Tensor, known: Tensor) -> tuple[Tensor, tuple[float, ...]]:
+    """The memory's share for each bucket (of WEIGHTS, or 0), and the mix with it."""
+    matched = (buckets >= 0) & known
+    pooled = _linear((0.0, *WEIGHTS), mixed[matched], memory[matched]) if matched.any() else 0.0
+    shares = []
+    for b in range(MEMORY_BUCKETS):
+        at = (buckets == b) & known
+        shares.append(_linear((0.0, *WEIGHTS), mixed[at], memory[at]) if int(at.sum()) >= MIN_BUCKET else pooled)
+    nu = torch.tensor([0.0, *shares], dtype=torch.float64)[buckets + 1]
+    return (1 - nu) * mixed + nu * memory, tuple(shares)
 
 
 def build_run_ngram(
@@ -135,24 +208,39 @@ def build_run_ngram(
     order: int,
     ngram_mb: float | None,
     lexicon: Lexicon | None = None,
+    memory: bool = False,
 ) -> NgramSummary:
     """Build, weigh and save the n-gram of a finished word-level run (of `order` or the order below,
     whichever mixes better on the validation text); its config gets the weights (and the share of
-    `lexicon`, already saved in the run, when given)."""
+    `lexicon`, already saved in the run, when given). memory: also the memory of the training lines
+    (saved first: the n-gram's budget is what it leaves), kept when some bucket gives it a share."""
     lm = load(run)
     lines = [line for text in train_texts for line in text.split("\n")]
     valid_lines = [line for text in valid_texts for line in text.split("\n") if line.strip()]
+    remembered = build_memory(lines, vocabulary(lines)) if memory else None
+    if remembered is not None:
+        save_memory(run, remembered)
     budget = ngram_budget(run, ngram_mb)
     completer = Completer(lm, ngram=False, int8=False)
     tried: dict[int, tuple[NgramModel, dict]] = {}
     for n in range(order - 1 if order >= 3 else order, order + 1):
         model = build_ngram(lines, n, budget_bytes=budget)
-        completer.use_ngram(model, (0.5,) * model.order, lexicon, 0.5 if lexicon is not None else 0.0)
+        shares = (0.5,) * MEMORY_BUCKETS if remembered is not None else ()
+        completer.use_ngram(model, (0.5,) * model.order, lexicon, 0.5 * (lexicon is not None), (), remembered, shares)
         tried[n] = (model, choose_weights(completer, valid_lines, model.order))
     best = min(tried, key=lambda n: (tried[n][1]["chosen"] if tried[n][1]["words"] else 0.0, -n))
     model, chosen = tried[best]
     save_ngram(run, model, lm.tokenizer)
-    config = replace(lm.config, ngram_weights=chosen["weights"], lexicon_weight=chosen["lexicon_weight"])
+    if remembered is not None and not any(chosen["memory_weights"]):
+        (run / MEMORY_FILE).unlink()  # no bucket gives it a share: the keyboard loads nothing it does not use
+        chosen["memory_weights"] = ()
+    config = replace(
+        lm.config,
+        ngram_weights=chosen["weights"],
+        lexicon_weight=chosen["lexicon_weight"],
+        ngram_oov_weights=chosen["oov_weights"],
+        memory_weights=chosen["memory_weights"],
+    )
     update_model_config(run, config)
     return NgramSummary(
         order=model.order,
@@ -165,4 +253,8 @@ def build_run_ngram(
         nats_by_order={n: round(c["chosen"], 5) for n, (_, c) in tried.items()},
         lexicon_weight=chosen["lexicon_weight"],
         lexicon_words=chosen["lexicon_words"],
+        oov_weights=chosen["oov_weights"],
+        memory_weights=chosen["memory_weights"],
+        memory_mb=(run / MEMORY_FILE).stat().st_size / 1e6 if chosen["memory_weights"] else 0.0,
+        fitted_lines=fitted_lines(valid_lines),
     )

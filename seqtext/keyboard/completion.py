@@ -32,6 +32,7 @@ from torch import Tensor
 
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.lexicon import Lexicon, load_lexicon
+from seqtext.keyboard.memory import MEMORY_FILE, SentenceMemory, load_memory
 from seqtext.keyboard.mixing import Mixer
 from seqtext.keyboard.ngram import NgramModel
 from seqtext.keyboard.ngramfile import load_ngram
@@ -117,20 +118,44 @@ class Completer:
         if self.word_level and ngram and self.lm.config.ngram_weights:
             found = load_ngram(self.lm.path, self.lm.tokenizer)  # None: the run has no n-gram
             if found is not None:
-                lexicon = load_lexicon(self.lm.path) if self.lm.config.lexicon_weight else None
-                self.use_ngram(found, self.lm.config.ngram_weights, lexicon, self.lm.config.lexicon_weight)
+                config = self.lm.config
+                lexicon = load_lexicon(self.lm.path) if config.lexicon_weight else None
+                memory = self._memory(found) if config.memory_weights else None
+                self.use_ngram(
+                    found, config.ngram_weights, lexicon, config.lexicon_weight, config.ngram_oov_weights, memory,
+                    config.memory_weights,
+                )  # fmt: skip
+
+    def _memory(self, ngram: NgramModel) -> SentenceMemory:
+        """The run's sentence memory, which its config's memory_weights say it has."""
+        memory = load_memory(self.lm.path, ngram.vocab)
+        if memory is None:
+            raise CheckpointError(
+                f"{self.lm.path / 'config.json'}: memory_weights are set but the run has no {MEMORY_FILE}; "
+                "train the run again, or use --no-ngram"
+            )
+        return memory
 
     def use_ngram(
-        self, model: NgramModel, weights: Sequence[float], lexicon: Lexicon | None = None, lexicon_weight: float = 0.0
+        self,
+        model: NgramModel,
+        weights: Sequence[float],
+        lexicon: Lexicon | None = None,
+        lexicon_weight: float = 0.0,
+        oov_weights: Sequence[float] = (),
+        memory: SentenceMemory | None = None,
+        memory_weights: Sequence[float] = (),
     ) -> None:
-        """Rank by the mix with this n-gram (weights: its share by the longest context it knows) and,
-        when given, a lexicon of words neither knows (their share: lexicon_weight)."""
-        if len(weights) != model.order:
-            raise CheckpointError(
-                f"{self.lm.path / 'config.json'}: ngram_weights has {len(weights)} values but the n-gram is of "
-                f"order {model.order}; train the run again, or use --no-ngram"
-            )
-        self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight)
+        """Rank by the mix with this n-gram (weights: its share by the longest context it knows; oov_weights:
+        the same for the words the model lacks) and, when given, a lexicon of words neither knows (their
+        share: lexicon_weight) and a memory of the training lines (its share by bucket: memory_weights)."""
+        for name, values in (("ngram_weights", weights), ("ngram_oov_weights", oov_weights or weights)):
+            if len(values) != model.order:
+                raise CheckpointError(
+                    f"{self.lm.path / 'config.json'}: {name} has {len(values)} values but the n-gram is of "
+                    f"order {model.order}; train the run again, or use --no-ngram"
+                )
+        self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight, oov_weights, memory, memory_weights)
         # one mix per typist's current word: many typists (a server's larger cache) would otherwise evict each other's
         self.mixer.cache_size = max(16, self.cache_size // 4)
         exact = WordIndex([(w, w, i) for i, w in enumerate(self.mixer.words)])

@@ -1,6 +1,6 @@
 // The keyboard of `seqtext complete`, run in the page from a model's export (docs/export.md): the
-// network's step (network.js) from weights.safetensors, the n-gram mix and the lexicon from
-// ngram.safetensors, lexicon.safetensors and keyboard.json, and the same ranking as the engine
+// network's step (network.js) from weights.safetensors, the n-gram mix, the lexicon and the sentence memory
+// from ngram.safetensors, lexicon.safetensors, memory.safetensors and keyboard.json, and the same ranking as the engine
 // (seqtext/keyboard/: completion.py, reading.py, mixing.py, ngram.py, words.py), so that the page
 // suggests what the server would. No library, no build step: one keystroke inside a word costs a
 // prefix lookup, a finished word one step of the network.
@@ -117,9 +117,52 @@ class Ngram {
   }
 }
 
+class Memory {
+  // the training lines as n-gram ids, sorted (memory.py): the lines that begin as the typed line are one range
+  constructor(tensors, vocabSize, shape) {
+    const ids = tensors.ids.data, offsets = tensors.offsets.data, counts = tensors.counts.data;
+    this.lines = [];
+    this.cumulative = new Float64Array(counts.length + 1);
+    for (let i = 0; i < counts.length; i++) {
+      this.lines.push(ids.subarray(offsets[i], offsets[i + 1]));
+      this.cumulative[i + 1] = this.cumulative[i] + counts[i];
+    }
+    Object.assign(this, { counts, vocabSize, shape });
+  }
+
+  lowerBound(prefix) {
+    let lo = 0, hi = this.lines.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (compareIds(this.lines[mid], prefix) < 0) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+
+  nextTokens(line, ids) {
+    // {bucket, total, follow: Map id → lines} for the line so far, or null (too short, no line, too many)
+    const words = line.match(NGRAM_TOKENS) || [], shape = this.shape;
+    if (words.length < shape.min_tokens) return null;
+    const prefix = words.map((w) => ids.get(w) ?? -1);
+    if (prefix.includes(-1)) return null;
+    const lo = this.lowerBound(prefix), hi = this.lowerBound([...prefix, this.vocabSize]);
+    if (lo === hi || hi - lo > shape.max_scan) return null;
+    const follow = new Map(), at = prefix.length;
+    for (let i = lo; i < hi; i++) {
+      if (this.lines[i].length > at) follow.set(this.lines[i][at], (follow.get(this.lines[i][at]) || 0) + this.counts[i]);
+    }
+    const total = this.cumulative[hi] - this.cumulative[lo];
+    const length = shape.lengths.filter((n) => at >= n).length - 1, many = shape.counts.filter((c) => total >= c).length - 1;
+    return { bucket: length * shape.counts.length + many, total, follow };
+  }
+}
+
+function compareIds(a, b) {
+  // Python's order of tuples: the first differing id, else the shorter first
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
 class Mixer {
   // the union of the n-gram's and the network's words (the n-gram's first), and the mixed distribution
-  constructor(vocab, ngram, weights, lexicon, lexiconWeight) {
+  constructor(vocab, ngram, weights, lexicon, lexiconWeight, oovWeights = weights, memory = null, memoryWeights = []) {
     const modelWords = { false: new Map(), true: new Map() };
     vocab.forEach((token, i) => {
       const word = token.startsWith(MARK) ? token.slice(MARK.length) : token;
@@ -138,8 +181,10 @@ class Mixer {
     const share = novel.reduce((sum, [, p]) => sum + p, 0);
     novel.forEach(([, p], i) => { this.lexicon[words.length - novel.length + i] = p / Math.max(share, 1e-30); });
     this.lexiconWeight = lexicon ? lexiconWeight : 0;
-    Object.assign(this, { words, ngram, weights, vocabSize: vocab.length, cache: new Map() });
+    Object.assign(this, { words, ngram, weights, oovWeights, memory, memoryWeights, vocabSize: vocab.length, cache: new Map() });
     this.ngramIds = Int32Array.from(words, (w) => ngram.ids.get(w) ?? -1);
+    this.unionOf = new Int32Array(ngram.vocab.length).fill(-1); // n-gram id → union index
+    this.ngramIds.forEach((g, u) => { if (g >= 0) this.unionOf[g] = u; });
     this.modelIds = { false: Int32Array.from(words, (w) => modelWords.false.get(w) ?? -1), true: Int32Array.from(words, (w) => modelWords.true.get(w) ?? -1) };
   }
 
@@ -147,7 +192,8 @@ class Mixer {
     const key = `${marked}\u0000${text}`, hit = this.cache.get(key);
     if (hit && hit.probs === probs) return hit.mixed;
     const { dist, matched } = this.ngram.distAndOrder(this.ngram.history(text.slice(text.lastIndexOf("\n") + 1)));
-    const weight = this.weights[Math.min(matched, this.weights.length) - 1], ids = this.modelIds[marked];
+    const at = Math.min(matched, this.weights.length) - 1, weight = this.weights[at], oov = this.oovWeights[at];
+    const ids = this.modelIds[marked];
     const U = this.words.length, ngramIds = this.ngramIds, fromNgram = new Float64Array(U), mixed = new Float64Array(U);
     let lacked = 0;
     for (let u = 0; u < U; u++) {
@@ -157,11 +203,19 @@ class Mixer {
     }
     // a word the network lacks shares its <unk> probability, in proportion to the n-gram's
     const unk = lacked > 0 ? probs[UNK] / lacked : 0, mu = this.lexiconWeight, lexicon = this.lexicon;
+    // the words it lacks may take a share of their own: renormalise by 1 + (λ' − λ)(P_ngram − P_model of them)
+    const scale = 1 / (1 + (oov - weight) * (lacked - (lacked > 0 ? probs[UNK] : 0)));
     for (let u = 0; u < U; u++) {
-      const model = ids[u] < 0 ? unk * fromNgram[u] : probs[ids[u]];
-      mixed[u] = (1 - weight) * model + weight * fromNgram[u];
-      if (mu) mixed[u] = (1 - mu) * mixed[u] + mu * lexicon[u];
+      const model = ids[u] < 0 ? unk * fromNgram[u] : probs[ids[u]], share = ids[u] < 0 ? oov : weight;
+      mixed[u] = ((1 - share) * model + share * fromNgram[u]) * (oov === weight ? 1 : scale);
     }
+    const found = this.memory ? this.memory.nextTokens(text.slice(text.lastIndexOf("\n") + 1), this.ngram.ids) : null;
+    const nu = found ? this.memoryWeights[found.bucket] : 0;
+    if (nu) { // the training lines that begin as this one: their next words take a share ν of the mix
+      for (let u = 0; u < U; u++) mixed[u] *= 1 - nu;
+      for (const [g, lines] of found.follow) if (this.unionOf[g] >= 0) mixed[this.unionOf[g]] += nu * lines / found.total;
+    }
+    if (mu) for (let u = 0; u < U; u++) mixed[u] = (1 - mu) * mixed[u] + mu * lexicon[u];
     this.cache.set(key, { probs, mixed });
     if (this.cache.size > 16) this.cache.delete(this.cache.keys().next().value);
     return mixed;
@@ -212,7 +266,9 @@ class PageKeyboard {
         const tensors = readTensors(files[shape.lexicon.file]);
         lexicon = { words: lines(tensors.words), probs: tensors.probs.data };
       }
-      this.mixer = new Mixer(vocab, ngram, shape.ngram.weights, lexicon, shape.lexicon ? shape.lexicon.weight : 0);
+      const memory = shape.memory ? new Memory(readTensors(files[shape.memory.file]), ngram.vocab.length, shape.memory) : null;
+      this.mixer = new Mixer(vocab, ngram, shape.ngram.weights, lexicon, shape.lexicon ? shape.lexicon.weight : 0,
+        shape.ngram.oov_weights || shape.ngram.weights, memory, shape.memory ? shape.memory.weights : []);
       const union = this.mixer.words.map((w, i) => [w, w, i]);
       const exact = new WordIndex(union), folded = new WordIndex(this.mixer.words.map((w, i) => [fold(w), w, i]));
       this.exact = { false: exact, true: exact };
@@ -280,10 +336,10 @@ async function loadPageKeyboard(fetchFile, options = {}) {
   const buffer = async (name) => (await fetchFile(name)).arrayBuffer();
   const files = { "keyboard.json": await json("keyboard.json") };
   const shape = files["keyboard.json"];
-  if (shape.format !== "seqtext-export" || shape.version > 1 || shape.kind !== "lm") {
+  if (shape.format !== "seqtext-export" || shape.version > 2 || shape.kind !== "lm") {
     throw new Error("keyboard.json is not a seqtext language model's export this page reads");
   }
-  const wanted = ["vocab.json", "weights.safetensors", shape.ngram?.file, shape.lexicon?.file].filter(Boolean);
+  const wanted = ["vocab.json", "weights.safetensors", shape.ngram?.file, shape.lexicon?.file, shape.memory?.file].filter(Boolean);
   const loaded = await Promise.all(wanted.map((name) => (name.endsWith(".json") ? json(name) : buffer(name))));
   wanted.forEach((name, i) => { files[name] = loaded[i]; });
   return new PageKeyboard(files, options);

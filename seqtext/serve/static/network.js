@@ -30,6 +30,7 @@ function readTensors(buffer) {
 function typedArray(dtype, bytes, name) {
   if (dtype === "F32") return new Float32Array(bytes);
   if (dtype === "I32") return new Int32Array(bytes);
+  if (dtype === "U16") return new Uint16Array(bytes); // the sentence memory's ids
   if (dtype === "U8") return new Uint8Array(bytes);
   if (dtype === "F16") return Float32Array.from(new Uint16Array(bytes), half);
   throw new Error(`tensor ${name}: ${dtype} is not a type an export holds`);
