@@ -8,8 +8,11 @@ import random
 from collections.abc import Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from seqtext.errors import ConfigError
+
+_RANDOM_FILLS = {"normal_", "uniform_", "bernoulli_", "exponential_", "geometric_", "log_normal_", "cauchy_", "random_"}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -106,3 +109,16 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+class UninitialisedOnMeta(TorchFunctionMode):
+    """The random fills of weights on the "meta" device skipped (with torch.device("meta"), UninitialisedOnMeta():
+    build a module). Meta tensors hold no values, and torch runs their random fills through Python reference
+    code whose first call imports torch._dynamo: about 2 CPU-seconds, once more than all of loading a run."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        tensor = args[0] if args else kwargs.get("tensor")  # Tensor.normal_(…), or nn.init.normal_(tensor=…)
+        if getattr(func, "__name__", None) in _RANDOM_FILLS and getattr(tensor, "is_meta", False):
+            return tensor  # filled in place: the tensor itself
+        return func(*args, **kwargs)

@@ -1,8 +1,13 @@
+import subprocess
+import sys
+
 import pytest
 import torch
+from helpers import FIXTURES
 
-from seqtext.config import LMConfig
-from seqtext.models import RNNLanguageModel, count_parameters, detach_state
+from seqtext.classifiers import RNNClassifier
+from seqtext.config import ClassifierConfig, LMConfig
+from seqtext.models import RNNLanguageModel, count_parameters, detach_state, on_meta
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -67,3 +72,35 @@ def test_the_inference_head_matches_the_head_and_follows_weight_changes():
     with torch.no_grad():
         model.embed.weight.mul_(2)  # tied: the head's weight changes in place, as an optimizer step would
         assert torch.allclose(model._head_of_rows(rows), model.head(rows), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("cls", "config"),
+    [
+        (RNNLanguageModel, LMConfig(vocab_size=50, embed_dim=8, hidden_dim=12, layers=2)),
+        (
+            RNNLanguageModel,
+            LMConfig(vocab_size=50, embed_dim=8, hidden_dim=8, cell="gru", char_input=True, char_vocab=9),
+        ),
+        (RNNClassifier, ClassifierConfig(vocab_size=40, embed_dim=8, hidden_dim=6, pooling="attention")),
+        (RNNClassifier, ClassifierConfig(vocab_size=40, embed_dim=8, hidden_dim=6, bidirectional=False, cell="rnn")),
+    ],
+)
+def test_a_model_on_meta_has_the_tensors_of_the_real_one_and_skips_their_initialisation(cls, config):
+    """on_meta (issue 21): the weights' shapes and names without random fills, which would import torch._dynamo."""
+    from seqtext.runs.checks import module_specs
+
+    meta = on_meta(cls, config)
+    assert all(p.is_meta for p in meta.parameters())
+    assert module_specs(meta) == module_specs(cls(config))
+
+
+def test_loading_and_classifying_do_not_import_torch_dynamo():
+    """Importing torch._dynamo costs about 2 CPU-seconds: most of loading a run, when on_meta filled weights."""
+    code = (
+        "import sys, seqtext; clf = seqtext.load(sys.argv[1]); "
+        "seqtext.classify(clf, ['a fine film'], precision='fp32'); print('torch._dynamo' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "run-0.1.0-classifier")], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == "False"
