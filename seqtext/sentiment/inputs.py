@@ -22,8 +22,8 @@ from seqtext.data import (
     texts_of,
 )
 from seqtext.errors import CorpusError
-from seqtext.sentiment.labelled import TEXT_COLUMNS, check_length
-from seqtext.textfiles import STDIN, standard_input, text_lines
+from seqtext.sentiment.labelled import TEXT_COLUMNS, check_length, check_lengths
+from seqtext.textfiles import STDIN, line_blocks, standard_input
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,15 @@ def _text_lines(
     if id_column is not None:
         raise CorpusError(f"{name} is plain text with no {id_column!r} column; give the Kaggle test.tsv")
     chunk: list[str] = []
+    done = 0  # lines read
     with stream:
-        for number, line in enumerate(text_lines(stream, name), start=1):
-            check_length(line, f"{name}, line {number}")
-            chunk.append(line)
-            if len(chunk) == chunk_size:
-                yield chunk, None
-                chunk = []
+        for lines in line_blocks(stream, name):
+            check_lengths(lines, lambda i, before=done: f"{name}, line {before + i + 1}")
+            done += len(lines)
+            chunk += lines
+            while len(chunk) >= chunk_size:
+                yield chunk[:chunk_size], None
+                chunk = chunk[chunk_size:]
     if chunk:
         yield chunk, None
 

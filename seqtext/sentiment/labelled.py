@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,11 +104,12 @@ def read_labelled(
     return Labelled(texts, ids, groups, list(range(len(texts))), str(data), group_col), names
 
 
-def check_lengths(texts: Sequence[str]) -> None:
-    """Refuse a list of texts (the API's, a request's) holding one longer than MAX_TEXT_CHARS, naming it."""
+def check_lengths(texts: Sequence[str], place: Callable[[int], str] = lambda i: f"text {i + 1}") -> None:
+    """Refuse a list of texts (the API's, a request's, a block of a file's lines) holding one longer than
+    MAX_TEXT_CHARS, naming the first such (`place` of its index: "text 3", or its file and line)."""
     if texts and max(map(len, texts)) > MAX_TEXT_CHARS:
-        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
-        check_length(texts[longest], f"text {longest + 1}")
+        first = next(i for i, text in enumerate(texts) if len(text) > MAX_TEXT_CHARS)
+        check_length(texts[first], place(first))
 
 
 def check_length(text: str, place: str) -> None:
