@@ -3,16 +3,20 @@ exactly the lines `text_lines` gives, and refuses exactly what it refuses with t
 a block's edge; classify reads its files and standard input through it, and writes a chunk's rows at once,
 each as `seqtext.classify` answers it."""
 
+import csv
 import io
+import json
 import re
 
 import pytest
-from helpers import FIXTURES, invoke
+from helpers import FIXTURES, copy_run, invoke
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import seqtext
 from seqtext import textfiles
 from seqtext.errors import CorpusError
+from seqtext.runs.saving import write_phrase_memory
 from seqtext.sentiment.inputs import read_inputs
 from seqtext.textfiles import line_blocks, text_lines
 
@@ -88,3 +92,40 @@ def test_classify_reads_a_file_and_standard_input_alike(tmp_path, monkeypatch):
     assert from_file.exit_code == 0 and from_file.stdout == from_stdin.stdout
     rows = from_file.stdout.splitlines()
     assert len(rows) == 51 and rows[1].endswith("\ta dull film number 0") and rows[50].endswith("number 49")
+
+
+def test_every_output_format_writes_what_the_api_answers(tmp_path):
+    run = copy_run(CLASSIFIER, tmp_path / "run")
+    write_phrase_memory(run, {"a dull film": 0, "bueno": 4})
+    texts = ["a fine film", "", "A  dull film", "bueno", "tabs\tinside  and  spaces", "ñandú €", "None"]
+    (tmp_path / "in.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    answers = seqtext.classify(run, texts)
+    assert [a.probs for a in answers[2:4]] == [[1.0, 0, 0, 0, 0], [0, 0, 0, 0, 1.0]]  # the phrase memory's
+    outputs = {}
+    for fmt in ("tsv", "csv", "jsonl"):
+        result = invoke("classify", run, tmp_path / "in.txt", "--format", fmt)
+        assert result.exit_code == 0, result.output
+        outputs[fmt] = result.stdout
+    names = [f"prob_{name.replace(' ', '_')}" for name in seqtext.load(run).config.labels]
+    tsv = "\t".join(["label", "name", *names, "text"]) + "\n"
+    tsv += "".join(
+        f"{a.label}\t{a.name}\t" + "".join(f"{p:.4f}\t" for p in a.probs) + " ".join(t.split()) + "\n"
+        for t, a in zip(texts, answers, strict=True)
+    )
+    assert outputs["tsv"] == tsv
+    rows = list(csv.reader(io.StringIO(outputs["csv"])))
+    assert rows[0] == ["label", "name", *names, "text"]
+    assert rows[1:] == [
+        [str(a.label), a.name, *(f"{p:.4f}" for p in a.probs), t] for t, a in zip(texts, answers, strict=True)
+    ]
+    lines = [json.loads(line) for line in outputs["jsonl"].splitlines()]
+    assert lines == [
+        {"text": t, "label": a.label, "name": a.name, "probs": a.probs} for t, a in zip(texts, answers, strict=True)
+    ]
+    test = tmp_path / "test.tsv"
+    phrases = ["a fine film", " ", "a dull film", "bueno", "None"]
+    test.write_text("PhraseId\tSentenceId\tPhrase\n" + "".join(f"{7 + i}\t1\t{t}\n" for i, t in enumerate(phrases)))
+    result = invoke("classify", run, test, "--format", "kaggle")
+    [(read, ids)] = list(read_inputs(str(test), id_column="PhraseId").chunks)
+    kaggle = "".join(f"{i},{a.label}\n" for i, a in zip(ids, seqtext.classify(run, read), strict=True))
+    assert ids == [7, 8, 9, 10, 11] and result.stdout == "PhraseId,Sentiment\n" + kaggle

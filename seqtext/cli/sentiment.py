@@ -248,7 +248,7 @@ def classify_cmd(
 
 def _classify_all(clf: Any, sources: list[Any], stream: IO[str], output_format: OutputFormat, fast: bool) -> None:
     """Classify chunk by chunk and write the results in input order, with a progress bar on a terminal."""
-    import seqtext
+    from seqtext.sentiment.classification import label_probabilities
 
     total = None if any(s.total is None for s in sources) else sum(s.total or 0 for s in sources)
     columns = (TextColumn("[bold]classify[/]"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeRemainingColumn())
@@ -261,8 +261,7 @@ def _classify_all(clf: Any, sources: list[Any], stream: IO[str], output_format: 
         for source in sources:
             for texts, ids in source.chunks:
                 write = write or _writer(stream, output_format, clf.config.labels)
-                for i, (text, p) in enumerate(zip(texts, seqtext.classify(clf, texts, fast=fast), strict=True)):
-                    write(text, p, None if ids is None else ids[i])
+                write(texts, label_probabilities(clf, texts, fast=fast), ids)
                 progress.advance(bar, len(texts))
     if write is None:  # no rows at all: still a well-formed (header-only) output
         _writer(stream, output_format, clf.config.labels)
@@ -283,20 +282,33 @@ def no_cycle_collection() -> Iterator[None]:
 
 
 def _writer(stream: IO[str], fmt: OutputFormat, labels: tuple[str, ...]) -> Any:
-    """A function writing one result row in the chosen format (the header is written here)."""
+    """A function writing a chunk's results in the chosen format: write(texts, probs (N, C), ids or None);
+    the header is written here. A chunk is written at once, each row formatted as `classify` answers it."""
+
+    def rows(texts: list[str], probs: Any) -> Any:  # (text, label id, its name, probabilities) of each row
+        best = probs.argmax(dim=-1).tolist()
+        return zip(texts, best, [labels[b] for b in best], probs.tolist(), strict=True)
+
     if fmt is OutputFormat.jsonl:
-        return lambda text, p, _id: stream.write(
-            json.dumps({"text": text, "label": p.label, "name": p.name, "probs": p.probs}, ensure_ascii=False) + "\n"
+        return lambda texts, probs, _ids: stream.write(
+            "".join(
+                json.dumps({"text": t, "label": b, "name": n, "probs": p}, ensure_ascii=False) + "\n"
+                for t, b, n, p in rows(texts, probs)
+            )
         )
     if fmt is OutputFormat.kaggle:
         out = csv.writer(stream, lineterminator="\n")
         out.writerow(["PhraseId", "Sentiment"])
-        return lambda text, p, phrase_id: out.writerow([phrase_id, p.label])
+        return lambda texts, probs, ids: out.writerows(zip(ids, probs.argmax(dim=-1).tolist(), strict=True))
     header = ["label", "name", *(f"prob_{name.replace(' ', '_')}" for name in labels), "text"]
     if fmt is OutputFormat.csv:
         out = csv.writer(stream, lineterminator="\n")
         out.writerow(header)
-        return lambda text, p, _id: out.writerow([p.label, p.name, *(f"{x:.4f}" for x in p.probs), text])
+        return lambda texts, probs, _ids: out.writerows(
+            [b, n, *(f"{x:.4f}" for x in p), t] for t, b, n, p in rows(texts, probs)
+        )
     stream.write("\t".join(header) + "\n")  # tsv: tabs and line breaks inside a text become spaces
     row = "%d\t%s" + "\t%.4f" * len(labels) + "\t%s\n"  # one format for the whole row: 2× the f-strings' speed
-    return lambda text, p, _id: stream.write(row % (p.label, p.name, *p.probs, " ".join(text.split())))
+    return lambda texts, probs, _ids: stream.write(
+        "".join([row % (b, n, *p, " ".join(t.split())) for t, b, n, p in rows(texts, probs)])
+    )

@@ -122,6 +122,17 @@ def classify(
     if isinstance(texts, str):
         raise ConfigError("classify takes a list of texts; wrap a single text in a list: [text]")
     clf = as_loaded(source, "classifier", "classify")
+    probs = label_probabilities(clf, texts, batch_size=batch_size, precision=precision, fast=fast)
+    names = clf.config.labels
+    best = probs.argmax(dim=-1).tolist()
+    return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]
+
+
+def label_probabilities(
+    clf: Loaded, texts: Sequence[str], *, batch_size: int = BATCH_SIZE, precision: str = "auto", fast: bool = True
+) -> torch.Tensor:
+    """The answers of `classify` (same arguments, a loaded classifier) as one tensor, for a caller that writes
+    many at once: every label's probability, (N, C) float32, a text a row, the phrase memory's included."""
     check_lengths(texts)
     precision = resolve_precision(precision, clf.device)
     recalled = recall(clf, texts)  # the phrase memory answers these: the model reads only the others
@@ -131,6 +142,4 @@ def classify(
     if recalled:
         probs = torch.zeros(len(texts), probs.size(-1)).index_copy_(0, torch.tensor(rest, dtype=torch.long), probs)
         as_probabilities(recalled, probs)
-    names = clf.config.labels
-    best = probs.argmax(dim=-1).tolist()
-    return [Prediction(b, names[b], p) for b, p in zip(best, probs.tolist(), strict=True)]
+    return probs
