@@ -132,7 +132,16 @@ def encode_text(tokenizer: Tokenizer, text: str) -> list[int]:
 def _encode_pieces(tokenizer: Tokenizer, texts: list[str], limit: int) -> list[list[int]]:
     if sum(map(len, texts)) <= limit:  # the usual case: one call
         return _encode(tokenizer, texts)
-    out: list[list[int]] = [[] for _ in texts]
+    if max(map(len, texts)) <= limit:  # many texts, none to cut: a call for each run of them (as below)
+        out: list[list[int]] = []
+        start = size = 0
+        for end, length in enumerate(map(len, texts)):
+            if size + length > limit:
+                out += _encode(tokenizer, texts[start:end])
+                start, size = end, 0
+            size += length
+        return out + _encode(tokenizer, texts[start:])
+    out = [[] for _ in texts]
     owners: list[int] = []
     group: list[str] = []
     size = 0

@@ -181,6 +181,13 @@ def test_long_texts_are_tokenized_in_chunks_with_the_same_ids(word_run, monkeypa
     monkeypatch.setattr(tokenizer, "_encode", spy)
     assert tokenizer.encode_batch(loaded.tokenizer, [text, "Mi perro"]) == whole
     assert len(calls) > 10 and max(calls) <= 500
+    short = [*SENTENCES] * 40 + [""]  # many short texts, together over the limit
+    monkeypatch.setattr(tokenizer, "ENCODE_CHARS", 1 << 20)
+    whole = tokenizer.encode_batch(loaded.tokenizer, short)
+    monkeypatch.setattr(tokenizer, "ENCODE_CHARS", 500)
+    calls.clear()
+    assert tokenizer.encode_batch(loaded.tokenizer, short) == whole
+    assert len(calls) > 3 and max(calls) <= 500 and calls[0] > 400
 
 
 @pytest.mark.parametrize("level", ["char", "word"])  # WordPiece breaks its ties differently run to run
