@@ -33,6 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampled_softmax": 4096,
         "ngram": True,
         "ngram_order": 4,
+        "memory": True,  # the training lines for near-repeats: +0.15 points, top-1 +0.6 (held-out lines, issue 23)
         "fp16_weights": True,
     },
 }

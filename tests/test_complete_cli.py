@@ -138,4 +138,5 @@ def test_preset_keyboard_with_an_override(lines_file, tmp_path):
     assert (model["level"], model["cell"], model["layers"]) == (preset["level"], preset["cell"], preset["layers"])
     assert (model["tie_weights"], model["dropout"]) == (preset["tie_weights"], preset["dropout"])
     assert (train["lr"], train["sampled_softmax"]) == (preset["lr"], preset["sampled_softmax"])
+    assert train["ngram"] and train["memory"]  # the n-gram and the sentence memory beside the model
     assert invoke("train", "lm", lines_file, "--out", tmp_path / "x", "--preset", "phone").exit_code == 2
