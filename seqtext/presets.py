@@ -47,6 +47,8 @@ def with_preset(name: str, model: LMConfig, train: TrainConfig, typed: set[str])
     if name not in PRESETS:
         raise ConfigError(f"--preset must be one of {', '.join(PRESETS)} (got {name!r})")
     chosen = {key: value for key, value in PRESETS[name].items() if key not in typed}
+    if "ngram" in typed and "memory" not in typed and not train.ngram:
+        chosen.pop("memory", None)  # the memory joins the n-gram's mix: --no-ngram leaves the preset without both
     model_fields = {f.name for f in fields(LMConfig)}
     return (
         replace(model, **{key: value for key, value in chosen.items() if key in model_fields}),

@@ -107,7 +107,7 @@ def test_float_fields_are_found():
         ({"hidden_dim": 32.0}, "--hidden-dim must be a whole number (got 32.0)"),
         ({"dropout": "0.1"}, "--dropout must be a number (got '0.1')"),
         ({"tie_weights": 1}, "--tie-weights must be true or false (got 1)"),
-        ({"cell": None}, "--cell must be one of rnn, lstm, gru (got null)"),
+        ({"cell": None}, "--cell must be one of rnn, lstm, gru, cifg (got null)"),
         ({"embed_dim": 100_000}, "--embed-dim must be between 1 and 65,536"),
     ],
 )

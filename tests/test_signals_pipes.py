@@ -55,7 +55,7 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     out = tmp_path / "r"
     process = seqtext_process("train", "lm", data, "--out", out, *TINY, "--epochs", "1", "--eval-every", "50",
                               stderr=subprocess.PIPE)  # fmt: skip
-    stderr = terminate_when(process, (out / "trainer_state.json").exists)
+    stderr = terminate_when(process, (out / "model.safetensors").exists)  # the first checkpoint: there is a step
     assert process.returncode == 143, stderr
     assert "terminated at step" in stderr and "progress saved. Resume with:" in stderr and "--resume" in stderr
     assert_quiet(stderr)
