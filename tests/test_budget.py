@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -185,6 +186,24 @@ def test_the_default_stays_unless_another_promises_a_margin_less():
     assert chosen(2.0 - MARGIN / 2) == "big" and chosen(2.0 - MARGIN) == "small"
 
 
+def test_on_a_text_smaller_than_the_curves_measured_the_default_is_kept():
+    measured = replace(RECIPE, steps_per_epoch=100)  # big's curve reaches 200 steps: 2 epochs of its text
+    assert measured.epochs_measured() == 2.0 and RECIPE.epochs_measured() == math.inf
+    # 100 s buy big 50 steps: 1 epoch of a text of 50 steps an epoch, so the curves decide
+    assert choose(measured, 100.0, math.inf, step_seconds, clock=lambda: 0.0, steps_per_epoch=50).chosen == "middle"
+    # 2.5 epochs of a text of 20 steps an epoch: more than big's curve measured, so big stays, and says why
+    kept = choose(measured, 100.0, math.inf, step_seconds, clock=lambda: 0.0, steps_per_epoch=20)
+    assert kept.chosen == "big" and kept.fields == BIG
+    assert kept.why.startswith(
+        "big kept: the budget buys it 2.5 epochs of this text, beyond the 2.0 its curve was measured over; "
+        "big: 50 steps here"
+    )
+    # a recipe that does not know its text, or a caller that does not know the run's, compares the curves
+    assert choose(RECIPE, 100.0, math.inf, step_seconds, clock=lambda: 0.0, steps_per_epoch=20).chosen == "middle"
+    assert choose(measured, 100.0, math.inf, step_seconds, clock=lambda: 0.0).chosen == "middle"
+    assert CHAR_LM.epochs_measured() == pytest.approx(1548 / 246)
+
+
 def test_measuring_counts_in_the_budget():
     choice = choose(RECIPE, 300.0, math.inf, step_seconds, clock=FakeClock(slow_after=10**6))  # 0.5 s a reading
     assert choice.seconds == 0.5 and "big: 149 steps here" in choice.why  # (300 - 0.5) / 2
@@ -234,6 +253,15 @@ def test_the_choice_is_trained_saved_and_shown(lines_file, tmp_path, big_wins, s
     assert events[0].kind == "start" and events[0].info["chosen"] == saved
     config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
     assert (config["hidden_dim"], config["layers"]) == shape
+
+
+def test_a_run_on_a_small_text_trains_the_default_and_says_why(lines_file, tmp_path):
+    small_text = replace(tiny_recipe(big_wins=False), steps_per_epoch=10**4)  # its curves: 0.01 epochs
+    train_chosen(lines_file, tmp_path / "run", small_text)
+    chosen = json.loads((tmp_path / "run" / "train_config.json").read_text())["chosen"]
+    assert chosen.startswith("LSTM 2×24 (LSTM 2×24 kept: the budget buys it ")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["model"]
+    assert (config["hidden_dim"], config["layers"]) == (24, 2)
 
 
 def test_a_resumed_run_keeps_its_choice_bit_for_bit(lines_file, tmp_path):

@@ -237,7 +237,9 @@ def train_lm(
 
         step_limit = min(train_config.epoch_limit * train_windows.steps_per_epoch, train_config.max_steps or math.inf)
         choice = distributed.from_writer(  # rank 0 measures; every process trains what it chose
-            lambda: fit_to_budget(recipe, train_config.max_time or 0.0, step_limit, time_step),
+            lambda: fit_to_budget(
+                recipe, train_config.max_time or 0.0, step_limit, time_step, train_windows.steps_per_epoch
+            ),
             lambda chosen: json.dumps(asdict(chosen)),
             lambda text: Choice(**json.loads(text)),
         )
@@ -271,12 +273,16 @@ def train_lm(
 
 
 def fit_to_budget(
-    recipe: Recipe, budget: float, step_limit: float, time_step: Callable[[dict[str, Any]], float]
+    recipe: Recipe,
+    budget: float,
+    step_limit: float,
+    time_step: Callable[[dict[str, Any]], float],
+    steps_per_epoch: int,
 ) -> Choice:
     """The recipe's choice for `budget` seconds here (seqtext.training.fitting.choose). The throwaway models
     it times leave the random state as it was, so the chosen model starts as it would have alone."""
     rng = torch.get_rng_state()
     try:
-        return choose(recipe, budget, step_limit, time_step, loop.clock)
+        return choose(recipe, budget, step_limit, time_step, loop.clock, steps_per_epoch)
     finally:
         torch.set_rng_state(rng)

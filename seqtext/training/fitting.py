@@ -10,6 +10,11 @@ less, beyond what one seed moves a curve. A CPU with native bf16 buys the larges
 minutes; a laptop training in fp32 does not, and the same recipe trains a cheaper model for more
 steps there. A recipe never chooses for a user who typed one of its fields, or a field its evidence
 was measured with (`Recipe.open_to`).
+
+The curves hold as far as they were measured, in passes over a text as well as in steps. Where the budget
+buys the default more epochs of the run's text than its curve was measured over (a small text, or a fast
+machine), they do not say which model learns more, and the default is kept: on a small text the run
+stops by patience once it has learned the lines, and there the default learned them better.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ class Recipe:
     candidates: tuple[Candidate, ...]
     loss: str = "loss"  # what the curves hold, as the reason names it ("bpc")
     assumes: frozenset[str] = frozenset()
+    steps_per_epoch: int = 0  # an epoch of the text the curves were measured on, in steps (0: not known)
+
+    def epochs_measured(self) -> float:
+        """The passes over its text the default's curve reaches (inf when the recipe does not know its text)."""
+        return self.candidates[0].curve[-1][0] / self.steps_per_epoch if self.steps_per_epoch else math.inf
 
     def open_to(self, typed: Iterable[str]) -> Recipe | None:
         """The recipe, unless the user typed a field it chooses or assumes: then they chose the model."""
@@ -88,10 +98,12 @@ def choose(
     step_limit: float,
     time_step: Callable[[dict[str, Any]], float],
     clock: Callable[[], float] = time.perf_counter,
+    steps_per_epoch: int = 0,
 ) -> Choice:
     """Time every candidate's step (`time_step(fields)`: seconds of one step), give each the steps what
     is left of the `budget` (seconds) buys it, at most `step_limit` (the epochs, --max-steps), and choose
-    the lowest expected loss; the default keeps its place unless another promises MARGIN less."""
+    the lowest expected loss; the default keeps its place unless another promises MARGIN less, and when the
+    budget buys it more passes over this text (`steps_per_epoch` steps each) than its curve measured."""
     started = clock()
     measured = {candidate.name: time_step(candidate.fields) for candidate in recipe.candidates}
     spent = clock() - started
@@ -99,12 +111,19 @@ def choose(
     expected = {c.name: c.expected_loss(bought[c.name]) for c in recipe.candidates}
     default, *others = recipe.candidates
     best = min(others, key=lambda c: expected[c.name], default=default)
-    chosen = best if expected[best.name] <= expected[default.name] - MARGIN else default
+    epochs = bought[default.name] / steps_per_epoch if steps_per_epoch else 0.0
+    beyond_evidence = epochs > recipe.epochs_measured()
+    chosen = best if not beyond_evidence and expected[best.name] <= expected[default.name] - MARGIN else default
     why = "; ".join(
         f"{c.name}: {bought[c.name]:,} steps here at {measured[c.name]:.2f} s a step, "
         f"{recipe.loss} {expected[c.name]:.2f} expected"
         for c in recipe.candidates
     )
+    if beyond_evidence:
+        why = (
+            f"{default.name} kept: the budget buys it {epochs:,.1f} epochs of this text, beyond the "
+            f"{recipe.epochs_measured():.1f} its curve was measured over; " + why
+        )
     return Choice(recipe.name, chosen.name, chosen.fields, why, measured, spent)
 
 
