@@ -222,6 +222,8 @@ def training_progress(console: Console) -> Iterator[Callable[[Any], None]]:
                 f"{info['steps_per_epoch']:,} steps per epoch"
                 + (f" · {info['processes']} processes (torchrun)" if info.get("processes", 1) > 1 else "")
             )
+            if info.get("threads"):  # fewer threads than cores: another process keeps some busy
+                progress.console.print(info["threads"])
             if "train_texts" in info:  # a classifier: what it reads, and how validation was held out
                 progress.console.print(
                     f"{info['train_texts']:,} training texts ({info['skipped_empty']:,} empty skipped) · "

@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from seqtext.errors import ConfigError, SeqtextError
+from seqtext.runtime import allowed_cores
 
 T = TypeVar("T")
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -128,11 +129,7 @@ def _threads(world: World) -> None:
     sets 1 when it starts several processes and none was given)."""
     if os.environ.get("OMP_NUM_THREADS"):
         return
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // world.local_size))
+    torch.set_num_threads(max(1, len(allowed_cores()) // world.local_size))
 
 
 def _device(world: World, requested: str) -> str:

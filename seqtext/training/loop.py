@@ -197,6 +197,7 @@ def run_training(
                 "steps_per_epoch": task.steps_per_epoch,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "processes": team.size,
+                **({"threads": session.threads} if session.threads else {}),
                 **task.info,
             },
         )

@@ -25,6 +25,7 @@ from seqtext.files import run_lock
 from seqtext.limits import VALID_TWICE
 from seqtext.runs.reading import COMMAND_FOR_KIND, CONFIG_TYPES
 from seqtext.runs.resume import clear_resume_state, saved_run
+from seqtext.runtime import free_core_threads
 from seqtext.training import distributed
 from seqtext.training.stopping import stops_at_once
 
@@ -38,6 +39,7 @@ class TrainingSession:
     out: Path
     world: distributed.World | None  # this process's place among the run's processes; None in a single process
     runs: list[Path] = field(default_factory=list)  # the run directories trained in it (an ensemble's members)
+    threads: str = ""  # why it trains with fewer threads than torch's default (runtime.free_core_threads); "" if not
 
     @property
     def writes(self) -> bool:
@@ -60,12 +62,17 @@ def training_session(train_config: TrainConfig) -> Iterator[TrainingSession]:
     refused at once. Every public training function opens one around everything it writes.
 
     Under torchrun the process joins the run's process group for the session, and only rank 0 (the one
-    that writes) takes the lock; a failure before training starts stops every process.
+    that writes) takes the lock; a failure before training starts stops every process. A single process
+    trains with a thread per core no other process keeps busy (runtime.free_core_threads).
     """
     if train_config.valid is not None and train_config.valid_fraction != TrainConfig.valid_fraction:
         raise ConfigError(VALID_TWICE)  # checked here, not in TrainConfig: runs saved before this rule still load
-    with distributed.joined(train_config.device) as world, distributed.setup_agreed():
-        session = TrainingSession(Path(train_config.out), world)
+    with (
+        distributed.joined(train_config.device) as world,
+        distributed.setup_agreed(),
+        free_core_threads() if world is None else contextlib.nullcontext("") as threads,  # torchrun shares cores itself
+    ):
+        session = TrainingSession(Path(train_config.out), world, threads=threads)
         with run_lock(session.out) if session.writes else contextlib.nullcontext(), _written_or_stopped(session):
             yield session
             if session.writes:
