@@ -5,8 +5,8 @@ The learning curves come from experiments on Quijote (docs/benchmarks.md, "Choos
 budget"): the defaults' window (bptt 128, batch 64) and learning-rate schedule, the validation bits per
 character of each model after a run planned for N steps, seed 0. An epoch of its 95% training part is 246
 steps, so the LSTM's curve reaches 6.3 epochs: a budget that buys it more passes over a smaller text keeps
-it (the demo's 25 kB text: 11 steps an epoch, where 2 minutes on a bf16 CPU buy the LSTM 56 epochs and it
-stopped by patience after 252 steps at 2.13 bpc, the Elman RNN the curves chose at 2.34).
+it (the demo's 25 kB text: 11 steps an epoch, where 2 minutes on a bf16 CPU buy the LSTM about 60 epochs; it
+stopped by patience after 252 steps at 2.15 bpc, the Elman RNN the curves had chosen at 2.34).
 """
 
 from __future__ import annotations
