@@ -144,9 +144,10 @@ def free_core_threads() -> Iterator[str]:
     """Train the block with one intra-op thread per core that no other process keeps busy (at least one), and
     restore the caller's setting after; yields a line saying so when that is fewer than torch's default
     ("" otherwise). A parallel region waits for its slowest thread, and a thread that shares its core with a
-    busy process waits for a time slice at every step: on 2 cores beside one busy loop, 2 threads trained the
-    default character LSTM 2.5-8× slower than one, and the demo's classifier 14-30× slower. OMP_NUM_THREADS,
-    or a thread count the caller set (torch.set_num_threads), wins. Measured once, as the block starts."""
+    busy process waits for a time slice at every step: in scripts/demo.sh beside one busy loop on 2 cores, one
+    thread trained the character LSTM 2.4× and the classifier 25-37× faster than two (docs/benchmarks.md).
+    OMP_NUM_THREADS, or a thread count the caller set (torch.set_num_threads), wins. Measured once, as the
+    block starts."""
     cores = len(allowed_cores())
     if os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads() != DEFAULT_THREADS or DEFAULT_THREADS < 2:
         yield ""
