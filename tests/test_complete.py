@@ -15,7 +15,7 @@ from seqtext.config import LMConfig
 from seqtext.errors import CheckpointError, ConfigError
 from seqtext.keyboard.completion import Completer, Completion, completer_for, partial_word
 from seqtext.keyboard.typist import simulate_typing
-from seqtext.keyboard.words import WordIndex, fold
+from seqtext.keyboard.words import FixedWordIndex, WordIndex, fold
 from seqtext.models import STEPPED_READ, RNNLanguageModel
 from seqtext.tokenizer import build_word_tokenizer
 
@@ -247,6 +247,16 @@ def test_of_equally_likely_words_the_first_in_order_are_kept():
     probs = torch.tensor([0.1, 0.2, 0.2, 0.2, 0.3])
     assert [w for w, _ in index.best(probs, "p", 3)] == ["pu", "pe", "pi"]  # never "po" by topk's order of ties
     assert [w for w, _ in index.best(probs, "p", 9)] == ["pu", "pe", "pi", "po", "pa"]
+
+
+def test_a_fixed_index_answers_as_its_index_and_keeps_its_latest_prefixes():
+    index = WordIndex([(w, w, i) for i, w in enumerate(["pa", "pe", "pi", "po", "pu", "sa"])])
+    probs = torch.tensor([0.1, 0.2, 0.2, 0.2, 0.3, 0.05])
+    fixed = FixedWordIndex(index, probs, kept=2)
+    for prefix, n in [("p", 3), ("", 9), ("s", 1), ("x", 2), ("p", 3)]:
+        assert fixed.best(prefix, n) == index.best(probs, prefix, n)
+    assert list(fixed._found) == [("x", 2), ("p", 3)]  # the two latest, the oldest forgotten
+    assert fixed.best("p", 3) is fixed.best("p", 3)  # found once, then looked up
 
 
 def test_a_folded_match_is_shown_with_the_probability_it_ranks_by(word_lm):

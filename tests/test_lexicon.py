@@ -13,6 +13,7 @@ from seqtext.config import LMConfig, TrainConfig
 from seqtext.errors import CheckpointError, ConfigError, CorpusError
 from seqtext.keyboard.completion import Completer
 from seqtext.keyboard.lexicon import LEXICON_FILE, Lexicon, load_lexicon, make_lexicon, read_word_list, save_lexicon
+from seqtext.keyboard.words import WordIndex, fold
 
 WORD_LIST = "perro\t900\nperiquito\t40\nservilleta\t30\nservicio\t20\nzanahoria\n"
 BUILT: dict = {}
@@ -67,6 +68,33 @@ def test_words_no_model_knows_are_offered(lexicon_run):
     mixer = completer.mixer
     dist = mixer.mix(completer.reader.read("Mi perro come").dist, "Mi perro come", False)
     assert float(dist[mixer.lexicon > 0].sum()) == pytest.approx(mixer.lexicon_weight, rel=1e-4)
+
+
+def test_the_lexicon_words_ranked_apart_give_the_suggestions_of_one_index(lexicon_run):
+    """A keystroke ranks the words some model knows (mixed after the text) and the lexicon's (whose
+    probabilities never change, so their best words per prefix are kept) apart and merges them: the same
+    words and probabilities as one index over the whole mix, ties included."""
+    fast, whole = Completer(lexicon_run), Completer(lexicon_run)
+    stems = ["per", "ser", "mi", "com", "zan", "ni", "Pa"]
+    words = [stem + end for stem in stems for end in ("a", "ito", "ón", "illas", "ucho", "ísimo")]
+    probs = torch.tensor([1.0 + (i % 5) for i in range(len(words))])  # many equal probabilities
+    lexicon = Lexicon(words, probs / probs.sum(), "test")
+    for completer in (fast, whole):
+        mixer = completer.mixer
+        completer.use_ngram(mixer.ngram, mixer.weights, lexicon, 0.4, mixer.oov_weights)
+    assert fast.mixer.known < len(fast.mixer.words) and fast.fixed_words is not None
+    known_mix, lexicon_probs = whole.mixer.mix_known, whole.mixer.lexicon_probs
+    whole.mixer.mix_known = lambda *args: torch.cat([known_mix(*args), lexicon_probs])  # type: ignore[method-assign]
+    whole.fixed_words = None
+    every = list(enumerate(whole.mixer.words))
+    whole.exact = dict.fromkeys((False, True), WordIndex([(w, w, i) for i, w in every]))
+    whole.folded = dict.fromkeys((False, True), WordIndex([(fold(w), w, i) for i, w in every]))
+    for typed in ["Mi ", "Mi perro come una ", "Voy al parque con mi pe", "Mi ser", "mi ni", "Pa", "NI", "Mi perro"]:
+        for k in (1, 3, 8):
+            got, want = fast.suggest(typed, k), whole.suggest(typed, k)
+            assert [c.word for c in got] == [c.word for c in want], (typed, k)
+            assert [c.prob for c in got] == pytest.approx([c.prob for c in want], rel=1e-6, abs=1e-12)
+    assert fast.suggest("Voy con mi perit", 3)[0].word == "perito"  # a lexicon word found, its best kept
 
 
 def test_without_the_file_the_keyboard_types_as_before(lexicon_run, tmp_path):

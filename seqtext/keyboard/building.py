@@ -103,7 +103,8 @@ def word_probs(completer: Completer, lines: Sequence[str]) -> dict[str, Tensor]:
                 bucket, total, follow = found
                 remembered = follow.get(mixer.ngram.ids.get(match.group(), -1), 0) / total
             gap = float(part[lacks].sum()) - float(model[lacks].sum())
-            rows.append((model[u], part[u], matched, mixer.lexicon[u], lacks[u], gap, bucket, remembered))  # type: ignore[arg-type]
+            parts = (model[u], part[u], lacks[u]) if u < mixer.known else (0.0, 0.0, True)  # a lexicon word: no model's
+            rows.append((parts[0], parts[1], matched, mixer.lexicon[u], parts[2], gap, bucket, remembered))  # type: ignore[arg-type]
     columns = list(zip(*rows, strict=True)) or [()] * 8
     names = ("model", "ngram", "orders", "lexicon", "lacks", "gap", "buckets", "memory")
     wholes = {"orders", "buckets"}

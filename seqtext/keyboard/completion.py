@@ -42,6 +42,7 @@ from seqtext.keyboard.words import (
     INEXACT_DISCOUNT,
     WORD,
     Completion,
+    FixedWordIndex,
     WordIndex,
     fold,
     match_case,
@@ -113,6 +114,7 @@ class Completer:
         with intra_op_threads(self.threads):
             self.reader = Reader(self.lm, cache_size, int8)  # the RNN state of recently read texts
         self.mixer: Mixer | None = None
+        self.fixed_words: tuple[FixedWordIndex, FixedWordIndex] | None = None  # the lexicon's words: exact, folded
         if self.word_level and ngram:  # a run stopped before its n-gram was built says so, not suggests without it
             self.lm.require("its n-gram", "ngram", bool(self.lm.config.ngram_weights))
         if self.word_level and ngram and self.lm.config.ngram_weights:
@@ -158,9 +160,19 @@ class Completer:
         self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight, oov_weights, memory, memory_weights)
         # one mix per typist's current word: many typists (a server's larger cache) would otherwise evict each other's
         self.mixer.cache_size = max(16, self.cache_size // 4)
-        exact = WordIndex([(w, w, i) for i, w in enumerate(self.mixer.words)])
-        folded = WordIndex([(fold(w), w, i) for i, w in enumerate(self.mixer.words)])
+        known = self.mixer.words[: self.mixer.known]
+        exact = WordIndex([(w, w, i) for i, w in enumerate(known)])
+        folded = WordIndex([(fold(w), w, i) for i, w in enumerate(known)])
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
+        novel = list(enumerate(self.mixer.words[self.mixer.known :]))  # the lexicon's own words
+        self.fixed_words = (
+            (
+                FixedWordIndex(WordIndex([(w, w, i) for i, w in novel]), self.mixer.lexicon_probs),
+                FixedWordIndex(WordIndex([(fold(w), w, i) for i, w in novel]), self.mixer.lexicon_probs),
+            )
+            if novel and self.mixer.lexicon_weight
+            else None
+        )
 
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
         """Up to k whole words for the word being typed at the end of `typed`, best first: the model's,
@@ -231,7 +243,7 @@ class Completer:
                 continue
             probs = read.dist
             if self.mixer is not None:
-                probs = self.mixer.mix(probs, context, marked)  # (U,) over the union vocabulary
+                probs = self.mixer.mix_known(probs, context, marked)  # (K,) the words some model knows
             found.append(self._restrict(probs, partial, marked, k))
         return found
 
@@ -239,16 +251,26 @@ class Completer:
         """The k best vocabulary words starting with `partial` (or, at a discount, with it folded), each with
         the probability it ranks by: a word found only by folding counts INEXACT_DISCOUNT times its own."""
         scores: dict[str, float] = {}  # shown word → its (discounted) probability
-        for word, p in self.exact[marked].best(probs, partial, k + 1):
+        for word, p in self._best(False, probs, partial, marked, k + 1):
             if word != partial:  # what is already typed is no suggestion
                 scores[word] = p
         # Ignoring accents and case: k exact words can outrank at most k + 1 of the 2k + 1 best folded ones.
-        for word, p in self.folded[marked].best(probs, fold(partial), 2 * k + 1) if partial else []:
+        for word, p in self._best(True, probs, fold(partial), marked, 2 * k + 1) if partial else []:
             if not word.startswith(partial):
                 shown = match_case(word, partial)
                 scores[shown] = scores.get(shown, 0.0) + INEXACT_DISCOUNT * p
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
         return [Completion(word, prob) for word, prob in ranked]
+
+    def _best(self, folded: bool, probs: Tensor, prefix: str, marked: bool, n: int) -> list[tuple[str, float]]:
+        """The n most likely words whose key (the word, or it folded) starts with prefix: of the words the model
+        or n-gram knows (probs) and of the lexicon's, whose probabilities never change, merged in one order."""
+        found = (self.folded if folded else self.exact)[marked].best(probs, prefix, n)
+        if self.fixed_words is None:
+            return found
+        key = fold if folded else str  # the indexes' own order of equally likely words: by key, then word
+        merged = found + self.fixed_words[folded].best(prefix, n)
+        return sorted(merged, key=lambda pair: (-pair[1], key(pair[0]), pair[0]))[:n]
 
     def _beam_search(self, start: Read, partial: str, k: int) -> list[Completion]:
         """Extend `partial` character by character until a word boundary; keep the k best words."""

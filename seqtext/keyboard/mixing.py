@@ -65,6 +65,7 @@ class Mixer:
         words = [w for w in ngram.vocab if WORD.fullmatch(w)]
         known = set(words)
         words += sorted({w for by_word in model_words.values() for w in by_word} - known)
+        self.known = len(words)  # K: the words some model knows come first; the lexicon's own words follow
         self.lexicon_weight = lexicon_weight if lexicon is not None else 0.0
         self.lexicon = torch.zeros(len(words))  # (U,) p_lexicon: nonzero only for the lexicon's own words
         if lexicon is not None:
@@ -73,18 +74,25 @@ class Mixer:
             words += [w for w, _ in novel]
             share = torch.tensor([p for _, p in novel])
             self.lexicon = torch.cat([self.lexicon, share / share.sum().clamp(min=1e-30)])
+        # (U − K,) each lexicon word's mixed probability: μ · p_lexicon(w) after any text, since neither model
+        # gives it any, so a keystroke never computes it (completion ranks them with a FixedWordIndex)
+        self.lexicon_probs = self.lexicon_weight * self.lexicon[self.known :]
         self.words = words
-        self.ngram_ids = torch.tensor([ngram.ids.get(w, len(ngram.vocab)) for w in words])  # (U,); V: none
-        self.model_ids = {m: torch.tensor([model_words[m].get(w, len(vocab)) for w in words]) for m in (False, True)}
-        self.lacks = {m: ids == len(vocab) for m, ids in self.model_ids.items()}  # (U,) the model reads <unk>
+        known_words = words[: self.known]
+        self.ngram_ids = torch.tensor([ngram.ids.get(w, len(ngram.vocab)) for w in known_words])  # (K,); V: none
+        self.model_ids = {
+            m: torch.tensor([model_words[m].get(w, len(vocab)) for w in known_words]) for m in (False, True)
+        }  # (K,) each word's token id; len(vocab): the model lacks it
+        self.lacks = {m: ids == len(vocab) for m, ids in self.model_ids.items()}  # (K,) the model reads <unk>
         self.union_of = torch.full((len(ngram.vocab),), -1, dtype=torch.long)  # n-gram id → union index, -1: none
         known_ids = self.ngram_ids < len(ngram.vocab)
-        self.union_of[self.ngram_ids[known_ids]] = torch.arange(len(words))[known_ids]
+        self.union_of[self.ngram_ids[known_ids]] = torch.arange(self.known)[known_ids]
         self._cache: OrderedDict[tuple[str, bool], tuple[Tensor, Tensor]] = OrderedDict()
         self.cache_size = 16  # recent mixes kept: a typist's keystrokes inside a word reuse one (U floats each)
 
     def ngram_part(self, text: str) -> tuple[Tensor, int]:
-        """p_ngram(w | text) for every union word, (U,), and the longest context order the n-gram knows."""
+        """p_ngram(w | text) for every word some model knows, (K,), and the longest context order the n-gram
+        knows (a lexicon word's is 0)."""
         dist, matched = self.ngram.dist_and_order(self.ngram.history(text[text.rfind("\n") + 1 :]))
         return torch.cat([dist, dist.new_zeros(1)])[self.ngram_ids], matched
 
@@ -102,7 +110,7 @@ class Mixer:
         return self.memory_weights[bucket], where[kept], values
 
     def model_part(self, probs: Tensor, ngram: Tensor, marked: bool) -> Tensor:
-        """p_model(w) for every union word, (U,): its token's probability, or a share of <unk>'s."""
+        """p_model(w) for every word some model knows, (K,): its token's probability, or a share of <unk>'s."""
         part = torch.cat([probs, probs.new_zeros(1)])[self.model_ids[marked]]
         lacked = ngram * self.lacks[marked]
         mass = float(lacked.sum())
@@ -111,7 +119,13 @@ class Mixer:
         return part
 
     def mix(self, probs: Tensor, text: str, marked: bool) -> Tensor:
-        """The mixed distribution over the union words after `text` (cached for recent texts)."""
+        """The mixed distribution over the union words after `text`, (U,)."""
+        known = self.mix_known(probs, text, marked)
+        return torch.cat([known, self.lexicon_probs]) if len(self.lexicon_probs) else known
+
+    def mix_known(self, probs: Tensor, text: str, marked: bool) -> Tensor:
+        """The mixed probabilities of the words some model knows after `text`, (K,): `mix` without the
+        lexicon's own words, whose probabilities are `lexicon_probs` after any text (cached for recent texts)."""
         key = (text, marked)
         hit = self._cache.get(key)
         if hit is not None and hit[0] is probs:
@@ -131,8 +145,8 @@ class Mixer:
             share, where, values = remembered
             mixed = (1 - share) * mixed
             mixed[where] += share * values
-        if self.lexicon_weight:
-            mixed = (1 - self.lexicon_weight) * mixed + self.lexicon_weight * self.lexicon
+        if self.lexicon_weight:  # the lexicon's words take μ: every other word keeps 1 − μ
+            mixed = (1 - self.lexicon_weight) * mixed
         self._cache[key] = (probs, mixed)
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -96,3 +97,25 @@ class WordIndex:
     def _ranked(self, lo: int, kept: Iterable[tuple[float, int]]) -> list[tuple[str, float]]:
         """(word, probability) of the kept (probability, position from lo), best first, ties in key order."""
         return [(self.words[lo + i], p) for p, i in sorted(kept, key=lambda pair: (-pair[0], pair[1]))]
+
+
+class FixedWordIndex:
+    """A WordIndex whose words have the same probabilities after every context (the lexicon's words: their
+    share of the keyboard's mix never depends on the text), so the best words of a prefix are found once
+    and kept: a keystroke then costs a dictionary lookup, not a pass over a large range of words."""
+
+    def __init__(self, index: WordIndex, probs: Tensor, kept: int = 4096) -> None:
+        self.index, self.probs, self.kept = index, probs, kept
+        self._found: OrderedDict[tuple[str, int], list[tuple[str, float]]] = OrderedDict()
+
+    def best(self, prefix: str, n: int) -> list[tuple[str, float]]:
+        """WordIndex.best for these fixed probabilities (the answers of the `kept` latest prefixes remembered)."""
+        key = (prefix, n)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self.index.best(self.probs, prefix, n)
+            if len(self._found) > self.kept:
+                self._found.popitem(last=False)
+        else:
+            self._found.move_to_end(key)
+        return found
