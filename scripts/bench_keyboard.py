@@ -253,8 +253,10 @@ def measure(
     run_ngram = load_ngram(run, lm.tokenizer)
     without_lexicon = None
     if lm.config.lexicon_weight:  # the same keyboard without its lexicon: what the lexicon adds, on one model
-        plain = Completer(lm)
-        plain.use_ngram(run_ngram, lm.config.ngram_weights)
+        plain, config = Completer(lm), lm.config
+        memory = combo_completer.mixer.memory  # kept: only the lexicon is left out
+        oov_weights, memory_weights = config.ngram_oov_weights, config.memory_weights
+        plain.use_ngram(run_ngram, config.ngram_weights, None, 0.0, oov_weights, memory, memory_weights)
         without_lexicon = score(lambda t, k: [c.word for c in plain.suggest(t, k)], lines, latency_lines)
         without_lexicon["model_mb"] = combo["model_mb"] - lexicon_mb
     own = score(NgramSuggester(run_ngram), lines, latency_lines)
