@@ -323,6 +323,7 @@ def write_row(report: dict, args: argparse.Namespace) -> None:
     )
     command += " --rebuild" * args.rebuild + " --memory" * args.memory + " --held-out" * args.held_out
     command += f" --lines {args.lines}" if args.lines else ""
+    command += f" --orders {' '.join(map(str, args.orders))}" if args.orders != [3, 4, 5] else ""
     command += "".join(f" --set {s}" for s in args.set) if not args.model else ""
     command += f" --profile {args.profile}"
     n, v, t = report["ngram"], report["vs_ngram"], report["targets"]
