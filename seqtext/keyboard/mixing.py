@@ -88,11 +88,11 @@ class Mixer:
         known_ids = self.ngram_ids < len(ngram.vocab)
         self.union_of[self.ngram_ids[known_ids]] = torch.arange(self.known)[known_ids]
         self._cache: OrderedDict[tuple[str, bool], tuple[Tensor, Tensor]] = OrderedDict()
-        self.cache_size = 16  # recent mixes kept: a typist's keystrokes inside a word reuse one (U floats each)
+        self.cache_size = 16  # recent mixes kept: a typist's keystrokes inside a word reuse one (K floats each)
 
     def ngram_part(self, text: str) -> tuple[Tensor, int]:
         """p_ngram(w | text) for every word some model knows, (K,), and the longest context order the n-gram
-        knows (a lexicon word's is 0)."""
+        knows. (The lexicon's own words, which no model knows, have none.)"""
         dist, matched = self.ngram.dist_and_order(self.ngram.history(text[text.rfind("\n") + 1 :]))
         return torch.cat([dist, dist.new_zeros(1)])[self.ngram_ids], matched
 
