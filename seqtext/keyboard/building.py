@@ -103,8 +103,11 @@ def word_probs(completer: Completer, lines: Sequence[str]) -> dict[str, Tensor]:
                 bucket, total, follow = found
                 remembered = follow.get(mixer.ngram.ids.get(match.group(), -1), 0) / total
             gap = float(part[lacks].sum()) - float(model[lacks].sum())
-            parts = (model[u], part[u], lacks[u]) if u < mixer.known else (0.0, 0.0, True)  # a lexicon word: no model's
-            rows.append((parts[0], parts[1], matched, mixer.lexicon[u], parts[2], gap, bucket, remembered))  # type: ignore[arg-type]
+            if u < mixer.known:
+                p_model, p_ngram, lacked = model[u], part[u], lacks[u]
+            else:  # a lexicon word: neither model gives it any
+                p_model, p_ngram, lacked = 0.0, 0.0, True
+            rows.append((p_model, p_ngram, matched, mixer.lexicon[u], lacked, gap, bucket, remembered))  # type: ignore[arg-type]
     columns = list(zip(*rows, strict=True)) or [()] * 8
     names = ("model", "ngram", "orders", "lexicon", "lacks", "gap", "buckets", "memory")
     wholes = {"orders", "buckets"}

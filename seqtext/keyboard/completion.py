@@ -43,10 +43,10 @@ from seqtext.keyboard.words import (
     WORD,
     Completion,
     FixedWordIndex,
-    WordIndex,
     fold,
     match_case,
     partial_word,
+    word_indexes,
 )
 from seqtext.models import select_state
 from seqtext.runs.loading import Loaded, as_loaded
@@ -103,8 +103,7 @@ class Completer:
             self.exact, self.folded = {}, {}
             for marked in (False, True):
                 chosen = [(t.lstrip(SPACE_MARK), i) for t, i in words.items() if t.startswith(SPACE_MARK) == marked]
-                self.exact[marked] = WordIndex([(w, w, i) for w, i in chosen])
-                self.folded[marked] = WordIndex([(fold(w), w, i) for w, i in chosen])
+                self.exact[marked], self.folded[marked] = word_indexes(chosen)
         else:
             self.char_of = {i: tok for tok, i in words.items()}
             self.word_ids = torch.tensor(sorted(self.char_of), dtype=torch.long)  # (W,) characters inside words
@@ -160,19 +159,14 @@ class Completer:
         self.mixer = Mixer(self.vocab, model, weights, lexicon, lexicon_weight, oov_weights, memory, memory_weights)
         # one mix per typist's current word: many typists (a server's larger cache) would otherwise evict each other's
         self.mixer.cache_size = max(16, self.cache_size // 4)
-        known = self.mixer.words[: self.mixer.known]
-        exact = WordIndex([(w, w, i) for i, w in enumerate(known)])
-        folded = WordIndex([(fold(w), w, i) for i, w in enumerate(known)])
+        known, novel = self.mixer.words[: self.mixer.known], self.mixer.words[self.mixer.known :]
+        exact, folded = word_indexes((w, i) for i, w in enumerate(known))
         self.exact, self.folded = {False: exact, True: exact}, {False: folded, True: folded}
-        novel = list(enumerate(self.mixer.words[self.mixer.known :]))  # the lexicon's own words
-        self.fixed_words = (
-            (
-                FixedWordIndex(WordIndex([(w, w, i) for i, w in novel]), self.mixer.lexicon_probs),
-                FixedWordIndex(WordIndex([(fold(w), w, i) for i, w in novel]), self.mixer.lexicon_probs),
-            )
-            if novel and self.mixer.lexicon_weight
-            else None
-        )
+        self.fixed_words = None
+        if novel and self.mixer.lexicon_weight:  # the lexicon's own words, ranked by their fixed probabilities
+            exact, folded = word_indexes((w, i) for i, w in enumerate(novel))
+            probs = self.mixer.lexicon_probs
+            self.fixed_words = (FixedWordIndex(exact, probs), FixedWordIndex(folded, probs))
 
     def suggest(self, typed: str, k: int = 3) -> list[Completion]:
         """Up to k whole words for the word being typed at the end of `typed`, best first: the model's,

@@ -99,6 +99,12 @@ class WordIndex:
         return [(self.words[lo + i], p) for p, i in sorted(kept, key=lambda pair: (-pair[0], pair[1]))]
 
 
+def word_indexes(words: Iterable[tuple[str, int]]) -> tuple[WordIndex, WordIndex]:
+    """The exact index of (word, id) pairs, and the folded one (accents and case ignored: fold)."""
+    pairs = list(words)
+    return WordIndex([(w, w, i) for w, i in pairs]), WordIndex([(fold(w), w, i) for w, i in pairs])
+
+
 class FixedWordIndex:
     """A WordIndex whose words have the same probabilities after every context (the lexicon's words: their
     share of the keyboard's mix never depends on the text), so the best words of a prefix are found once
